@@ -1,0 +1,55 @@
+"""The one vocabulary of API group, kinds, labels, annotations and env names."""
+
+from typing import Final
+
+GROUP: Final = "fovea.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+CATALOG_KIND: Final = "ModelCatalog"
+CATALOG_PLURAL: Final = "modelcatalogs"
+SELECTION_KIND: Final = "ModelSelection"
+SELECTION_PLURAL: Final = "modelselections"
+DEFAULT_CATALOG_NAME: Final = "default"
+
+# Labels on everything the operator creates.
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "fovea-models"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+COMPONENT_MODEL_POD: Final = "model-server"
+LABEL_SELECTION: Final = f"{GROUP}/selection"
+LABEL_TASK: Final = f"{GROUP}/task"
+LABEL_MODEL: Final = f"{GROUP}/model"
+
+# Annotations.
+ANNOTATION_SIMULATED_GPU: Final = f"{GROUP}/simulated-gpu"
+ANNOTATION_LOCAL_PORT: Final = f"{GROUP}/local-port"
+ANNOTATION_PLANNED_GPU: Final = f"{GROUP}/gpu-index"
+ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
+
+# Node labels from NVIDIA GPU feature discovery.
+NODE_LABEL_GPU_MEMORY_MIB: Final = "nvidia.com/gpu.memory"
+NODE_LABEL_GPU_COUNT: Final = "nvidia.com/gpu.count"
+NODE_LABEL_GPU_PRODUCT: Final = "nvidia.com/gpu.product"
+NODE_LABEL_SIMULATED: Final = f"{GROUP}/simulated-gpu"
+RESOURCE_GPU: Final = "nvidia.com/gpu"
+RESOURCE_HAMI_GPUMEM: Final = "nvidia.com/gpumem"
+TAINT_GPU: Final = "nvidia.com/gpu"
+
+# Environment of a model-server process (set by the operator's pod spec).
+ENV_TASK: Final = "FOVEA_TASK"
+ENV_MODEL: Final = "FOVEA_MODEL"
+ENV_MODEL_ID: Final = "FOVEA_MODEL_ID"
+ENV_FRAMEWORK: Final = "FOVEA_FRAMEWORK"
+ENV_DEVICE: Final = "FOVEA_DEVICE"
+ENV_SELECTION: Final = "FOVEA_SELECTION"
+ENV_NAMESPACE: Final = "FOVEA_NAMESPACE"
+ENV_POD_NAME: Final = "FOVEA_POD_NAME"
+ENV_DECLARED_VRAM_GB: Final = "FOVEA_DECLARED_VRAM_GB"
+ENV_BATCH_SIZE: Final = "FOVEA_BATCH_SIZE"
+ENV_ALLOW_RANDOM_WEIGHTS: Final = "FOVEA_ALLOW_RANDOM_WEIGHTS"
+ENV_ARCHITECTURE: Final = "FOVEA_ARCHITECTURE"
+ENV_PORT: Final = "PORT"
+# Set by the local cluster's node agent on simulated GPU nodes.
+ENV_SIMULATED_GPU: Final = "FOVEA_SIMULATED_GPU"
+MODEL_POD_PORT: Final = 8080
