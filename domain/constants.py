@@ -25,6 +25,8 @@ LABEL_MODEL: Final = f"{GROUP}/model"
 ANNOTATION_SIMULATED_GPU: Final = f"{GROUP}/simulated-gpu"
 ANNOTATION_LOCAL_PORT: Final = f"{GROUP}/local-port"
 ANNOTATION_PLANNED_GPU: Final = f"{GROUP}/gpu-index"
+ANNOTATION_PLANNED_NODE: Final = f"{GROUP}/node"
+ANNOTATION_VRAM_GIB: Final = f"{GROUP}/vram-gib"
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 
 # Node labels from NVIDIA GPU feature discovery.
@@ -53,3 +55,11 @@ ENV_PORT: Final = "PORT"
 # Set by the local cluster's node agent on simulated GPU nodes.
 ENV_SIMULATED_GPU: Final = "FOVEA_SIMULATED_GPU"
 MODEL_POD_PORT: Final = 8080
+
+# The local cluster (fovea.localcluster): its settings, and how it marks what it owns.
+ENV_STATE_DIR: Final = "FOVEA_STATE_DIR"  # where `cluster up` keeps etcd, PKI, logs
+ENV_CACHE_DIR: Final = "FOVEA_CACHE"  # where the control-plane binaries are built
+ENV_K8S_BIN_DIR: Final = "FOVEA_K8S_BIN_DIR"  # use prebuilt binaries from this directory
+ENV_TEST_KUBECONFIG: Final = "FOVEA_TEST_KUBECONFIG"  # run the tests against this cluster
+ENV_KUBECONFIG: Final = "KUBECONFIG"
+LABEL_LOCAL_NODE: Final = f"{GROUP}/local-node"  # a Node registered by the local cluster

@@ -1,0 +1,58 @@
+# The two commands of the README:
+#   make run   installs everything (venv, packages, control-plane binaries) and runs
+#              the local cluster, the operator and the API on :3001, in the foreground
+#   make test  installs the same and runs the whole test suite (lint, types, tests)
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTHON  ?= python3
+
+.PHONY: run test install binaries lint typecheck pytest bench crds clean
+
+run: install
+	$(BIN)/fovea-models up
+
+test: install lint typecheck pytest
+
+install: $(STAMP) binaries
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[model,dev]'
+	touch $(STAMP)
+
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler and etcd once per
+# version into ~/.cache/fovea-models (a second run builds nothing).
+binaries:
+	@localcluster/gobuild/build.sh >/dev/null
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The folders map into the `fovea` namespace through setuptools package-dir, which
+# mypy cannot follow; it checks a symlinked view of the same files instead.
+typecheck:
+	@rm -rf build/typecheck && mkdir -p build/typecheck/fovea
+	@for f in fovea/*.py; do ln -s ../../../$$f build/typecheck/fovea/; done
+	@for d in domain operator api model_pod localcluster; do ln -s ../../../$$d build/typecheck/fovea/$$d; done
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p fovea
+
+pytest:
+	$(BIN)/pytest
+
+bench: install
+	$(PY) bench/cluster.py
+	$(PY) bench/placement.py
+	$(PY) bench/reconcile.py
+	$(PY) bench/api.py
+	$(PY) bench/model_load.py
+
+crds:
+	$(BIN)/fovea-models crds --write
+
+clean:
+	rm -rf build $(VENV) .mypy_cache .ruff_cache .pytest_cache

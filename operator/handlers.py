@@ -1,0 +1,84 @@
+"""kopf handlers: thin. Watched changes only wake the planning pass.
+
+Placement is decided for all selections together, so no handler acts on one
+object alone: each change to a catalog, selection, node or model pod sets the
+planner's wake event, and the planner (fovea.operator.loop) does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from fovea.domain import constants as c
+from fovea.kube import api_client
+from fovea.operator.cluster import Cluster
+from fovea.operator.leader import Lease
+from fovea.operator.loop import Planner
+from fovea.operator.podspec import PodSettings
+from fovea.operator.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """All kopf settings and the planner's start, in one place."""
+    settings.posting.level = logging.WARNING  # our own Events explain decisions
+    settings.watching.server_timeout = 300  # re-list every 5 min at the latest
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+    settings.persistence.finalizer = f"{c.GROUP}/operator"  # never used: no delete handlers
+    ours = get_settings()
+    api = api_client()
+    planner = Planner(
+        cluster=Cluster(api, ours.namespaces, ours.model_pod_service_account),
+        lease=Lease(api, ours.lease_name, ours.lease_namespace, ours.identity, ours.lease_seconds),
+        settings=ours,
+        pod_settings=PodSettings(
+            image=ours.model_pod_image,
+            service_account=ours.model_pod_service_account,
+            sharing_mode=ours.sharing_mode,
+        ),
+    )
+    memo.planner = planner
+    memo.tasks = [asyncio.create_task(planner.run()), asyncio.create_task(planner.keep_lease())]
+    planner.wake.set()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    for task in memo.get("tasks", []):
+        task.cancel()
+    planner = memo.get("planner")
+    if planner is not None:
+        await asyncio.to_thread(planner.lease.release)
+
+
+def _wake(memo: kopf.Memo) -> None:
+    planner = memo.get("planner")
+    if planner is not None:
+        planner.wake.set()
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.SELECTION_PLURAL)
+def selection_changed(memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.CATALOG_PLURAL)
+def catalog_changed(memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo)
+
+
+@kopf.on.event("", "v1", "nodes")
+def node_changed(memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo)
+
+
+@kopf.on.event("", "v1", "pods", labels={c.LABEL_COMPONENT: c.COMPONENT_MODEL_POD})
+def model_pod_changed(memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo)

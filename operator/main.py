@@ -1,0 +1,37 @@
+"""`fovea-models operator`: run the kopf operator (blocking until signalled)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG, in-cluster)")
+    parser.add_argument(
+        "-n", "--namespace", action="append", default=[],
+        help="namespace to watch (repeatable; default: all namespaces)",
+    )
+    parser.add_argument("--liveness-port", type=int, default=0, help="serve /healthz here")
+    parser.add_argument("--verbose", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from fovea.kube import configure_kopf_login
+    from fovea.operator import handlers  # noqa: F401  (registers the handlers)
+
+    configure_kopf_login(args.kubeconfig)
+    if args.namespace:
+        os.environ["FOVEA_OPERATOR_NAMESPACES"] = ",".join(args.namespace)
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        standalone=True,  # leadership is the planner's Lease (fovea.operator.leader)
+        clusterwide=not args.namespace,
+        namespaces=list(args.namespace),
+        liveness_endpoint=(
+            f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
+        ),
+    )
+    return 0

@@ -1,0 +1,186 @@
+"""Pure builder of model-server pods: typed inputs in, a pod manifest dict out.
+
+No I/O, no clock, no random names: the same inputs always give the same pod,
+so every retry of the operator is harmless (create-or-409).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fovea.domain import constants as c
+from fovea.domain.resources import GIB, MIB, ModelOption, SharingMode
+
+MAX_NAME = 63
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the planner put a selection's model."""
+
+    node: str
+    gpu_index: int | None  # None: CPU (fallback or policy)
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.gpu_index is not None
+
+
+@dataclass(frozen=True)
+class SelectionRef:
+    namespace: str
+    name: str
+    uid: str
+    task: str
+    model: str
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """Operator-wide knobs of model pods (from the operator's settings)."""
+
+    image: str = "ghcr.io/fovea-models/model-pod:0.1.0"
+    service_account: str = "fovea-model-pod"
+    sharing_mode: SharingMode = SharingMode.TIME_SLICED
+    batch_size: int = 1
+    cpu_request: str = "500m"
+    # Memory request when an option declares no CPU footprint (GPU pods still
+    # need host memory to stage weights).
+    default_memory_gib: float = 2.0
+    startup_seconds: int = 900  # a 16 GiB VLM can take minutes to load
+
+
+def label_value(text: str) -> str:
+    """A string made safe as a label value (<= 63 chars, alnum at both ends)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:MAX_NAME].strip("-_.")
+    return value or "none"
+
+
+def pod_name(sel: SelectionRef, option: ModelOption, target: Target) -> str:
+    """Deterministic name: a new model or a new target gives a new pod (make-before-break)."""
+    digest = _digest([sel.uid, sel.model, option.model_id, target.node, target.gpu_index])[:8]
+    stem = re.sub(r"[^a-z0-9-]", "-", f"{sel.name}-{sel.model}".lower()).strip("-")
+    return f"{stem[: MAX_NAME - 9].rstrip('-')}-{digest}"
+
+
+def gpu_limits(option: ModelOption, mode: SharingMode) -> dict[str, str]:
+    """The extended resources a GPU pod asks for under each sharing mode."""
+    if mode == SharingMode.MIG:
+        profile = option.mig_profile or "1g.10gb"
+        return {f"nvidia.com/mig-{profile}": "1"}
+    limits = {c.RESOURCE_GPU: "1"}
+    if mode == SharingMode.HAMI:
+        limits[c.RESOURCE_HAMI_GPUMEM] = str(max(1, round(option.vram_gib * GIB / MIB)))
+    return limits
+
+
+def build_pod(
+    sel: SelectionRef, option: ModelOption, target: Target, settings: PodSettings
+) -> dict[str, Any]:
+    """The model-server pod of one selection on its planned target."""
+    name = pod_name(sel, option, target)
+    device = "cuda:0" if target.on_gpu else "cpu"  # the device plugin exposes one GPU as cuda:0
+    memory_gib = option.cpu_memory_gb if option.cpu_memory_gb else settings.default_memory_gib
+    resources: dict[str, dict[str, str]] = {
+        "requests": {"cpu": settings.cpu_request, "memory": f"{round(memory_gib * 1024)}Mi"},
+        "limits": {"memory": f"{round(memory_gib * 1024 * 1.5)}Mi"},
+    }
+    if target.on_gpu:
+        limits = gpu_limits(option, settings.sharing_mode)
+        resources["limits"].update(limits)
+        resources["requests"].update(limits)
+    env = [
+        {"name": c.ENV_TASK, "value": sel.task},
+        {"name": c.ENV_MODEL, "value": sel.model},
+        {"name": c.ENV_MODEL_ID, "value": option.model_id},
+        {"name": c.ENV_FRAMEWORK, "value": str(option.framework)},
+        {"name": c.ENV_DEVICE, "value": device},
+        {"name": c.ENV_SELECTION, "value": sel.name},
+        {"name": c.ENV_NAMESPACE, "value": sel.namespace},
+        {"name": c.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": c.ENV_DECLARED_VRAM_GB, "value": f"{option.vram_gib:g}"},
+        {"name": c.ENV_BATCH_SIZE, "value": str(settings.batch_size)},
+        {"name": c.ENV_ALLOW_RANDOM_WEIGHTS, "value": "1" if option.allow_random_weights else "0"},
+        {"name": c.ENV_ARCHITECTURE, "value": option.architecture or ""},
+        {"name": c.ENV_PORT, "value": str(c.MODEL_POD_PORT)},
+    ]
+    probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5}
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": sel.namespace,
+            "labels": {
+                c.LABEL_MANAGED_BY: c.MANAGED_BY,
+                c.LABEL_COMPONENT: c.COMPONENT_MODEL_POD,
+                c.LABEL_SELECTION: label_value(sel.name),
+                c.LABEL_TASK: label_value(sel.task),
+                c.LABEL_MODEL: label_value(sel.model),
+            },
+            "annotations": {
+                c.ANNOTATION_PLANNED_NODE: target.node,
+                c.ANNOTATION_PLANNED_GPU: "" if target.gpu_index is None else str(target.gpu_index),
+                c.ANNOTATION_VRAM_GIB: f"{option.vram_gib if target.on_gpu else 0:g}",
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": c.API_VERSION,
+                    "kind": c.SELECTION_KIND,
+                    "name": sel.name,
+                    "uid": sel.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "serviceAccountName": settings.service_account,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchFields": [
+                                    {"key": "metadata.name", "operator": "In", "values": [target.node]}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+            "tolerations": [{"key": c.TAINT_GPU, "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [
+                {
+                    "name": "model-server",
+                    "image": option.image or settings.image,
+                    "command": ["fovea-models", "model-pod"],
+                    "env": env,
+                    "ports": [{"name": "http", "containerPort": c.MODEL_POD_PORT}],
+                    "resources": resources,
+                    "startupProbe": {
+                        **probe,
+                        "failureThreshold": max(1, settings.startup_seconds // 5),
+                    },
+                    "readinessProbe": {**probe, "failureThreshold": 3},
+                    "livenessProbe": {
+                        "httpGet": {"path": "/healthz", "port": "http"},
+                        "periodSeconds": 10,
+                        "failureThreshold": 3,
+                    },
+                }
+            ],
+        },
+    }
+    pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH] = _digest([pod["spec"]])[:16]
+    return pod
+
+
+def _digest(parts: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,39 @@
+"""The operator's settings, read once from the environment (FOVEA_OPERATOR_*)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fovea.domain.resources import SharingMode
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FOVEA_OPERATOR_")
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty means all"
+    )
+    model_pod_image: str = "ghcr.io/fovea-models/model-pod:0.1.0"
+    model_pod_service_account: str = "fovea-model-pod"
+    # How the cluster's device plugin shares GPUs; it decides pod limits and packing.
+    sharing_mode: SharingMode = SharingMode.TIME_SLICED
+    # A pass runs on every watched change (coalesced over `debounce_seconds`)
+    # and at least every `resync_seconds`, so missed events cannot strand state.
+    resync_seconds: float = 15.0
+    debounce_seconds: float = 0.02
+    # Leadership: only the holder of this Lease plans and writes.
+    lease_name: str = "fovea-models-operator"
+    lease_namespace: str = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))
+    lease_seconds: float = 15.0
+    identity: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    liveness_port: int = 0  # 0: no liveness endpoint
+
+
+@lru_cache
+def get_settings() -> OperatorSettings:
+    return OperatorSettings()

@@ -1,0 +1,63 @@
+"""The pod builder is pure: same inputs, same pod; limits follow the sharing mode."""
+
+from __future__ import annotations
+
+from fovea.domain import constants as c
+from fovea.domain.resources import ModelOption, SharingMode
+from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod, gpu_limits, pod_name
+
+SEL = SelectionRef("team-a", "object-detection", "uid-1", "object_detection", "yolov8n")
+OPTION = ModelOption(model_id="yolov8n", framework="ultralytics", vram_mb=512, cpu_memory_gb=1.0)
+
+
+def test_same_inputs_give_the_same_pod() -> None:
+    target = Target("gpu-node-0", 0)
+    assert build_pod(SEL, OPTION, target, PodSettings()) == build_pod(
+        SEL, OPTION, target, PodSettings()
+    )
+
+
+def test_name_changes_with_model_or_target_and_stays_a_valid_name() -> None:
+    a = pod_name(SEL, OPTION, Target("gpu-node-0", 0))
+    b = pod_name(SEL, OPTION, Target("gpu-node-1", 0))
+    other = SelectionRef("team-a", "object-detection", "uid-1", "object_detection", "yolov8s")
+    assert len({a, b, pod_name(other, OPTION, Target("gpu-node-0", 0))}) == 3
+    long = SelectionRef("ns", "x" * 80, "u", "t", "m" * 80)
+    name = pod_name(long, OPTION, Target("n", None))
+    assert len(name) <= 63 and name[0].isalnum() and name[-1].isalnum()
+
+
+def test_gpu_pod_has_limits_affinity_owner_probes_and_identity() -> None:
+    pod = build_pod(SEL, OPTION, Target("gpu-node-0", 0), PodSettings())
+    meta, spec = pod["metadata"], pod["spec"]
+    container = spec["containers"][0]
+    assert container["command"] == ["fovea-models", "model-pod"]
+    assert container["resources"]["limits"][c.RESOURCE_GPU] == "1"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env[c.ENV_DEVICE] == "cuda:0" and env[c.ENV_MODEL_ID] == "yolov8n"
+    assert env[c.ENV_SELECTION] == "object-detection" and env[c.ENV_NAMESPACE] == "team-a"
+    terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchFields"][0]["values"] == ["gpu-node-0"]
+    owner = meta["ownerReferences"][0]
+    assert owner["uid"] == "uid-1" and owner["controller"] is True
+    assert {"startupProbe", "readinessProbe", "livenessProbe"} <= container.keys()
+    assert spec["serviceAccountName"] == "fovea-model-pod"
+    assert meta["labels"][c.LABEL_COMPONENT] == c.COMPONENT_MODEL_POD
+    assert meta["annotations"][c.ANNOTATION_VRAM_GIB] == "0.5"
+
+
+def test_cpu_pod_has_no_gpu_limits() -> None:
+    pod = build_pod(SEL, OPTION, Target("cpu-node", None), PodSettings())
+    resources = pod["spec"]["containers"][0]["resources"]
+    assert not any("nvidia.com" in k for k in {**resources["limits"], **resources["requests"]})
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env[c.ENV_DEVICE] == "cpu"
+    assert resources["requests"]["memory"] == "1024Mi"
+
+
+def test_sharing_modes() -> None:
+    big = ModelOption(model_id="m", vram_gb=8, mig_profile="2g.20gb")
+    assert gpu_limits(big, SharingMode.WHOLE) == {c.RESOURCE_GPU: "1"}
+    assert gpu_limits(big, SharingMode.TIME_SLICED) == {c.RESOURCE_GPU: "1"}
+    assert gpu_limits(big, SharingMode.HAMI) == {c.RESOURCE_GPU: "1", c.RESOURCE_HAMI_GPUMEM: "8192"}
+    assert gpu_limits(big, SharingMode.MIG) == {"nvidia.com/mig-2g.20gb": "1"}
