@@ -33,6 +33,7 @@ ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 NODE_LABEL_GPU_MEMORY_MIB: Final = "nvidia.com/gpu.memory"
 NODE_LABEL_GPU_COUNT: Final = "nvidia.com/gpu.count"
 NODE_LABEL_GPU_PRODUCT: Final = "nvidia.com/gpu.product"
+NODE_LABEL_GPU_REPLICAS: Final = "nvidia.com/gpu.replicas"  # time-slicing replicas per GPU
 NODE_LABEL_SIMULATED: Final = f"{GROUP}/simulated-gpu"
 RESOURCE_GPU: Final = "nvidia.com/gpu"
 RESOURCE_HAMI_GPUMEM: Final = "nvidia.com/gpumem"

@@ -8,11 +8,14 @@ Kubernetes conventions ask; Python code uses snake_case.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+_T = TypeVar("_T")
 
 GIB: int = 1024**3
 MIB: int = 1024**2
@@ -20,9 +23,16 @@ MIB: int = 1024**2
 PRIORITY_MIN = 0
 PRIORITY_MAX = 1000
 DEFAULT_PRIORITY = 100
+# Bounds that keep the CRD's validation rules cheap (the original ships 9 tasks).
+MAX_TASKS = 64
+MAX_OPTIONS = 64
 
 # A Kubernetes label value / option key: what a task or option name may be.
 NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+# An option name, or empty (no model selected).
+OPTIONAL_NAME_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$"
+# A Kubernetes object name (DNS-1123 subdomain): what a catalog may be called.
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
 class Wire(BaseModel):
@@ -34,15 +44,25 @@ class Wire(BaseModel):
 
 
 class Framework(StrEnum):
+    """What serves the model (external_api: a hosted API, no GPU, no pod)."""
+
     TRANSFORMERS = "transformers"
     PYTORCH = "pytorch"
     ULTRALYTICS = "ultralytics"
     SGLANG = "sglang"
     VLLM = "vllm"
     EXTERNAL_API = "external_api"
+    # Seen in the original's shipped models.yaml (audio tasks); no adapter serves them yet.
+    WHISPER = "whisper"
+    FASTER_WHISPER = "faster_whisper"
+    PYANNOTE = "pyannote"
 
 
 class Speed(StrEnum):
+    """Speed class of a model, as the catalog describes it."""
+
+    REAL_TIME = "real_time"
+    VERY_FAST = "very_fast"
     FAST = "fast"
     MEDIUM = "medium"
     SLOW = "slow"
@@ -58,17 +78,23 @@ class SharingMode(StrEnum):
 
 
 class DevicePolicy(StrEnum):
+    """Where the model may run: auto (GPU, else CPU when the option allows), gpu, cpu."""
+
     AUTO = "auto"  # GPU when it fits, else CPU when the option allows
     GPU = "gpu"
     CPU = "cpu"
 
 
 class LoadPolicy(StrEnum):
+    """eager: load now; onDemand: load once wanted (/load or first use)."""
+
     EAGER = "eager"
     ON_DEMAND = "onDemand"
 
 
 class Phase(StrEnum):
+    """Where the selection stands; conditions and message say why."""
+
     PENDING = "Pending"
     SCHEDULING = "Scheduling"
     LOADING = "Loading"
@@ -92,7 +118,7 @@ class ModelOption(Wire):
     )
     speed: Speed | None = None
     description: str | None = None
-    fps: float | None = Field(default=None, ge=0)
+    fps: float | None = Field(default=None, ge=0, description="Frames per second (VLMs)")
     image: str | None = Field(default=None, description="Model-server image for this option")
     quantization: str | None = None
     provider: str | None = None
@@ -114,8 +140,14 @@ class ModelOption(Wire):
     def _one_vram_figure(self) -> ModelOption:
         if self.vram_gb is not None and self.vram_mb is not None:
             raise ValueError("give either vram_gb or vram_mb, not both")
-        if self.framework != Framework.EXTERNAL_API and self.vram_gb is None and self.vram_mb is None:
-            raise ValueError("needs vram_gb or vram_mb (only external_api options may have neither)")
+        if (
+            self.framework != Framework.EXTERNAL_API
+            and self.vram_gb is None
+            and self.vram_mb is None
+        ):
+            raise ValueError(
+                "needs vram_gb or vram_mb (only external_api options may have neither)"
+            )
         return self
 
     @property
@@ -133,16 +165,60 @@ class ModelOption(Wire):
 
 
 class TaskSpec(Wire):
+    """One task (object_detection, ...): the models it may use, by option name."""
+
     description: str | None = None
-    options: dict[str, ModelOption] = Field(default_factory=dict)
+    options: dict[str, ModelOption] = Field(
+        default_factory=dict,
+        max_length=MAX_OPTIONS,
+        description="Models for this task, by option name",
+    )
+
+    @field_validator("options")
+    @classmethod
+    def _option_names(cls, options: dict[str, ModelOption]) -> dict[str, ModelOption]:
+        return _check_names(options, "option")
 
 
 class InferenceSettings(Wire):
-    max_memory_per_model: float | Literal["auto"] = "auto"
-    offload_threshold: float = Field(default=0.8, gt=0, le=1)
-    warmup_on_startup: bool = True
+    """How models are loaded and how full a GPU may get."""
+
+    max_memory_per_model: float | Literal["auto"] = Field(
+        default="auto", description="GiB one model may use, or auto"
+    )
+    offload_threshold: float = Field(
+        default=0.8, gt=0, le=1, description="Fraction of each GPU's memory models may fill"
+    )
+    warmup_on_startup: bool = Field(
+        default=True, description="Run one batch after loading, before reporting Ready"
+    )
     default_batch_size: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=8, ge=1)
+
+    @field_validator("max_memory_per_model", mode="before")
+    @classmethod
+    def _number_or_auto(cls, value: object) -> object:
+        if value == "auto":
+            return value
+        problem = f"must be a positive number of GiB or 'auto', got {value!r}"
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(problem)
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(problem) from None
+        if not number > 0:
+            raise ValueError(problem)
+        return number
+
+    @model_validator(mode="after")
+    def _batch_sizes(self) -> InferenceSettings:
+        if self.default_batch_size > self.max_batch_size:
+            raise ValueError(
+                f"default_batch_size ({self.default_batch_size}) exceeds "
+                f"max_batch_size ({self.max_batch_size})"
+            )
+        return self
 
 
 class GpuOverride(Wire):
@@ -155,10 +231,32 @@ class GpuOverride(Wire):
 
 
 class CatalogSpec(Wire):
-    tasks: dict[str, TaskSpec] = Field(default_factory=dict)
+    """The models.yaml of the original model service, as a resource."""
+
+    tasks: dict[str, TaskSpec] = Field(
+        default_factory=dict, max_length=MAX_TASKS, description="Tasks by name"
+    )
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
-    sharing_mode: SharingMode = SharingMode.TIME_SLICED
-    gpu_overrides: list[GpuOverride] = Field(default_factory=list)
+    sharing_mode: SharingMode = Field(
+        default=SharingMode.TIME_SLICED, description="How model pods share a GPU"
+    )
+    gpu_overrides: list[GpuOverride] = Field(
+        default_factory=list, description="GPU facts for nodes without feature-discovery labels"
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_names(cls, tasks: dict[str, TaskSpec]) -> dict[str, TaskSpec]:
+        return _check_names(tasks, "task")
+
+    @field_validator("gpu_overrides")
+    @classmethod
+    def _one_override_per_node(cls, overrides: list[GpuOverride]) -> list[GpuOverride]:
+        nodes = [o.node for o in overrides]
+        dupes = sorted({n for n in nodes if nodes.count(n) > 1})
+        if dupes:
+            raise ValueError(f"more than one override for node {', '.join(dupes)}")
+        return overrides
 
     def option(self, task: str, model: str) -> ModelOption | None:
         spec = self.tasks.get(task)
@@ -166,12 +264,30 @@ class CatalogSpec(Wire):
 
 
 class SelectionSpec(Wire):
-    task: str = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
-    model: str | None = Field(
-        default=None, max_length=63, description="Option name in the catalog; empty means none"
+    """The model one task should use, and how much it matters."""
+
+    task: str = Field(
+        min_length=1, max_length=63, pattern=NAME_PATTERN, description="Task in the catalog"
     )
-    catalog: str = Field(default="default", min_length=1, description="ModelCatalog name")
-    priority: int = Field(default=DEFAULT_PRIORITY, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    model: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=OPTIONAL_NAME_PATTERN,
+        description="Option name in the catalog; empty means none",
+    )
+    catalog: str = Field(
+        default="default",
+        min_length=1,
+        max_length=253,
+        pattern=OBJECT_NAME_PATTERN,
+        description="ModelCatalog name (same namespace)",
+    )
+    priority: int = Field(
+        default=DEFAULT_PRIORITY,
+        ge=PRIORITY_MIN,
+        le=PRIORITY_MAX,
+        description="Higher keeps its GPU; lower or equal, less recently used, is evicted first",
+    )
     device_policy: DevicePolicy = DevicePolicy.AUTO
     load_policy: LoadPolicy = LoadPolicy.EAGER
     wanted: bool = Field(
@@ -180,6 +296,8 @@ class SelectionSpec(Wire):
 
 
 class Condition(Wire):
+    """A standard Kubernetes condition."""
+
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str
@@ -212,14 +330,14 @@ class SelectionStatus(Wire):
     message: str | None = None
     model: str | None = None
     model_id: str | None = None
-    device: str | None = None
+    device: str | None = Field(default=None, description="cuda:N, cpu or external")
     node: str | None = None
     gpu_index: int | None = None
     pod: str | None = None
-    declared_memory_gb: float | None = None
-    measured_memory_gb: float | None = None
+    declared_memory_gb: float | None = Field(default=None, description="The catalog's figure, GiB")
+    measured_memory_gb: float | None = Field(default=None, description="What the pod uses, GiB")
     load_time_seconds: float | None = None
-    last_used: str | None = None
+    last_used: str | None = Field(default=None, description="RFC 3339 time of the last use")
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     runtime: RuntimeReport | None = None
@@ -240,7 +358,16 @@ class ModelSelection(Wire):
     status: SelectionStatus | None = None
 
 
+def _check_names(items: dict[str, _T], what: str) -> dict[str, _T]:
+    bad = sorted(name for name in items if not re.match(NAME_PATTERN, name))
+    if bad:
+        raise ValueError(
+            f"{what} name {bad[0]!r} must be 1-63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    return items
+
+
 def selection_name(task: str) -> str:
     """The deterministic ModelSelection name of a task (DNS-1123: `_` becomes `-`)."""
     return task.lower().replace("_", "-").replace(".", "-")
-

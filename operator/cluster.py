@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,9 @@ from fovea.operator.reconcile import Actions, Event, Key, Selection, World
 
 log = logging.getLogger(__name__)
 
-MODEL_POD_SELECTOR = f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD},{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
+MODEL_POD_SELECTOR = (
+    f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD},{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
+)
 
 
 class Cluster:
@@ -113,18 +116,19 @@ class Cluster:
             self._ensure_model_pod_identity(ns)
         for ns, name in actions.delete:
             log.info("deleting pod %s/%s", ns, name)
-            _ignore(404, lambda ns=ns, name=name: self._core.delete_namespaced_pod(name, ns))
+            with _tolerating(404):
+                self._core.delete_namespaced_pod(name, ns)
         for pod in actions.create:
-            meta = pod["metadata"]
-            log.info("creating pod %s/%s", meta["namespace"], meta["name"])
-            _ignore(409, lambda pod=pod: self._core.create_namespaced_pod(meta["namespace"], pod))
+            ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+            log.info("creating pod %s/%s", ns, name)
+            body: Any = pod  # the client takes plain dicts as bodies
+            with _tolerating(409):
+                self._core.create_namespaced_pod(ns, body)
         for (ns, name), status in sorted(actions.status.items()):
-            _ignore(
-                404,
-                lambda ns=ns, name=name, status=status: self._custom.patch_namespaced_custom_object_status(
+            with _tolerating(404):  # the selection was deleted meanwhile
+                self._custom.patch_namespaced_custom_object_status(
                     c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, name, {"status": status}
-                ),
-            )
+                )
         for event in actions.events:
             self._post_event(event)
 
@@ -133,7 +137,8 @@ class Cluster:
         sa = self.service_account
         meta = {"name": sa, "namespace": ns, "labels": {c.LABEL_MANAGED_BY: c.MANAGED_BY}}
         account: Any = {"metadata": meta}
-        _ignore(409, lambda: self._core.create_namespaced_service_account(ns, account))
+        with _tolerating(409):
+            self._core.create_namespaced_service_account(ns, account)
         role: Any = {
             "metadata": meta,
             "rules": [
@@ -144,13 +149,15 @@ class Cluster:
                 }
             ],
         }
-        _ignore(409, lambda: self._rbac.create_namespaced_role(ns, role))
+        with _tolerating(409):
+            self._rbac.create_namespaced_role(ns, role)
         binding: Any = {
             "metadata": meta,
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
             "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
         }
-        _ignore(409, lambda: self._rbac.create_namespaced_role_binding(ns, binding))
+        with _tolerating(409):
+            self._rbac.create_namespaced_role_binding(ns, binding)
         self._identities.add(ns)
 
     def _post_event(self, event: Event) -> None:
@@ -201,9 +208,11 @@ def _items(response: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _ignore(status: int, call: Any) -> None:
+@contextmanager
+def _tolerating(status: int) -> Iterator[None]:
+    """Treat one HTTP status as success: the writes are idempotent."""
     try:
-        call()
+        yield
     except ApiException as exc:
         if exc.status != status:
             raise

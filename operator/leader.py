@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 
 
 class Lease:
-    def __init__(self, api: client.ApiClient, name: str, namespace: str, identity: str,
-                 duration_s: float) -> None:
+    def __init__(
+        self, api: client.ApiClient, name: str, namespace: str, identity: str, duration_s: float
+    ) -> None:
         self._api = client.CoordinationV1Api(api)
         self.name, self.namespace, self.identity = name, namespace, identity
         self.duration_s = duration_s
@@ -38,9 +39,10 @@ class Lease:
         spec = lease.spec = lease.spec or client.V1LeaseSpec()
         holder = spec.holder_identity
         renewed = spec.renew_time or spec.acquire_time
-        expired = renewed is None or renewed + timedelta(
-            seconds=spec.lease_duration_seconds or self.duration_s
-        ) < now
+        expired = (
+            renewed is None
+            or renewed + timedelta(seconds=spec.lease_duration_seconds or self.duration_s) < now
+        )
         if holder not in (None, self.identity) and not expired:
             self._held_until = None
             return False

@@ -7,6 +7,7 @@ periodic resync repairs anything a missed event left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -35,10 +36,8 @@ class Planner:
         """Run passes until cancelled."""
         backoff = 0.5
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=self.settings.resync_seconds)
-            except TimeoutError:
-                pass
             await asyncio.sleep(self.settings.debounce_seconds)
             self.wake.clear()
             try:

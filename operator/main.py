@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG, in-cluster)")
     parser.add_argument(
-        "-n", "--namespace", action="append", default=[],
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
         help="namespace to watch (repeatable; default: all namespaces)",
     )
     parser.add_argument("--liveness-port", type=int, default=0, help="serve /healthz here")
@@ -24,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     configure_kopf_login(args.kubeconfig)
     if args.namespace:
-        os.environ["FOVEA_OPERATOR_NAMESPACES"] = ",".join(args.namespace)
+        os.environ["FOVEA_OPERATOR_NAMESPACES"] = json.dumps(args.namespace)
     kopf.configure(verbose=args.verbose)
     kopf.run(
         standalone=True,  # leadership is the planner's Lease (fovea.operator.leader)

@@ -22,7 +22,7 @@ MAX_NAME = 63
 class Target:
     """Where the planner put a selection's model."""
 
-    node: str
+    node: str | None  # None: wherever the scheduler puts it (CPU pods only)
     gpu_index: int | None  # None: CPU (fallback or policy)
 
     @property
@@ -123,7 +123,7 @@ def build_pod(
                 c.LABEL_MODEL: label_value(sel.model),
             },
             "annotations": {
-                c.ANNOTATION_PLANNED_NODE: target.node,
+                c.ANNOTATION_PLANNED_NODE: target.node or "",
                 c.ANNOTATION_PLANNED_GPU: "" if target.gpu_index is None else str(target.gpu_index),
                 c.ANNOTATION_VRAM_GIB: f"{option.vram_gib if target.on_gpu else 0:g}",
             },
@@ -142,19 +142,7 @@ def build_pod(
             "serviceAccountName": settings.service_account,
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": 30,
-            "affinity": {
-                "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchFields": [
-                                    {"key": "metadata.name", "operator": "In", "values": [target.node]}
-                                ]
-                            }
-                        ]
-                    }
-                }
-            },
+            **_affinity(target.node),
             "tolerations": [{"key": c.TAINT_GPU, "operator": "Exists", "effect": "NoSchedule"}],
             "containers": [
                 {
@@ -180,6 +168,17 @@ def build_pod(
     }
     pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH] = _digest([pod["spec"]])[:16]
     return pod
+
+
+def _affinity(node: str | None) -> dict[str, Any]:
+    """Pin the pod to the planned node: the scheduler still checks resources and taints."""
+    if node is None:
+        return {}
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}
+    required = {"nodeSelectorTerms": [term]}
+    return {
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}
+    }
 
 
 def _digest(parts: list[Any]) -> str:

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from fovea.domain import constants as c
 from fovea.domain import placement
-from fovea.domain.gpus import gpus_from_nodes
+from fovea.domain.gpus import cpu_nodes, gpus_from_nodes
+from fovea.domain.placement import Outcome
 from fovea.domain.resources import (
     CatalogSpec,
     DevicePolicy,
@@ -101,13 +102,14 @@ def reconcile(world: World, settings: PodSettings) -> Actions:
         sharing=settings.sharing_mode,
     )
 
+    cpu_node = _cpu_node(world.nodes)
     actions = Actions()
     keep: set[Key] = set()
     for r in resolved:
         own_pods = pods_by_owner.get(r.sel.uid, [])
         place = result.placements.get(_key_str(r.sel))
         spare = result.spare_gib(place.node, place.gpu_index) if place and place.node else 0.0
-        status = _status_for(r, place, spare, own_pods, settings, actions)
+        status = _status_for(r, place, spare, cpu_node, own_pods, settings, actions)
         desired = status.pop("_desired_pod", None)
         if desired is not None:
             keep.add((r.sel.namespace, desired))
@@ -162,7 +164,9 @@ def _resolve(
         msg = f"Task '{spec.task}' is not in ModelCatalog '{spec.catalog}'"
         return Resolved(sel, None, catalog, (Phase.FAILED, "UnknownTask", msg))
     if not spec.model:
-        return Resolved(sel, None, catalog, (Phase.UNSELECTED, "NoModelSelected", "No model selected"))
+        return Resolved(
+            sel, None, catalog, (Phase.UNSELECTED, "NoModelSelected", "No model selected")
+        )
     option = catalog.option(spec.task, spec.model)
     if option is None:
         msg = f"Model '{spec.model}' not found for task '{spec.task}'"
@@ -195,7 +199,9 @@ def _demand(r: Resolved, own_pods: list[Mapping[str, Any]]) -> placement.Demand:
         ann = pod["metadata"].get("annotations", {})
         if pod["metadata"].get("labels", {}).get(c.LABEL_MODEL) == _label(r.sel.spec.model):
             gpu = ann.get(c.ANNOTATION_PLANNED_GPU, "")
-            current = placement.Slot(ann.get(c.ANNOTATION_PLANNED_NODE, ""), int(gpu) if gpu else None)
+            current = placement.Slot(
+                ann.get(c.ANNOTATION_PLANNED_NODE, ""), int(gpu) if gpu else None
+            )
             break
     return placement.Demand(
         key=_key_str(r.sel),
@@ -203,10 +209,14 @@ def _demand(r: Resolved, own_pods: list[Mapping[str, Any]]) -> placement.Demand:
         model=r.sel.spec.model or "",
         vram_gib=r.option.vram_gib,
         priority=r.sel.spec.priority,
-        last_used=_epoch(r.sel.status.get("lastUsed")),
+        last_used=max(
+            _epoch(r.sel.status.get("lastUsed")),
+            _epoch((r.sel.status.get("runtime") or {}).get("lastUsed")),
+        ),
         device_policy=DevicePolicy(r.sel.spec.device_policy),
         cpu_memory_gib=r.option.cpu_memory_gb,
         current=current,
+        was_evicted=r.sel.status.get("phase") == Phase.EVICTED.value,
     )
 
 
@@ -217,6 +227,7 @@ def _status_for(
     r: Resolved,
     place: placement.Placement | None,
     spare_gib: float,
+    cpu_node: str | None,
     own_pods: list[Mapping[str, Any]],
     settings: PodSettings,
     actions: Actions,
@@ -239,8 +250,8 @@ def _status_for(
             status["device"] = "external"
         return status
     assert place is not None and option is not None and spec is not None
-    if place.outcome in ("evicted", "unschedulable"):
-        phase = Phase.EVICTED if place.outcome == "evicted" else Phase.UNSCHEDULABLE
+    if place.outcome in (Outcome.EVICTED, Outcome.UNSCHEDULABLE):
+        phase = Phase.EVICTED if place.outcome == Outcome.EVICTED else Phase.UNSCHEDULABLE
         status.update(phase=phase.value, message=place.reason)
         status["_conditions"] = [("Scheduled", False, phase.value, place.reason)]
         if sel.status.get("phase") != phase.value:
@@ -249,8 +260,8 @@ def _status_for(
             )
         return status
 
-    on_gpu = place.outcome == "gpu"
-    target = Target(place.node or "", place.gpu_index if on_gpu else None)
+    on_gpu = place.outcome == Outcome.GPU
+    target = Target(place.node, place.gpu_index) if on_gpu else Target(cpu_node, None)
     pod = build_pod(
         SelectionRef(sel.namespace, sel.name, sel.uid, spec.task, spec.model or ""),
         option,
@@ -265,7 +276,7 @@ def _status_for(
     if create:
         actions.create.append(pod)
     status["_keep"] = keep
-    fallback = place.outcome == "cpu" and spec.device_policy != DevicePolicy.CPU
+    fallback = place.outcome == Outcome.CPU and spec.device_policy != DevicePolicy.CPU
     status.update(node=target.node, gpuIndex=target.gpu_index, pod=name)
     status["device"] = "cuda:0" if on_gpu else "cpu"
     runtime = sel.status.get("runtime") or {}
@@ -278,7 +289,8 @@ def _status_for(
     if runtime_current:
         status["measuredMemoryGb"] = runtime.get("measuredMemoryGb")
         status["loadTimeSeconds"] = runtime.get("loadTimeSeconds")
-        status["lastUsed"] = runtime.get("lastUsed") or sel.status.get("lastUsed")
+        if runtime.get("lastUsed"):
+            status["lastUsed"] = runtime["lastUsed"]
         if runtime.get("device"):
             status["device"] = runtime["device"]
     state = runtime.get("state") if runtime_current else None
@@ -368,6 +380,12 @@ def _record_status(sel: Selection, status: dict[str, Any], now: datetime, action
 
 
 # --- small helpers ----------------------------------------------------------
+
+
+def _cpu_node(nodes: Sequence[Mapping[str, Any]]) -> str | None:
+    """Where CPU pods go: the first node without GPUs, else anywhere the scheduler likes."""
+    plain = [n.name for n in cpu_nodes(nodes) if not n.has_gpu]
+    return plain[0] if plain else None
 
 
 def _pods_by_owner(pods: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:

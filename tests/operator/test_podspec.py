@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fovea.domain import constants as c
 from fovea.domain.resources import ModelOption, SharingMode
-from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod, gpu_limits, pod_name
+from fovea.operator.podspec import (
+    PodSettings,
+    SelectionRef,
+    Target,
+    build_pod,
+    gpu_limits,
+    pod_name,
+)
 
 SEL = SelectionRef("team-a", "object-detection", "uid-1", "object_detection", "yolov8n")
 OPTION = ModelOption(model_id="yolov8n", framework="ultralytics", vram_mb=512, cpu_memory_gb=1.0)
@@ -59,5 +66,8 @@ def test_sharing_modes() -> None:
     big = ModelOption(model_id="m", vram_gb=8, mig_profile="2g.20gb")
     assert gpu_limits(big, SharingMode.WHOLE) == {c.RESOURCE_GPU: "1"}
     assert gpu_limits(big, SharingMode.TIME_SLICED) == {c.RESOURCE_GPU: "1"}
-    assert gpu_limits(big, SharingMode.HAMI) == {c.RESOURCE_GPU: "1", c.RESOURCE_HAMI_GPUMEM: "8192"}
+    assert gpu_limits(big, SharingMode.HAMI) == {
+        c.RESOURCE_GPU: "1",
+        c.RESOURCE_HAMI_GPUMEM: "8192",
+    }
     assert gpu_limits(big, SharingMode.MIG) == {"nvidia.com/mig-2g.20gb": "1"}

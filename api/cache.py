@@ -1,0 +1,281 @@
+"""The watch-fed cache: four watches in, one immutable Snapshot out.
+
+Watcher threads (`watch.py`) keep raw stores of the configured namespace's
+ModelCatalogs, ModelSelections and model-server pods, and of all Nodes. After
+any change a single rebuild thread (which coalesces bursts) builds a new
+`Snapshot` with the response bytes of /config and /status precomputed, swaps
+it in, and tells listeners. A request reads one attribute: O(1).
+
+Reads are served only from a synced cache: while any watch is broken the
+snapshot says `synced=False` and the API answers 503 rather than serve
+state it can no longer vouch for.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from kubernetes import client
+
+from fovea.api import responses
+from fovea.api.clients import ClientSource
+from fovea.api.state import ClusterState, Selection, build_state, parse_selection
+from fovea.api.watch import Source, Watcher
+from fovea.domain import constants as c
+
+log = logging.getLogger(__name__)
+
+CATALOGS = c.CATALOG_PLURAL
+SELECTIONS = c.SELECTION_PLURAL
+NODES = "nodes"
+PODS = "pods"
+KINDS = (CATALOGS, SELECTIONS, NODES, PODS)
+MODEL_POD_SELECTOR = f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a selection, as the /events stream reports it."""
+
+    event_type: str  # ADDED | MODIFIED | DELETED
+    selection: Selection
+
+
+class Snapshot:
+    """An immutable view of the cluster with its response bodies, built once per change."""
+
+    def __init__(
+        self, version: int, state: ClusterState, unsynced: dict[str, str], changes: list[Change]
+    ) -> None:
+        self.version = version
+        self.state = state
+        self.unsynced = dict(unsynced)  # kind -> why it is not synced
+        self.changes = changes  # what changed since the previous snapshot
+        self.gpus = responses.gpu_view(state)
+        self.loaded = responses.loaded_models(state)
+        self.config_json = responses.to_json(responses.config_body(state, self.gpus))
+        self.status_json = responses.to_json(responses.status_body(state, self.gpus))
+
+    @property
+    def synced(self) -> bool:
+        return not self.unsynced
+
+    @cached_property
+    def validate_json(self) -> bytes:
+        """POST /validate's body; computed on first use (it runs the placement plan)."""
+        return responses.to_json(responses.validate_body(self.state, self.gpus))
+
+
+Listener = Callable[[Snapshot], None]
+
+
+@dataclass
+class _Stores:
+    raw: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+    selections: dict[str, Selection] = field(default_factory=dict)
+    unsynced: dict[str, str] = field(default_factory=lambda: dict.fromkeys(KINDS, "not listed yet"))
+    changes: list[Change] = field(default_factory=list)
+
+
+class ClusterCache:
+    """Watches one namespace (and the Nodes) and serves Snapshots of it."""
+
+    def __init__(
+        self,
+        clients: ClientSource,
+        namespace: str,
+        catalog_name: str = c.DEFAULT_CATALOG_NAME,
+        watch_timeout_s: int = 60,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self.clients = clients
+        self.namespace = namespace
+        self.catalog_name = catalog_name
+        self._watch_timeout_s = watch_timeout_s
+        self._max_backoff_s = max_backoff_s
+        self._lock = threading.Lock()
+        self._stores = _Stores()
+        self._dirty = threading.Event()
+        self._stopping = threading.Event()
+        self._synced_event = threading.Event()
+        self._listeners: list[Listener] = []
+        self._version = 0
+        self._snapshot = self._build(dict(self._stores.unsynced), [])
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the watches and the rebuild thread (idempotent)."""
+        if self._threads:
+            return
+        rebuild = threading.Thread(target=self._rebuild_loop, name="cache-rebuild", daemon=True)
+        watchers = [
+            Watcher(source, self, self.clients, self._watch_timeout_s, self._max_backoff_s)
+            for source in self._sources()
+        ]
+        self._threads = [rebuild, *watchers]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop every thread; the cache cannot be restarted afterwards."""
+        self._stopping.set()
+        self._dirty.set()
+        for thread in self._threads:
+            if isinstance(thread, Watcher):
+                thread.stop()
+        for thread in self._threads:
+            thread.join(timeout_s)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener(snapshot)` from the rebuild thread after every new snapshot."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The latest snapshot (one attribute read: safe from any thread)."""
+        return self._snapshot
+
+    def wait_synced(self, timeout_s: float) -> bool:
+        """Block until a synced snapshot is published (for startup and tests)."""
+        return self._synced_event.wait(timeout_s)
+
+    # --- watch sink (called from watcher threads) ---------------------------
+
+    def reset(self, kind: str, items: list[dict[str, Any]]) -> None:
+        """A fresh list of `kind` replaces what was stored."""
+        by_name = {str(o["metadata"]["name"]): o for o in items}
+        parsed = _parse_all(by_name) if kind == SELECTIONS else {}
+        with self._lock:
+            if kind == SELECTIONS:
+                old = self._stores.selections
+                for name, sel in parsed.items():
+                    prev = old.get(name)
+                    if prev is None or prev.resource_version != sel.resource_version:
+                        kind_of = "ADDED" if prev is None else "MODIFIED"
+                        self._stores.changes.append(Change(kind_of, sel))
+                for name in old.keys() - parsed.keys():
+                    self._stores.changes.append(Change("DELETED", old[name]))
+                self._stores.selections = parsed
+            self._stores.raw[kind] = by_name
+        self._dirty.set()
+
+    def apply(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
+        """One watch event of `kind`."""
+        name = str(obj["metadata"]["name"])
+        sel = parse_selection(obj) if kind == SELECTIONS else None
+        with self._lock:
+            store = self._stores.raw[kind]
+            if event_type == "DELETED":
+                store.pop(name, None)
+                if kind == SELECTIONS:
+                    gone = self._stores.selections.pop(name, None)
+                    if gone is not None:
+                        self._stores.changes.append(Change("DELETED", gone))
+            else:
+                store[name] = obj
+                if sel is not None:
+                    self._stores.selections[name] = sel
+                    self._stores.changes.append(Change(event_type, sel))
+                elif kind == SELECTIONS:
+                    self._stores.selections.pop(name, None)  # no longer parses: not served
+        self._dirty.set()
+
+    def connection(self, kind: str, synced: bool, why: str = "") -> None:
+        """A watch has (re)gained or lost its connection."""
+        with self._lock:
+            was = dict(self._stores.unsynced)
+            if synced:
+                self._stores.unsynced.pop(kind, None)
+            else:
+                self._stores.unsynced[kind] = why or "watch broken"
+            changed = was != self._stores.unsynced
+        if changed:
+            self._dirty.set()
+
+    # --- rebuild ------------------------------------------------------------
+
+    def _rebuild_loop(self) -> None:
+        while True:
+            self._dirty.wait()
+            if self._stopping.is_set():
+                return
+            self._dirty.clear()
+            with self._lock:
+                raw = {kind: dict(store) for kind, store in self._stores.raw.items()}
+                selections = dict(self._stores.selections)
+                unsynced = dict(self._stores.unsynced)
+                changes, self._stores.changes = self._stores.changes, []
+            try:
+                snapshot = self._build(unsynced, changes, raw, selections)
+            except Exception:  # a bug here must not kill the cache: keep serving the last one
+                log.exception("rebuilding the API cache failed")
+                continue
+            self._snapshot = snapshot
+            if snapshot.synced:
+                self._synced_event.set()
+            else:
+                self._synced_event.clear()
+            for listener in list(self._listeners):
+                try:
+                    listener(snapshot)
+                except Exception:
+                    log.exception("cache listener failed")
+
+    def _build(
+        self,
+        unsynced: dict[str, str],
+        changes: list[Change],
+        raw: dict[str, dict[str, dict[str, Any]]] | None = None,
+        selections: dict[str, Selection] | None = None,
+    ) -> Snapshot:
+        raw = raw or {kind: {} for kind in KINDS}
+        state = build_state(
+            self.namespace,
+            self.catalog_name,
+            raw[CATALOGS],
+            selections or {},
+            raw[NODES],
+            raw[PODS],
+        )
+        self._version += 1
+        return Snapshot(self._version, state, unsynced, changes)
+
+    def _sources(self) -> list[Source]:
+        ns = self.namespace
+
+        def custom(api: client.ApiClient) -> Any:
+            return client.CustomObjectsApi(api).list_namespaced_custom_object
+
+        return [
+            Source(CATALOGS, custom, (c.GROUP, c.VERSION, ns, c.CATALOG_PLURAL)),
+            Source(SELECTIONS, custom, (c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL)),
+            Source(NODES, lambda api: client.CoreV1Api(api).list_node),
+            Source(
+                PODS,
+                lambda api: client.CoreV1Api(api).list_namespaced_pod,
+                (ns,),
+                (("label_selector", MODEL_POD_SELECTOR),),
+            ),
+        ]
+
+
+def _parse_all(by_name: dict[str, dict[str, Any]]) -> dict[str, Selection]:
+    out = {}
+    for name, obj in by_name.items():
+        sel = parse_selection(obj)
+        if sel is not None:
+            out[name] = sel
+    return out

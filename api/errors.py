@@ -1,0 +1,74 @@
+"""The API's domain errors: one type per failure, each with its HTTP status.
+
+The service layer raises these; `exception_handlers` turns every one of them
+into the contract's `{"error": "<message>"}` body in one place.
+"""
+
+from __future__ import annotations
+
+# The contract's message when the Kubernetes API (the "model service") cannot be reached.
+CONNECTION_FAILED = "Connection to model service failed"
+LOAD_TIMEOUT = "Model service timeout during model loading"
+
+
+class ApiError(Exception):
+    """Base of every error the API answers with; `message` is what the client reads."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ApiError):
+    """The request itself is wrong (missing or malformed parameter)."""
+
+    status_code = 400
+
+
+class InvalidTaskType(BadRequest):
+    def __init__(self, task: str) -> None:
+        super().__init__(f"Invalid task_type: {task}")
+
+
+class NoModelSelected(BadRequest):
+    def __init__(self, task: str) -> None:
+        super().__init__(f"No model selected for task '{task}'")
+
+
+class ModelNotFound(ApiError):
+    status_code = 404
+
+    def __init__(self, task: str, model: str) -> None:
+        super().__init__(f"Model '{model}' not found for task '{task}'")
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+
+    def __init__(self) -> None:
+        super().__init__("Missing or invalid bearer token")
+
+
+class ClusterUnavailable(ApiError):
+    """The Kubernetes API cannot be reached, or the cache has lost its watch."""
+
+    status_code = 503
+
+    def __init__(self, message: str = CONNECTION_FAILED) -> None:
+        super().__init__(message)
+
+
+class ModelLoadFailed(ApiError):
+    status_code = 500
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Failed to load model: {reason}")
+
+
+class ModelLoadTimeout(ApiError):
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__(LOAD_TIMEOUT)

@@ -1,0 +1,68 @@
+"""The asyncio side of the cache: wakes `?wait=` requests and feeds `/events`.
+
+The cache publishes snapshots from its rebuild thread; the feed hops them
+onto the event loop, where waiters and per-client queues live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fovea.api.cache import ClusterCache, Snapshot
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 256
+
+
+class ChangeFeed:
+    """Change notifications on one event loop."""
+
+    def __init__(self, cache: ClusterCache) -> None:
+        self.cache = cache
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._changed = asyncio.Event()
+        self._queues: set[asyncio.Queue[Snapshot]] = set()
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start receiving the cache's snapshots on `loop` (the app's, at startup)."""
+        self.loop = loop
+        self.cache.add_listener(self._from_thread)
+
+    def detach(self) -> None:
+        self.cache.remove_listener(self._from_thread)
+
+    async def wait_change(self, timeout_s: float) -> bool:
+        """Sleep until the next snapshot (True) or until `timeout_s` passes (False)."""
+        changed = self._changed
+        try:
+            await asyncio.wait_for(changed.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def subscribe(self) -> asyncio.Queue[Snapshot]:
+        """A queue that receives every later snapshot (the oldest dropped when full)."""
+        queue: asyncio.Queue[Snapshot] = asyncio.Queue(QUEUE_SIZE)
+        self._queues.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Snapshot]) -> None:
+        self._queues.discard(queue)
+
+    def _from_thread(self, snapshot: Snapshot) -> None:
+        # The loop may already be closed during shutdown: nothing left to wake then.
+        if self.loop is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._publish, snapshot)
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        for queue in self._queues:
+            if queue.full():  # a slow client loses the oldest snapshot, not the newest
+                queue.get_nowait()
+            queue.put_nowait(snapshot)

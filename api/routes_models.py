@@ -1,0 +1,187 @@
+"""The /api/models routes: the contract's four, plus load, unload and events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from fovea.api import events
+from fovea.api.deps import CacheDep, FeedDep, ServiceDep
+from fovea.api.errors import BadRequest
+from fovea.api.schemas import (
+    ConfigBody,
+    ErrorBody,
+    LoadBody,
+    SelectBody,
+    StatusBody,
+    ValidateBody,
+)
+from fovea.api.service import ModelService
+
+PREFIX = "/api/models"
+KEEPALIVE_S = 15.0
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    words = {
+        400: "Bad request: unknown task type or a missing or malformed parameter",
+        401: "Bearer token missing or wrong (only when FOVEA_API_API_TOKEN is set)",
+        404: "Model not found for the task",
+        500: "Unexpected failure, or the model failed to load",
+        503: "Kubernetes API unreachable (cache not synced), or load timed out",
+    }
+    return {code: {"model": ErrorBody, "description": words[code]} for code in codes}
+
+
+def _json(body: bytes) -> Response:
+    return Response(content=body, media_type="application/json")
+
+
+def _hot_service(request: Request) -> ModelService:
+    """The service, for the two O(1) reads the frontend polls.
+
+    They take the Request instead of `ServiceDep`: resolving a dependency
+    costs about as much as the rest of the cached answer (see bench/api.py).
+    """
+    service: ModelService = request.app.state.service
+    return service
+
+
+read_router = APIRouter(prefix=PREFIX, tags=["models"])
+write_router = APIRouter(prefix=PREFIX, tags=["models"])
+
+
+@read_router.get(
+    "/config",
+    response_model=ConfigBody,
+    responses=_errors(500, 503),
+    summary="Available models per task and the current selections",
+)
+async def get_config(request: Request) -> Response:
+    return _json(_hot_service(request).config_json())
+
+
+@read_router.get(
+    "/status",
+    response_model=StatusBody,
+    responses=_errors(500, 503),
+    summary="Loaded models and their measured memory",
+)
+async def get_status(request: Request) -> Response:
+    return _json(_hot_service(request).status_json())
+
+
+@read_router.post(
+    "/validate",
+    response_model=ValidateBody,
+    responses=_errors(500, 503),
+    summary="Whether the current selections fit in GPU memory (with the operator's planner)",
+)
+async def validate(service: ServiceDep) -> Response:
+    return _json(service.validate_json())
+
+
+TaskQuery = Annotated[str | None, Query(description="Task type (a task of the catalog)")]
+ModelQuery = Annotated[str | None, Query(description="Model (option) name in the catalog")]
+WaitQuery = Annotated[
+    float | None,
+    Query(ge=0, description="Seconds to wait until the model is Ready (0 or absent: don't wait)"),
+]
+
+
+@write_router.post(
+    "/select",
+    response_model=SelectBody,
+    responses=_errors(400, 404, 500, 503),
+    summary="Select the model of a task (task_type/model_name or taskType/modelName)",
+)
+async def select(
+    service: ServiceDep,
+    task_type: TaskQuery = None,
+    model_name: ModelQuery = None,
+    task_type_camel: Annotated[
+        str | None, Query(alias="taskType", description="Same as task_type")
+    ] = None,
+    model_name_camel: Annotated[
+        str | None, Query(alias="modelName", description="Same as model_name")
+    ] = None,
+    wait: WaitQuery = None,
+) -> SelectBody:
+    task = _one_of("task_type", task_type, task_type_camel)
+    model = _one_of("model_name", model_name, model_name_camel)
+    return await service.select(task, model, wait)
+
+
+TaskPath = Annotated[str, Path(description="Task type (a task of the catalog)")]
+
+
+@write_router.post(
+    "/load/{task_type}",
+    response_model=LoadBody,
+    responses=_errors(400, 404, 500, 503),
+    summary="Load the selected model of a task now (marks the selection wanted)",
+)
+async def load(service: ServiceDep, task_type: TaskPath, wait: WaitQuery = None) -> LoadBody:
+    return await service.load(task_type, wait)
+
+
+@write_router.post(
+    "/unload/{task_type}",
+    response_model=LoadBody,
+    responses=_errors(400, 404, 500, 503),
+    summary="Free the memory of a task's model; the selection stays (on demand, not wanted)",
+)
+async def unload(service: ServiceDep, task_type: TaskPath) -> LoadBody:
+    return await service.unload(task_type)
+
+
+@read_router.get(
+    "/events",
+    response_class=StreamingResponse,
+    summary="Server-sent events: selection, status and sync changes",
+    responses={
+        200: {
+            "description": "An endless text/event-stream",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def stream_events(cache: CacheDep, feed: FeedDep) -> StreamingResponse:
+    return StreamingResponse(
+        _event_stream(cache, feed),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _event_stream(cache: CacheDep, feed: FeedDep) -> AsyncIterator[bytes]:
+    queue = feed.subscribe()
+    try:
+        previous = cache.snapshot
+        for chunk in events.initial_events(previous):
+            yield chunk
+        while True:
+            try:
+                current = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                yield events.KEEPALIVE
+                continue
+            for chunk in events.events_between(previous, current):
+                yield chunk
+            previous = current
+    finally:
+        feed.unsubscribe(queue)
+
+
+def _one_of(name: str, snake: str | None, camel: str | None) -> str:
+    """The value of a parameter given in either spelling (the original proxy used camelCase)."""
+    values = {v for v in (snake, camel) if v}
+    if not values:
+        raise BadRequest(f"Missing required parameter: {name}")
+    if len(values) > 1:
+        raise BadRequest(f"Conflicting values for {name}: {', '.join(sorted(values))}")
+    return values.pop()

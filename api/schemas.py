@@ -1,0 +1,115 @@
+"""Typed request and response bodies: what `/docs` and `/openapi.json` promise.
+
+Field names are the contract's (snake_case). The precomputed JSON bytes the
+routes return are built by `responses.py` and checked against these models
+in the unit tests, so the OpenAPI stays true.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fovea.domain.budget import BudgetReport
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="What went wrong, for a person to read")
+
+
+class OptionBody(BaseModel):
+    """One model option, with the catalog's original snake_case fields as written."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str = Field(description="Hugging Face model id or local name")
+    framework: str | None = Field(
+        default=None, description="sglang, vllm, transformers, pytorch, ultralytics, external_api"
+    )
+    vram_gb: float | None = Field(default=None, description="VRAM need in GiB (if given in GB)")
+    vram_mb: float | None = Field(default=None, description="VRAM need in MiB (if given in MB)")
+    speed: str | None = Field(default=None, description="fast, medium or slow")
+    description: str | None = None
+    fps: float | None = Field(default=None, description="Frames per second (VLMs)")
+    quantization: str | None = None
+    provider: str | None = None
+    api_endpoint: str | None = None
+    requires_api_key: bool | None = None
+
+
+class TaskBody(BaseModel):
+    selected: str | None = Field(description="The selected option's name, or null")
+    options: dict[str, OptionBody]
+
+
+class InferenceBody(BaseModel):
+    max_memory_per_model: float | Literal["auto"]
+    offload_threshold: float
+    warmup_on_startup: bool
+    default_batch_size: int
+    max_batch_size: int
+
+
+class ConfigBody(BaseModel):
+    models: dict[str, TaskBody] = Field(description="Models grouped by task type")
+    inference: InferenceBody
+    cuda_available: bool = Field(description="Whether any node has a GPU (real or simulated)")
+    total_vram_gb: float = Field(description="GPU memory of all nodes together, GiB")
+    simulated_gpu: bool = Field(
+        description="True when the GPUs are simulated (the local cluster): models run on the CPU"
+    )
+
+
+class LoadedModelBody(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str
+    memory_usage_gb: float = Field(description="Memory the model pod measured, GiB")
+    load_time: float = Field(description="Load time in seconds")
+    device: str = Field(description="cuda:N or cpu, as the model pod reports it")
+    node: str | None = None
+    pod: str | None = None
+    simulated_gpu: bool = Field(description="Runs on the CPU of a simulated GPU node")
+    random_weights: bool = Field(description="Built from its architecture with random weights")
+
+
+class StatusBody(BaseModel):
+    loaded_models: dict[str, LoadedModelBody] = Field(description="Loaded models by task")
+    total_vram_allocated_gb: float = Field(description="Measured memory of models on GPUs, GiB")
+    total_vram_available_gb: float = Field(description="GPU memory of all nodes, GiB")
+    cuda_available: bool
+    device: str = Field(description="Device of the first model on a GPU, else cpu")
+    simulated_gpu: bool = Field(description="True when the GPUs are simulated")
+
+
+class SelectBody(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: Literal["success"]
+    task_type: str
+    selected_model: str
+    model_id: str
+    message: str
+
+
+class LoadBody(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: Literal["success"]
+    task_type: str
+    model_name: str
+    model_id: str
+    message: str
+
+
+class ReadyBody(BaseModel):
+    status: Literal["ready"]
+
+
+class HealthBody(BaseModel):
+    status: Literal["ok"]
+
+
+# The budget report is the domain's own typed model: contract fields first, then extras.
+ValidateBody = BudgetReport

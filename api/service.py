@@ -1,0 +1,226 @@
+"""The service layer: what each route means, in terms of the cache and the writer.
+
+Raises the errors of `errors.py`; knows nothing of HTTP beyond them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fovea.api.cache import ClusterCache, Snapshot
+from fovea.api.errors import (
+    BadRequest,
+    ClusterUnavailable,
+    InvalidTaskType,
+    ModelLoadFailed,
+    ModelLoadTimeout,
+    ModelNotFound,
+    NoModelSelected,
+)
+from fovea.api.feed import ChangeFeed
+from fovea.api.loading import load_outcome
+from fovea.api.schemas import LoadBody, SelectBody
+from fovea.api.state import ClusterState, Selection
+from fovea.api.writes import SelectionWriter
+from fovea.domain.resources import LoadPolicy, ModelOption, selection_name
+
+SELECTED = "Model selection updated"
+LOAD_REQUESTED = "Model load requested"
+LOADED = "Model loaded"
+UNLOAD_REQUESTED = "Model unload requested"
+OBSERVE_S = 2.0  # how long a write waits for the watch to bring it back
+
+
+class ModelService:
+    """Reads answer from the cache's snapshot; writes go through the SelectionWriter."""
+
+    def __init__(
+        self,
+        cache: ClusterCache,
+        writer: SelectionWriter,
+        feed: ChangeFeed,
+        max_wait_s: float,
+    ) -> None:
+        self.cache = cache
+        self.writer = writer
+        self.feed = feed
+        self.max_wait_s = max_wait_s
+
+    # --- reads: precomputed bytes -------------------------------------------
+
+    def synced_snapshot(self) -> Snapshot:
+        """The current snapshot, or ClusterUnavailable while the cache is not synced."""
+        snap = self.cache.snapshot
+        if not snap.synced:
+            raise ClusterUnavailable()
+        return snap
+
+    def config_json(self) -> bytes:
+        return self.synced_snapshot().config_json
+
+    def status_json(self) -> bytes:
+        return self.synced_snapshot().status_json
+
+    def validate_json(self) -> bytes:
+        return self.synced_snapshot().validate_json
+
+    # --- writes -------------------------------------------------------------
+
+    async def select(self, task: str, model: str, wait_s: float | None) -> SelectBody:
+        """Point the task's ModelSelection at `model` (a selection change is a load trigger)."""
+        wait_s = self._check_wait(wait_s)
+        snap = self.synced_snapshot()
+        option = _option(snap, task, model)
+        sel = snap.state.selection_for(task)
+        fields = {"model": model, "wanted": True}
+        stored = await self._write(sel, task, fields, create=True)
+        assert stored is not None  # created when missing
+        await self._observe(stored)
+        if wait_s:
+            await self._wait_loaded(_name(stored), option.model_id, _generation(stored), wait_s)
+        return SelectBody(
+            status="success",
+            task_type=task,
+            selected_model=model,
+            model_id=option.model_id,
+            message=SELECTED,
+        )
+
+    async def load(self, task: str, wait_s: float | None) -> LoadBody:
+        """Mark the task's selection wanted, so an on-demand model loads."""
+        wait_s = self._check_wait(wait_s)
+        snap = self.synced_snapshot()
+        sel, model, option = _selected(snap, task)
+        stored = await self._write(sel, task, {"wanted": True}, create=False)
+        if stored is None:
+            raise NoModelSelected(task)
+        await self._observe(stored)
+        if wait_s:
+            await self._wait_loaded(_name(stored), option.model_id, _generation(stored), wait_s)
+        message = LOADED if wait_s else LOAD_REQUESTED
+        return LoadBody(
+            status="success",
+            task_type=task,
+            model_name=model,
+            model_id=option.model_id,
+            message=message,
+        )
+
+    async def unload(self, task: str) -> LoadBody:
+        """Free the model's memory but keep the selection (on demand, not wanted)."""
+        snap = self.synced_snapshot()
+        sel, model, option = _selected(snap, task)
+        fields = {"wanted": False, "loadPolicy": LoadPolicy.ON_DEMAND.value}
+        stored = await self._write(sel, task, fields, create=False)
+        if stored is None:
+            raise NoModelSelected(task)
+        await self._observe(stored)
+        return LoadBody(
+            status="success",
+            task_type=task,
+            model_name=model,
+            model_id=option.model_id,
+            message=UNLOAD_REQUESTED,
+        )
+
+    # --- helpers ------------------------------------------------------------
+
+    def _check_wait(self, wait_s: float | None) -> float | None:
+        if wait_s is None or wait_s == 0:
+            return None
+        if wait_s < 0 or wait_s > self.max_wait_s:
+            raise BadRequest(f"Invalid value for wait: at most {self.max_wait_s:g} seconds")
+        return wait_s
+
+    async def _write(
+        self, sel: Selection | None, task: str, fields: dict[str, Any], create: bool
+    ) -> dict[str, Any] | None:
+        name = sel.name if sel is not None else selection_name(task)
+        cached = _cached_object(sel) if sel is not None else None
+        return await asyncio.to_thread(
+            self.writer.set_spec, name, fields, cached, task if create else None
+        )
+
+    async def _observe(self, stored: dict[str, Any]) -> None:
+        """Read-your-writes: return once the cache has seen `stored` (or after a short while).
+
+        A client that selects and then reads /config at once sees its selection.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OBSERVE_S
+        name, generation = _name(stored), _generation(stored)
+        while True:
+            sel = self.cache.snapshot.state.selections.get(name)
+            if sel is not None and sel.generation >= generation:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return  # the write succeeded; the watch is merely slow
+            await self.feed.wait_change(remaining)
+
+    async def _wait_loaded(self, name: str, model_id: str, generation: int, wait_s: float) -> None:
+        """Block until the model is Ready (return), Failed (500) or the time is up (503)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            state = self.cache.snapshot.state
+            sel = state.selections.get(name)
+            outcome = load_outcome(sel, model_id, generation)
+            if outcome.state == "ready" and _pod_visible(state, sel):
+                return
+            if outcome.state == "failed":
+                raise ModelLoadFailed(outcome.reason)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ModelLoadTimeout()
+            await self.feed.wait_change(remaining)
+
+
+def _pod_visible(state: ClusterState, sel: Selection | None) -> bool:
+    """Whether the cache has seen the model's pod too, so /status lists it after the wait.
+
+    The pod and selection watches are separate streams; one may run ahead.
+    """
+    runtime = sel.status.runtime if sel is not None else None
+    return runtime is None or runtime.pod is None or runtime.pod in state.live_pods
+
+
+def _option(snap: Snapshot, task: str, model: str) -> ModelOption:
+    catalog = snap.state.catalog
+    if catalog is None or task not in catalog.tasks:
+        raise InvalidTaskType(task)
+    option = catalog.option(task, model)
+    if option is None:
+        raise ModelNotFound(task, model)
+    return option
+
+
+def _selected(snap: Snapshot, task: str) -> tuple[Selection, str, ModelOption]:
+    catalog = snap.state.catalog
+    if catalog is None or task not in catalog.tasks:
+        raise InvalidTaskType(task)
+    sel = snap.state.selection_for(task)
+    if sel is None or not sel.spec.model:
+        raise NoModelSelected(task)
+    return sel, sel.spec.model, _option(snap, task, sel.spec.model)
+
+
+def _cached_object(sel: Selection) -> dict[str, Any]:
+    """Enough of the stored object for the writer: its version and its spec."""
+    return {
+        "metadata": {
+            "name": sel.name,
+            "resourceVersion": sel.resource_version,
+            "generation": sel.generation,
+        },
+        "spec": sel.spec.model_dump(mode="json", by_alias=True),
+    }
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["name"])
+
+
+def _generation(obj: dict[str, Any]) -> int:
+    return int(obj["metadata"].get("generation") or 0)

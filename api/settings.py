@@ -1,0 +1,45 @@
+"""Settings of the REST API process, read once from the environment (FOVEA_API_*)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fovea.domain.constants import DEFAULT_CATALOG_NAME
+
+
+class Settings(BaseSettings):
+    """Everything the API needs to know; CLI flags override the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="FOVEA_API_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=3001, ge=1, le=65535)
+    namespace: str = Field(default="default", min_length=1)
+    catalog: str = Field(default=DEFAULT_CATALOG_NAME, min_length=1)
+    kubeconfig: str | None = Field(
+        default=None, description="Kubeconfig path; else $KUBECONFIG, else in-cluster"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty turns CORS off"
+    )
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token required on mutating routes; unset means none"
+    )
+    max_wait_seconds: float = Field(default=600.0, gt=0, description="Upper bound of ?wait=")
+    # A watch is re-opened by the server after this long; the client read timeout is a bit
+    # longer, so a dead connection is noticed even when no FIN ever arrives.
+    watch_timeout_seconds: int = Field(default=60, ge=1)
+    reconnect_max_backoff_seconds: float = Field(default=5.0, gt=0)
+    write_retries: int = Field(default=5, ge=1, description="Attempts on a 409 Conflict")
+    request_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one write to the API server"
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use only."""
+    return Settings()

@@ -1,0 +1,128 @@
+"""The cluster as the API sees it: parsed resources, plain data, no I/O.
+
+The watch cache (`cache.py`) keeps raw objects per kind and turns them into
+a `ClusterState` after every change; response builders read only this.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from fovea.api.parsing import parse_lenient
+from fovea.domain import constants as c
+from fovea.domain.resources import CatalogSpec, SelectionSpec, SelectionStatus, selection_name
+
+log = logging.getLogger(__name__)
+
+Raw = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One ModelSelection, parsed once per resourceVersion."""
+
+    name: str
+    resource_version: str
+    generation: int
+    spec: SelectionSpec
+    status: SelectionStatus
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """Everything the responses are built from."""
+
+    namespace: str
+    catalog_name: str
+    catalog: CatalogSpec | None
+    selections: Mapping[str, Selection]  # by name
+    nodes: tuple[Raw, ...]
+    live_pods: frozenset[str]  # model-server pods that exist and are not terminating
+    by_task: Mapping[str, Selection] = field(default_factory=dict)
+
+    def selection_for(self, task: str) -> Selection | None:
+        """The task's selection: the one named `selection_name(task)`, else any for the task."""
+        return self.by_task.get(task)
+
+
+def build_state(
+    namespace: str,
+    catalog_name: str,
+    catalogs: Mapping[str, Raw],
+    selections: Mapping[str, Selection],
+    nodes: Mapping[str, Raw],
+    pods: Mapping[str, Raw],
+) -> ClusterState:
+    """Assemble a ClusterState from the cache's stores (all keyed by name)."""
+    raw_catalog = catalogs.get(catalog_name)
+    return ClusterState(
+        namespace=namespace,
+        catalog_name=catalog_name,
+        catalog=parse_catalog(raw_catalog) if raw_catalog is not None else None,
+        selections=dict(selections),
+        nodes=tuple(nodes[name] for name in sorted(nodes)),
+        live_pods=frozenset(
+            name for name, pod in pods.items() if not pod["metadata"].get("deletionTimestamp")
+        ),
+        by_task=index_by_task(selections.values()),
+    )
+
+
+def index_by_task(selections: Any) -> dict[str, Selection]:
+    """Map each task to its selection, preferring the canonically named one."""
+    out: dict[str, Selection] = {}
+    for sel in sorted(selections, key=lambda s: s.name):
+        task = sel.spec.task
+        if task not in out or sel.name == selection_name(task):
+            out[task] = sel
+    return out
+
+
+def parse_catalog(raw: Raw) -> CatalogSpec | None:
+    """The spec of a ModelCatalog object, or None (logged) when it does not parse."""
+    try:
+        return CatalogSpec.model_validate(raw.get("spec") or {})
+    except ValidationError as exc:
+        log.warning("ModelCatalog %s does not parse: %s", _name(raw), exc)
+        return None
+
+
+def parse_selection(raw: Raw) -> Selection | None:
+    """A ModelSelection object parsed; None (logged) when its spec does not parse.
+
+    The status is read leniently: a field this version does not know is
+    dropped rather than hiding the selection.
+    """
+    meta = raw.get("metadata") or {}
+    try:
+        spec = SelectionSpec.model_validate(raw.get("spec") or {})
+    except ValidationError as exc:
+        log.warning("ModelSelection %s does not parse: %s", _name(raw), exc)
+        return None
+    try:
+        status = parse_lenient(SelectionStatus, dict(raw.get("status") or {}))
+    except ValidationError as exc:
+        log.warning("status of ModelSelection %s does not parse: %s", _name(raw), exc)
+        status = SelectionStatus()
+    return Selection(
+        name=str(meta.get("name", "")),
+        resource_version=str(meta.get("resourceVersion", "")),
+        generation=int(meta.get("generation") or 0),
+        spec=spec,
+        status=status,
+    )
+
+
+def is_model_pod(raw: Raw) -> bool:
+    """Whether a pod is a model server (the cache's label selector says the same)."""
+    labels = (raw.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(c.LABEL_COMPONENT) == c.COMPONENT_MODEL_POD)
+
+
+def _name(raw: Raw) -> str:
+    return str((raw.get("metadata") or {}).get("name", "?"))

@@ -1,0 +1,529 @@
+"""Benchmark of the /api/models REST API: wrk against /status and /config.
+
+For 10, 100 and 1,000 selections (one task each, all reported loaded), at 1,
+16 and 64 concurrent connections, it measures p50, p99 and requests/s of:
+
+- api:   `fovea-models api` itself (one uvicorn worker, cache-fed, bytes precomputed);
+- bare:  a bare FastAPI route returning the very same bytes (the framework's limit);
+- naive: the same response builders, but listing the cluster on every request.
+
+and prints the ratios api/bare and api/naive. Targets (2-core machine, one
+worker): api >= 0.7 x bare req/s, api p99 <= 10 ms at 64 connections, and
+the api/bare ratio flat from 10 to 1,000 selections.
+
+    .venv/bin/python bench/api.py                      # a local cluster of its own
+    .venv/bin/python bench/api.py --kubeconfig PATH    # an existing cluster
+    .venv/bin/python bench/api.py --sizes 10 --duration 3
+
+Needs `wrk` (apt-get install wrk). Numbers from a shared machine are noisy:
+the ratios, measured back to back, are the figures to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("api", "bare", "naive")
+ROUNDS = 3
+# Server on CPU 0, wrk on the others (when there are two or more), so the load generator
+# does not steal the server's core; every variant gets the same treatment.
+_CPUS = sorted(os.sched_getaffinity(0))
+PIN_SERVER = ["taskset", "-c", str(_CPUS[0])] if len(_CPUS) > 1 and shutil.which("taskset") else []
+PIN_LOADGEN = ["taskset", "-c", ",".join(map(str, _CPUS[1:]))] if PIN_SERVER else []
+ENDPOINTS = ("status", "config")
+GROUP, VERSION = "fovea.dev", "v1alpha1"
+
+
+# --- the two reference servers (run as subprocesses of this script) --------------------
+
+
+def serve_bare(port: int, body_dir: Path) -> None:
+    """A FastAPI app whose routes return fixed bytes: the framework's own ceiling."""
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    config = (body_dir / "config.json").read_bytes()
+    status = (body_dir / "status.json").read_bytes()
+    app = FastAPI()
+
+    @app.get("/api/models/config")
+    async def get_config() -> Response:
+        return Response(content=config, media_type="application/json")
+
+    @app.get("/api/models/status")
+    async def get_status() -> Response:
+        return Response(content=status, media_type="application/json")
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def serve_naive(port: int, kubeconfig: str, namespace: str) -> None:
+    """The same builders, fed by four list calls per request instead of a watch cache."""
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+    from kubernetes import client
+
+    from fovea.api import responses
+    from fovea.api.state import build_state, parse_selection
+    from fovea.kube import api_client
+
+    api = api_client(kubeconfig)
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+
+    def raw(response: Any) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(response.data)
+        return data
+
+    def listed() -> Any:
+        catalogs = raw(
+            custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, "modelcatalogs", _preload_content=False
+            )
+        )["items"]
+        selections = raw(
+            custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, "modelselections", _preload_content=False
+            )
+        )["items"]
+        nodes = raw(core.list_node(_preload_content=False))["items"]
+        pods = raw(
+            core.list_namespaced_pod(
+                namespace,
+                label_selector="app.kubernetes.io/component=model-server",
+                _preload_content=False,
+            )
+        )["items"]
+        parsed = {s.name: s for s in map(parse_selection, selections) if s is not None}
+        state = build_state(
+            namespace,
+            "default",
+            {c["metadata"]["name"]: c for c in catalogs},
+            parsed,
+            {n["metadata"]["name"]: n for n in nodes},
+            {p["metadata"]["name"]: p for p in pods},
+        )
+        return state, responses.gpu_view(state)
+
+    app = FastAPI()
+
+    @app.get("/api/models/config")
+    def get_config() -> Response:
+        state, gpus = listed()
+        body = responses.to_json(responses.config_body(state, gpus))
+        return Response(content=body, media_type="application/json")
+
+    @app.get("/api/models/status")
+    def get_status() -> Response:
+        state, gpus = listed()
+        body = responses.to_json(responses.status_body(state, gpus))
+        return Response(content=body, media_type="application/json")
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# --- the cluster's content --------------------------------------------------------------
+
+
+def catalog_spec(size: int) -> dict[str, Any]:
+    option = {"framework": "pytorch", "speed": "fast", "description": "bench model"}
+    return {
+        "tasks": {
+            task(i): {
+                "options": {
+                    "small": {**option, "modelId": f"bench/small-{i}", "vramMb": 256},
+                    "large": {**option, "modelId": f"bench/large-{i}", "vramGb": 2},
+                }
+            }
+            for i in range(size)
+        },
+        "inference": {"offloadThreshold": 0.8},
+    }
+
+
+def task(i: int) -> str:
+    return f"task_{i:04d}"
+
+
+def populate(kubeconfig: str, namespace: str, size: int) -> None:
+    """A catalog of `size` tasks, a selection per task, each reported Ready by a 'pod'."""
+    from kubernetes import client
+
+    from fovea.domain.resources import selection_name
+    from fovea.kube import api_client
+
+    api = api_client(kubeconfig)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "modelcatalogs",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelCatalog",
+            "metadata": {"name": "default"},
+            "spec": catalog_spec(size),
+        },
+    )
+
+    def one(i: int) -> None:
+        name = selection_name(task(i))
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "modelselections",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ModelSelection",
+                "metadata": {"name": name},
+                "spec": {"task": task(i), "model": "small"},
+            },
+        )
+        # What the operator and the model pod report once loaded (no pods run here).
+        custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            "modelselections",
+            name,
+            {
+                "status": {
+                    "phase": "Ready",
+                    "node": "fovea-gpu-0",
+                    "gpuIndex": i % 2,
+                    "device": "cuda:0",
+                    "runtime": {
+                        "state": "Ready",
+                        "modelId": f"bench/small-{i}",
+                        "device": "cuda:0",
+                        "simulatedGpu": True,
+                        "measuredMemoryGb": 0.25,
+                        "loadTimeSeconds": 1.0,
+                    },
+                }
+            },
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(size)))
+
+
+def apply_crds(kubeconfig: str) -> None:
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    files = [f"-f={p}" for p in sorted((REPO / "manifests" / "crd").glob("model*.yaml"))]
+    subprocess.run(
+        ["kubectl", "apply", "--server-side", *files], env=env, check=True, capture_output=True
+    )
+    subprocess.run(
+        ["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *files],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+# --- processes and wrk ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_http(url: str, ok: Any, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if ok(httpx.get(url, timeout=30)):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+@dataclass(frozen=True)
+class Result:
+    p50_ms: float
+    p99_ms: float
+    rps: float
+    errors: int
+
+
+def median(results: list[Result]) -> Result:
+    """The round with the median req/s (its latencies come with it), errors summed."""
+    ordered = sorted(results, key=lambda r: r.rps)
+    middle = ordered[len(ordered) // 2]
+    return Result(middle.p50_ms, middle.p99_ms, middle.rps, sum(r.errors for r in results))
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def wrk(url: str, connections: int, duration: int) -> Result:
+    threads = 1 if connections == 1 else 2
+    out = subprocess.run(
+        [
+            *PIN_LOADGEN,
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    percent = dict(re.findall(r"^\s*(50|99)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.MULTILINE))
+    if set(percent) != {"50", "99"}:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    failed = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        failed += sum(int(x) for x in socket_errors.groups())
+    return Result(_ms(percent["50"]), _ms(percent["99"]), rps, failed)
+
+
+def _ms(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def bench_size(
+    kubeconfig: str, size: int, concurrency: list[int], duration: int, work: Path
+) -> dict[tuple[str, int, str], Result]:
+    namespace = f"bench-api-{size}-{int(time.time())}"
+    started = time.monotonic()
+    populate(kubeconfig, namespace, size)
+    print(f"\n{size} selections created in {time.monotonic() - started:.1f}s", flush=True)
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    ports = {v: free_port() for v in VARIANTS}
+    me = [*PIN_SERVER, sys.executable, str(Path(__file__).resolve())]
+    body_dir = work / f"bodies-{size}"
+    body_dir.mkdir()
+    results: dict[tuple[str, int, str], Result] = {}
+    api_args = [
+        sys.executable,
+        "-m",
+        "fovea.cli",
+        "api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(ports["api"]),
+        "--namespace",
+        namespace,
+        "--log-level",
+        "warning",
+    ]
+    with process(api_args, env, work / f"api-{size}.log"):
+        api = f"http://127.0.0.1:{ports['api']}"
+        wait_http(
+            f"{api}/api/models/status",
+            lambda r: r.status_code == 200 and len(r.json()["loaded_models"]) == size,
+        )
+        for endpoint in ENDPOINTS:
+            (body_dir / f"{endpoint}.json").write_bytes(
+                httpx.get(f"{api}/api/models/{endpoint}").content
+            )
+        sizes = {e: len((body_dir / f"{e}.json").read_bytes()) for e in ENDPOINTS}
+        print(f"  bodies: /status {sizes['status']:,} B, /config {sizes['config']:,} B")
+        bare_args = [*me, "serve-bare", "--port", str(ports["bare"]), "--bodies", str(body_dir)]
+        naive_args = [
+            *me,
+            "serve-naive",
+            "--port",
+            str(ports["naive"]),
+            "--namespace",
+            namespace,
+            "--kubeconfig",
+            kubeconfig,
+        ]
+        with (
+            process(bare_args, env, work / f"bare-{size}.log"),
+            process(naive_args, env, work / f"naive-{size}.log"),
+        ):
+            urls = {v: f"http://127.0.0.1:{ports[v]}/api/models" for v in VARIANTS}
+            for variant in ("bare", "naive"):
+                wait_http(f"{urls[variant]}/status", lambda r: r.status_code == 200)
+            for endpoint in ENDPOINTS:
+                same = httpx.get(f"{urls['bare']}/{endpoint}").content
+                assert same == httpx.get(f"{urls['api']}/{endpoint}").content
+                for variant in VARIANTS:
+                    wrk(f"{urls[variant]}/{endpoint}", 4, 1)  # warm-up
+                for conns in concurrency:
+                    # Interleaved rounds, median per variant: bursts of load from other
+                    # processes on a shared machine then hit every variant alike.
+                    rounds: dict[str, list[Result]] = {v: [] for v in VARIANTS}
+                    for _ in range(ROUNDS):
+                        for variant in VARIANTS:
+                            rounds[variant].append(
+                                wrk(f"{urls[variant]}/{endpoint}", conns, duration)
+                            )
+                    for variant in VARIANTS:
+                        results[(endpoint, conns, variant)] = median(rounds[variant])
+                    report_line(size, endpoint, conns, results)
+    return results
+
+
+def report_line(
+    size: int, endpoint: str, conns: int, results: dict[tuple[str, int, str], Result]
+) -> None:
+    api, bare, naive = (results[(endpoint, conns, v)] for v in VARIANTS)
+    errors = api.errors + bare.errors + naive.errors
+    print(
+        f"  {size:>5} /{endpoint:<6} c={conns:<3} "
+        f"api p50 {api.p50_ms:6.2f} p99 {api.p99_ms:6.2f} ms {api.rps:8.0f} r/s | "
+        f"bare p50 {bare.p50_ms:6.2f} p99 {bare.p99_ms:6.2f} ms {bare.rps:8.0f} r/s | "
+        f"naive p50 {naive.p50_ms:7.2f} p99 {naive.p99_ms:7.2f} ms {naive.rps:7.0f} r/s | "
+        f"api/bare {api.rps / bare.rps:4.2f}  api/naive {api.rps / max(naive.rps, 0.01):6.1f}x"
+        + (f"  ({errors} errors)" if errors else ""),
+        flush=True,
+    )
+
+
+def summary(all_results: dict[int, dict[tuple[str, int, str], Result]], top: int) -> bool:
+    ok = True
+    print("\nTargets")
+    for size, results in sorted(all_results.items()):
+        for endpoint in ENDPOINTS:
+            for (e, conns, variant), r in sorted(results.items()):
+                if e != endpoint or variant != "api":
+                    continue
+                ratio = r.rps / results[(e, conns, "bare")].rps
+                good_ratio = ratio >= 0.7
+                good_p99 = conns != top or r.p99_ms <= 10.0
+                ok &= good_ratio and good_p99 and r.errors == 0
+                print(
+                    f"  {size:>5} /{endpoint:<6} c={conns:<3} api/bare {ratio:4.2f} "
+                    f"{'ok' if good_ratio else 'BELOW 0.7'}"
+                    + (
+                        f", p99 {r.p99_ms:.2f} ms {'ok' if good_p99 else 'ABOVE 10 ms'}"
+                        if conns == top
+                        else ""
+                    )
+                )
+    sizes = sorted(all_results)
+    if len(sizes) > 1:
+        print("\nFlatness: api/bare at the largest vs the smallest size")
+        for endpoint in ENDPOINTS:
+            for conns in sorted({k[1] for k in all_results[sizes[0]]}):
+
+                def ratio(size: int, e: str = endpoint, c: int = conns) -> float:
+                    res = all_results[size]
+                    return res[(e, c, "api")].rps / res[(e, c, "bare")].rps
+
+                print(
+                    f"  /{endpoint:<6} c={conns:<3} {ratio(sizes[0]):.2f} -> {ratio(sizes[-1]):.2f}"
+                )
+    print("\nall targets met" if ok else "\nsome targets missed")
+    return ok
+
+
+def run(args: argparse.Namespace) -> int:
+    if shutil.which("wrk") is None:
+        print("bench/api.py needs wrk: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    sizes = [int(s) for s in args.sizes.split(",")]
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        work = Path(tmp)
+        cluster = None
+        kubeconfig = args.kubeconfig
+        if kubeconfig is None:
+            from fovea.localcluster.cluster import LocalCluster
+
+            cluster = LocalCluster(work / "cluster", gpus="2x24GiB,1x80GiB", log=lambda m: None)
+            cluster.start()
+            kubeconfig = str(cluster.kubeconfig)
+        try:
+            apply_crds(kubeconfig)
+            print(
+                f"wrk, {args.duration:g}s per run; one uvicorn worker per server; "
+                f"{os.cpu_count()} CPUs shared by server, wrk and the API server"
+            )
+            results = {
+                size: bench_size(kubeconfig, size, concurrency, args.duration, work)
+                for size in sizes
+            }
+        finally:
+            if cluster is not None:
+                cluster.stop()
+    return 0 if summary(results, max(concurrency)) else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="mode")
+    bare = sub.add_parser("serve-bare")
+    bare.add_argument("--port", type=int, required=True)
+    bare.add_argument("--bodies", type=Path, required=True)
+    naive = sub.add_parser("serve-naive")
+    naive.add_argument("--port", type=int, required=True)
+    naive.add_argument("--namespace", required=True)
+    naive.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--kubeconfig", help="an existing cluster (default: start a local one)")
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    args = parser.parse_args()
+    if args.mode == "serve-bare":
+        serve_bare(args.port, args.bodies)
+        return 0
+    if args.mode == "serve-naive":
+        serve_naive(args.port, args.kubeconfig, args.namespace)
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Run one probe against a pod process on loopback.
+
+Every pod gets one port (env PORT): its container ports and probe ports all
+map to it, since all pods share 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from fovea.localcluster.podspec import Probe
+
+
+def run_probe(probe: Probe, port: int, env: Mapping[str, str], cwd: Path) -> bool:
+    """True when the probe succeeds (HTTP 200-399, TCP connect, exec exit 0)."""
+    if probe.kind == "http":
+        return _http(probe, port)
+    if probe.kind in ("tcp", "grpc"):
+        # gRPC health checking is approximated by the port accepting connections.
+        return _tcp(port, probe.timeout_s)
+    return _exec(probe, env, cwd)
+
+
+def _http(probe: Probe, port: int) -> bool:
+    connection: http.client.HTTPConnection
+    if probe.scheme == "HTTPS":
+        # Kubelets do not verify probe certificates either.
+        context = ssl._create_unverified_context()
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=probe.timeout_s, context=context
+        )
+    else:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=probe.timeout_s)
+    try:
+        headers = {"User-Agent": "kube-probe/fovea-node-agent", **dict(probe.headers)}
+        connection.request("GET", probe.path, headers=headers)
+        return 200 <= connection.getresponse().status < 400
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def _tcp(port: int, timeout_s: float) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _exec(probe: Probe, env: Mapping[str, str], cwd: Path) -> bool:
+    if not probe.command:
+        return False
+    try:
+        result = subprocess.run(
+            list(probe.command),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=probe.timeout_s,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0

@@ -1,0 +1,181 @@
+"""Load, warm up, measure, report: the life of the one model this process serves.
+
+States follow `RuntimeReport.state`: Loading, then Ready (loaded, warm,
+measured), or Failed with the reason. A failed model pod does not exit: it
+keeps answering `/healthz` and answers `/readyz` with 503 and the reason, so
+Kubernetes does not restart it into the same failure over and over (each
+restart would reload weights and hammer the API server); the operator reads
+the reason from status and decides what to do with the pod.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from fovea.domain.resources import RuntimeReport
+from fovea.model_pod import measure
+from fovea.model_pod.adapters.base import Adapter, LoadedModel
+from fovea.model_pod.failures import failure_reason
+from fovea.model_pod.identity import Identity
+from fovea.model_pod.report import Reporter
+
+log = logging.getLogger("fovea.model_pod")
+
+LOADING = "Loading"
+READY = "Ready"
+FAILED = "Failed"
+SIMULATED_NOTE = "runs on the CPU: the node's GPU is simulated"
+
+
+class NotReady(RuntimeError):
+    """The model is not loaded and warm (yet, or at all); the message says which."""
+
+
+class ModelService:
+    """The one model of this process, its state, and what is reported about it."""
+
+    def __init__(self, identity: Identity, adapter: Adapter | None, reporter: Reporter | None):
+        self.identity = identity
+        self.adapter = adapter
+        self.reporter = reporter
+        self.state = LOADING
+        self.reason: str | None = None
+        self.report: RuntimeReport = self._base_report(LOADING)
+        self.loaded: LoadedModel | None = None
+        self._predict_lock = (
+            threading.Lock()
+        )  # one forward pass at a time: memory stays as measured
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    def _base_report(self, state: str, reason: str | None = None) -> RuntimeReport:
+        identity = self.identity
+        return RuntimeReport(
+            state=state,
+            reason=reason,
+            pod=identity.pod_name,
+            model_id=identity.spec.model_id,
+            device=identity.device,
+            simulated_gpu=identity.simulated_gpu,
+        )
+
+    def _publish(self, report: RuntimeReport) -> None:
+        self.report = report
+        if self.reporter is not None:
+            self.reporter.set(report)
+
+    def fail(self, reason: str) -> None:
+        """Enter Failed with `reason` (kept for /readyz and reported)."""
+        log.error("model failed: %s", reason)
+        self.state = FAILED
+        self.reason = reason
+        loaded = self.loaded
+        self._publish(
+            self._base_report(FAILED, reason).model_copy(
+                update={"random_weights": bool(loaded and loaded.random_weights)}
+            )
+        )
+
+    def load(self) -> None:
+        """Load, warm up and measure the model; end in Ready or Failed, never raise."""
+        self._publish(self._base_report(LOADING))
+        if self.adapter is None:
+            self.fail(self.reason or "no adapter")
+            return
+        adapter = self.adapter
+        device = self.identity.device
+        stage = "load"
+        try:
+            base = measure.baseline(device)
+            started = time.perf_counter()
+            self.loaded = adapter.load(device)
+            load_seconds = time.perf_counter() - started
+            stage = "warm up"
+            warm_started = time.perf_counter()
+            adapter.warmup(self.identity.spec.batch_size)
+            warm_seconds = time.perf_counter() - warm_started
+            stage = "measure"
+            reading = self._measure(base)
+        except Exception as exc:  # every failure becomes a reported reason
+            log.exception("model %s failed to %s", self.identity.spec.model_id, stage)
+            self.fail(failure_reason(exc, stage))
+            self._release()
+            return
+        self.state = READY
+        self.reason = self._ready_reason(reading.method)
+        log.info(
+            "model %s ready on %s: %.3f GiB (%s), load %.2fs, warm-up %.2fs",
+            self.identity.spec.model_id,
+            device,
+            reading.measured_gib,
+            reading.method,
+            load_seconds,
+            warm_seconds,
+        )
+        self._publish(
+            self._base_report(READY, self.reason).model_copy(
+                update={
+                    "random_weights": self.loaded.random_weights,
+                    "measured_memory_gb": measure.gib(reading.measured_bytes),
+                    "memory_breakdown": {
+                        **reading.breakdown,
+                        "warmupSeconds": round(warm_seconds, 3),
+                    },
+                    "load_time_seconds": round(load_seconds, 3),
+                }
+            )
+        )
+
+    def _measure(self, base: measure.Baseline) -> measure.MemoryReading:
+        assert self.adapter is not None and self.loaded is not None
+        module = self.adapter.module
+        if module is not None:
+            return measure.module_reading(self.identity.device, module, base)
+        if self.loaded.pid is None:
+            raise RuntimeError("the adapter holds no module and names no process to measure")
+        return measure.engine_reading(self.identity.device, self.loaded.pid, base)
+
+    def _ready_reason(self, method: str) -> str:
+        assert self.loaded is not None
+        parts = [self.loaded.source, f"memory measured as {method}"]
+        if self.identity.simulated_gpu:
+            parts.append(SIMULATED_NOTE)
+        return "; ".join(parts)
+
+    def _release(self) -> None:
+        if self.adapter is not None:
+            try:
+                self.adapter.close()
+            except Exception:  # freeing after a failure must not hide the failure
+                log.exception("closing the adapter failed")
+
+    def check(self) -> None:
+        """Notice a loaded model that stopped serving (an engine's death) and report it."""
+        if self.state == READY and self.adapter is not None:
+            problem = self.adapter.failure()
+            if problem:
+                self.fail(problem)
+
+    def predict(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Run one request; raise NotReady or the adapter's PredictError."""
+        self.check()
+        if not self.ready or self.adapter is None:
+            raise NotReady(self.reason or f"model is {self.state.lower()}")
+        with self._predict_lock:
+            answer = self.adapter.predict(payload)
+        if self.reporter is not None:
+            self.reporter.touch()
+        return {
+            **answer,
+            "modelId": self.identity.spec.model_id,
+            "device": self.identity.device,
+            "randomWeights": bool(self.loaded and self.loaded.random_weights),
+        }
+
+    def close(self) -> None:
+        self._release()

@@ -1,0 +1,147 @@
+"""`fovea-models model-pod`: the command the operator puts in model-server pods.
+
+It reads its identity from the environment (FOVEA_* and PORT), starts
+reporting to its own ModelSelection, serves probes at once, and loads the
+model in the background. A model that fails to load leaves the process up
+(see `lifecycle`); an environment that names no valid model is a pod-spec bug
+and exits 2, after reporting it where the selection is known.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from fovea.domain import constants as c
+
+CHECK_INTERVAL_SECONDS = 1.0
+
+log = logging.getLogger("fovea.model_pod")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"listen port (default ${c.ENV_PORT} or 8080)"
+    )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write status to the cluster (running by hand, without a ModelSelection)",
+    )
+    parser.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=30.0,
+        help="how often the status is refreshed when nothing changes (default 30)",
+    )
+
+
+def _reporter(namespace: str, name: str, heartbeat: float) -> Any:
+    from fovea.kube import ClusterUnreachable, api_client
+    from fovea.model_pod.report import Reporter, selection_patcher
+
+    try:
+        api = api_client()
+    except ClusterUnreachable as exc:
+        log.error("cannot report status (serving anyway): %s", exc)
+        return None
+    reporter = Reporter(selection_patcher(api, namespace, name), heartbeat_seconds=heartbeat)
+    reporter.start()
+    return reporter
+
+
+def _report_bad_environment(reason: str, heartbeat: float) -> None:
+    """Best effort: tell the selection, if the environment names one, why nothing will load."""
+    from fovea.domain.resources import RuntimeReport
+
+    namespace = os.environ.get(c.ENV_NAMESPACE, "").strip()
+    name = os.environ.get(c.ENV_SELECTION, "").strip()
+    if not (namespace and name):
+        return
+    reporter = _reporter(namespace, name, heartbeat)
+    if reporter is None:
+        return
+    reporter.set(
+        RuntimeReport(
+            state="Failed",
+            reason=f"bad model-pod environment: {reason}",
+            pod=os.environ.get(c.ENV_POD_NAME),
+        )
+    )
+    reporter.stop(flush_timeout=10.0)
+
+
+def _watch(service: Any, stop: threading.Event) -> None:
+    while not stop.wait(CHECK_INTERVAL_SECONDS):
+        service.check()
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from fovea.model_pod.identity import IdentityError, identity_from_env
+
+    try:
+        identity = identity_from_env()
+    except IdentityError as exc:
+        print(f"fovea-models model-pod: {exc}", file=sys.stderr)
+        _report_bad_environment(str(exc), args.heartbeat_seconds)
+        return 2
+
+    import uvicorn
+
+    from fovea.model_pod.adapters import adapter_for
+    from fovea.model_pod.adapters.base import LoadError
+    from fovea.model_pod.lifecycle import ModelService
+    from fovea.model_pod.server import create_app
+
+    reporter = None
+    if identity.reports and not args.no_report:
+        assert identity.namespace and identity.selection
+        reporter = _reporter(identity.namespace, identity.selection, args.heartbeat_seconds)
+    try:
+        adapter = adapter_for(identity.framework, identity.spec)
+        service = ModelService(identity, adapter, reporter)
+    except LoadError as exc:
+        service = ModelService(identity, None, reporter)
+        service.reason = str(exc)
+    stop = threading.Event()
+    threading.Thread(target=service.load, name="fovea-load", daemon=True).start()
+    threading.Thread(target=_watch, args=(service, stop), name="fovea-watch", daemon=True).start()
+    port = args.port or identity.port
+    log.info(
+        "model pod for task %s (%s %s) on %s, listening on %s:%d",
+        identity.spec.task,
+        identity.framework,
+        identity.spec.model_id,
+        identity.device,
+        args.host,
+        port,
+    )
+    started = time.monotonic()
+
+    def shut_down() -> None:
+        stop.set()
+        log.info("shutting down after %.0fs", time.monotonic() - started)
+        service.close()  # stops an engine's child process too
+        if reporter is not None:
+            reporter.stop()
+
+    config = uvicorn.Config(
+        create_app(service, on_shutdown=shut_down),
+        host=args.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
+    # Returns on SIGINT; on SIGTERM uvicorn shuts down (running shut_down) and then
+    # re-raises the signal, so the process ends as Kubernetes expects (exit 143).
+    uvicorn.Server(config).run()
+    return 0

@@ -1,0 +1,116 @@
+"""The model pod's HTTP surface: probes, predict and a self-description.
+
+- `GET /healthz`: 200 while the process runs, whatever the model's state
+  (liveness: a failed model is reported, not restarted into the same failure).
+- `GET /readyz`: 200 only when the model is loaded and warm; else 503 with the
+  state and reason (readiness and startup probes).
+- `POST /predict`: one request for the model; JSON in the framework's shape
+  (see each adapter), or raw image bytes (`image/*` or
+  `application/octet-stream`) for detectors. 503 while not ready, 400 on bad
+  input, errors as `{"error": "<message>"}`.
+- `GET /info`: who this is and the latest runtime report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from fovea.model_pod.adapters.base import PredictError
+from fovea.model_pod.lifecycle import ModelService, NotReady
+
+log = logging.getLogger("fovea.model_pod.server")
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+async def _payload(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise PredictError(f"request body over {MAX_BODY_BYTES} bytes")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type.startswith("image/") or content_type == "application/octet-stream":
+        return {"image_bytes": body}
+    try:
+        payload = json.loads(body or b"{}")
+    except json.JSONDecodeError as exc:
+        raise PredictError(f"body is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise PredictError("body must be a JSON object")
+    return payload
+
+
+def create_app(service: ModelService, on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    """The FastAPI app serving one ModelService; `on_shutdown` runs when the server stops.
+
+    Cleanup belongs here rather than after `uvicorn.Server.run()`: uvicorn
+    re-raises SIGTERM once it has shut down, so code after `run()` never runs.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            await run_in_threadpool(on_shutdown)
+
+    app = FastAPI(
+        title="fovea-models model server",
+        description="Probes and predict for one model (see docs/model-pod.md).",
+        lifespan=lifespan,
+    )
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "state": service.state}
+
+    @app.get("/readyz", response_model=None)
+    def readyz() -> dict[str, Any] | JSONResponse:
+        service.check()
+        if service.ready:
+            return {"ready": True, "state": service.state}
+        return JSONResponse(
+            status_code=503,
+            content={"ready": False, "state": service.state, "reason": service.reason},
+        )
+
+    @app.post("/predict", response_model=None)
+    async def predict(request: Request) -> dict[str, Any] | JSONResponse:
+        try:
+            payload = await _payload(request)
+            # The forward pass blocks: run it off the event loop so probes still answer.
+            return await run_in_threadpool(service.predict, payload)
+        except NotReady as exc:
+            return _error(503, f"model not ready: {exc}")
+        except PredictError as exc:
+            return _error(400, str(exc))
+        except Exception as exc:  # the contract's error shape, never a bare 500 page
+            log.exception("predict failed")
+            return _error(500, f"predict failed: {type(exc).__name__}: {exc}")
+
+    @app.get("/info")
+    def info() -> dict[str, Any]:
+        identity = service.identity
+        report = service.reporter.current if service.reporter else None
+        report = report or service.report
+        return {
+            "task": identity.spec.task,
+            "model": identity.model,
+            "framework": identity.framework,
+            "plannedDevice": identity.planned_device,
+            "selection": identity.selection,
+            "namespace": identity.namespace,
+            "runtime": report.model_dump(by_alias=True, mode="json", exclude_none=True),
+        }
+
+    return app

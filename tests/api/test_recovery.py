@@ -1,0 +1,111 @@
+"""The API server goes away: 503 with the contract's words; it comes back: the API recovers.
+
+A cluster of its own (the session's keeps serving the other tests): stopped,
+then started again from the same state directory, as `fovea-models cluster
+down` and `up` would. It comes back on new ports with a rewritten
+kubeconfig, and the API (not restarted) follows.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from api_builders import examples_catalog
+from api_server import ApiServer
+from kube_testing import Kube, eventually
+
+from fovea.api.settings import Settings
+from fovea.kube import api_client
+from fovea.localcluster.cluster import LocalCluster
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "recovery"
+CONNECTION_FAILED = {"error": "Connection to model service failed"}
+
+
+def start_cluster(state_dir: Path) -> LocalCluster:
+    cluster = LocalCluster(state_dir, gpus="1x24GiB", log=lambda message: None)
+    cluster.start()
+    return cluster
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[list[LocalCluster]]:
+    """The clusters this test starts (on one state directory), all stopped at the end."""
+    clusters = [start_cluster(tmp_path / "cluster")]
+    yield clusters
+    for cluster in clusters:
+        cluster.stop()
+
+
+def test_unreachable_api_server_is_503_then_recovers_without_restart(
+    own_cluster: list[LocalCluster], tmp_path: Path
+) -> None:
+    first = own_cluster[0]
+    kubeconfig = str(first.kubeconfig)
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    crds = [str(p) for p in (REPO / "manifests" / "crd").glob("model*.yaml")]
+    subprocess.run(
+        ["kubectl", "apply", "--server-side", *(f"-f={f}" for f in crds)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    subprocess.run(
+        [
+            "kubectl",
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *(f"-f={f}" for f in crds),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=90,
+    )
+    subprocess.run(
+        ["kubectl", "create", "namespace", NAMESPACE],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    kube = Kube(api_client(kubeconfig), kubeconfig, NAMESPACE)
+    kube.apply_catalog(examples_catalog())
+    kube.select("object_detection", "yolov8n")
+
+    api = ApiServer(
+        Settings(kubeconfig=kubeconfig, namespace=NAMESPACE, reconnect_max_backoff_seconds=0.5)
+    ).start()
+    try:
+        api.wait_ready()
+        before = api.http.get("/api/models/config")
+        assert before.status_code == 200
+
+        first.stop()
+        down = eventually(lambda: api.http.get("/api/models/config").status_code == 503, timeout=20)
+        assert down, "the API kept answering 200 from a cluster that is gone"
+        assert api.http.get("/api/models/config").json() == CONNECTION_FAILED
+        assert api.http.get("/api/models/status").json() == CONNECTION_FAILED
+        select = api.http.post("/api/models/select?task_type=object_detection&model_name=yolov8s")
+        assert (select.status_code, select.json()) == (503, CONNECTION_FAILED)
+        assert api.http.get("/readyz").status_code == 503
+        assert api.http.get("/healthz").status_code == 200
+
+        own_cluster.append(start_cluster(tmp_path / "cluster"))
+        assert own_cluster[1].server != first.server  # new ports: only the kubeconfig says so
+        back = eventually(lambda: api.http.get("/readyz").status_code == 200, timeout=60)
+        assert back, api.http.get("/readyz").text
+        assert api.http.get("/api/models/config").json() == before.json()
+        select = api.http.post("/api/models/select?task_type=object_detection&model_name=yolov8s")
+        assert select.status_code == 200, select.text
+    finally:
+        api.stop()

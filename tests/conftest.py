@@ -1,0 +1,108 @@
+"""Fixtures every suite shares: one real Kubernetes API server for the whole run.
+
+- `local_cluster`: ONE `fovea.localcluster` cluster per session, started on
+  first use in a temporary state directory and stopped at the end.
+- `kubeconfig`: the path (str) of the cluster the tests run against: the
+  local cluster by default, or `$FOVEA_TEST_KUBECONFIG` (kind, a real
+  cluster) when set. The session's `KUBECONFIG` points there too, so nothing
+  in a test can reach another cluster by accident.
+- `namespace`: a fresh namespace per test (named after it), deleted afterwards.
+
+A test that uses any of them is marked `integration`. A cluster that cannot
+start fails those tests (the fixture raises); nothing is ever skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from fovea.domain import constants as c
+
+if TYPE_CHECKING:
+    from fovea.localcluster.cluster import LocalCluster
+
+# Fixed, simulated GPU nodes: the same cluster shape on every machine.
+TEST_GPUS = "2x24GiB,1x80GiB"
+CLUSTER_FIXTURES = {"local_cluster", "kubeconfig", "namespace"}
+NAMESPACE_LABEL = f"{c.GROUP}/test"
+SERVICE_ACCOUNT_WAIT_S = 30.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a cluster `integration` (so `-m 'not integration'` works)."""
+    for item in items:
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """The session's local cluster (always this machine's, whatever the kubeconfig)."""
+    from fovea.localcluster.cluster import LocalCluster
+
+    state_dir = tmp_path_factory.mktemp("local-cluster")
+    # Its messages go to <state_dir>/cluster.log, not into some test's captured output.
+    cluster = LocalCluster(state_dir, gpus=TEST_GPUS, log=lambda message: None)
+    try:
+        cluster.start()
+    except Exception as exc:
+        pytest.fail(f"the local cluster could not start: {exc}", pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Path of the kubeconfig of the cluster under test."""
+    external = os.environ.get(c.ENV_TEST_KUBECONFIG)
+    if external:
+        path = str(Path(external).expanduser().resolve())
+        if not Path(path).is_file():
+            pytest.fail(f"${c.ENV_TEST_KUBECONFIG}={external} is not a file", pytrace=False)
+    else:
+        cluster: LocalCluster = request.getfixturevalue("local_cluster")
+        path = str(cluster.kubeconfig)
+    previous = os.environ.get(c.ENV_KUBECONFIG)
+    os.environ[c.ENV_KUBECONFIG] = path
+    yield path
+    if previous is None:
+        os.environ.pop(c.ENV_KUBECONFIG, None)
+    else:
+        os.environ[c.ENV_KUBECONFIG] = previous
+
+
+@pytest.fixture
+def namespace(kubeconfig: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new namespace for this test, ready for pods (its default service account exists)."""
+    from fovea.localcluster.rest import ApiError, Rest
+
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{base or 'test'}-{uuid.uuid4().hex[:6]}"
+    rest = Rest(Path(kubeconfig), pool_size=2)
+    body = {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}
+    rest.request("POST", "/api/v1/namespaces", body={"kind": "Namespace", **body})
+    deadline = time.monotonic() + SERVICE_ACCOUNT_WAIT_S
+    while True:
+        try:
+            rest.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")
+            break
+        except ApiError as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield name
+    try:
+        rest.request("DELETE", f"/api/v1/namespaces/{name}")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+    finally:
+        rest.close()

@@ -1,0 +1,188 @@
+"""The operator against the real local API server: catalogs and selections in, pods out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fovea.domain import constants as c
+from kube_testing import Kube, eventually
+
+pytestmark = pytest.mark.integration
+
+# Local cluster default: fovea-gpu-0 with 2x24 GiB, fovea-gpu-1 with 1x80 GiB,
+# threshold 0.8 -> room for 19.2, 19.2 and 64 GiB.
+
+
+def option(vram_gb: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "modelId": "mlp-tiny",
+        "framework": "pytorch",
+        "vramGb": vram_gb,
+        "architecture": "mlp-tiny",
+        "allowRandomWeights": True,
+        **extra,
+    }
+
+
+def catalog(tasks: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    return {
+        "tasks": {t: {"options": opts} for t, opts in tasks.items()},
+        "inference": {"offloadThreshold": 0.8, "warmupOnStartup": True},
+    }
+
+
+def gpu_limit(pod: dict[str, Any]) -> str | None:
+    limits = pod["spec"]["containers"][0]["resources"].get("limits", {})
+    value = limits.get(c.RESOURCE_GPU)
+    return None if value is None else str(value)
+
+
+def fill_gpus(kube: Kube, priority: int) -> None:
+    """Fill the three GPUs: c (60 GiB) on the 80 GiB GPU, then a and b (19 GiB each)."""
+    kube.select("c", "m", priority=priority)
+    assert eventually(lambda: len(kube.model_pods()) == 1 or None)
+    for task in ("a", "b"):
+        kube.select(task, "m", priority=priority)
+    assert eventually(lambda: len(kube.model_pods()) == 3 or None)
+
+
+def test_three_selections_get_three_gpu_pods(kube: Kube, operator: None) -> None:
+    kube.apply_catalog(catalog({t: {"small": option(1.0)} for t in ("det", "track", "sum")}))
+    for task in ("det", "track", "sum"):
+        kube.select(task, "small")
+    pods = eventually(lambda: kube.model_pods() if len(kube.model_pods()) == 3 else None)
+    assert pods is not None
+    for pod in pods:
+        assert gpu_limit(pod) == "1"
+        node = kube.planned_node(pod)
+        assert node.startswith("fovea-gpu-")
+    phases = eventually(
+        lambda: (
+            kube.phases()
+            if all(p in ("Scheduling", "Loading", "Ready") for p in kube.phases().values())
+            and len(kube.phases()) == 3
+            else None
+        )
+    )
+    assert phases is not None
+
+
+def test_model_bigger_than_any_gpu_is_unschedulable_and_disturbs_nothing(
+    kube: Kube, operator: None
+) -> None:
+    kube.apply_catalog(catalog({"det": {"small": option(1.0)}, "sum": {"huge": option(200.0)}}))
+    kube.select("det", "small")
+    first = eventually(lambda: kube.model_pods() or None)
+    assert first is not None
+    kube.select("sum", "huge")
+    status = eventually(
+        lambda: s if (s := kube.status("sum")).get("phase") == "Unschedulable" else None
+    )
+    assert status is not None
+    assert "200.0 GB" in status["message"] and "64.0 GB" in status["message"]
+    assert [p["metadata"]["name"] for p in kube.model_pods()] == [
+        p["metadata"]["name"] for p in first
+    ]
+
+
+def test_higher_priority_evicts_least_recently_used_with_event(kube: Kube, operator: None) -> None:
+    kube.apply_catalog(
+        catalog(
+            {
+                "a": {"m": option(19.0)},
+                "b": {"m": option(19.0)},
+                "c": {"m": option(60.0)},
+                "vip": {"m": option(19.0)},
+            }
+        )
+    )
+    fill_gpus(kube, priority=10)
+    kube.patch_status("a", {"lastUsed": "2026-01-01T00:00:00Z"})
+    kube.patch_status("b", {"lastUsed": "2026-06-01T00:00:00Z"})
+    kube.patch_status("c", {"lastUsed": "2026-06-01T00:00:00Z"})
+    kube.select("vip", "m", priority=500)
+    evicted = eventually(lambda: s if (s := kube.status("a")).get("phase") == "Evicted" else None)
+    assert evicted is not None, {t: kube.status(t) for t in ("a", "b", "c", "vip")}
+    assert kube.status("b").get("phase") != "Evicted"
+    assert eventually(lambda: any(e["reason"] == "Evicted" for e in kube.events("a")) or None)
+    assert eventually(lambda: kube.status("vip").get("node") or None)
+
+
+def test_full_gpu_with_cpu_footprint_falls_back_to_cpu(kube: Kube, operator: None) -> None:
+    kube.apply_catalog(
+        catalog(
+            {
+                "a": {"m": option(19.0)},
+                "b": {"m": option(19.0)},
+                "c": {"m": option(60.0)},
+                "extra": {"m": option(19.0, cpuMemoryGb=1.0)},
+            }
+        )
+    )
+    fill_gpus(kube, priority=100)
+    kube.select("extra", "m", device_policy="auto")
+    status = eventually(
+        lambda: s if (s := kube.status("extra")).get("pod") and s.get("device") == "cpu" else None
+    )
+    assert status is not None
+    pod = eventually(lambda: kube.pod(status["pod"]))
+    assert pod is not None and gpu_limit(pod) is None
+    assert eventually(
+        lambda: any(e["reason"] == "CPUFallback" for e in kube.events("extra")) or None
+    )
+
+
+def test_model_switch_replaces_the_pod(kube: Kube, operator: None) -> None:
+    kube.apply_catalog(catalog({"det": {"one": option(1.0), "two": option(2.0)}}))
+    kube.select("det", "one")
+    old = eventually(lambda: kube.status("det").get("pod"))
+    assert old is not None
+    kube.select("det", "two")
+    new = eventually(lambda: p if (p := kube.status("det").get("pod")) not in (None, old) else None)
+    assert new is not None
+    gone = eventually(lambda: kube.pod(old) is None or None)
+    assert gone, (kube.status("det"), [p["status"] for p in kube.model_pods()])
+    assert eventually(lambda: [p["metadata"]["name"] for p in kube.model_pods()] == [new] or None)
+
+
+def test_deleted_selection_garbage_collects_its_pod(kube: Kube, operator: None) -> None:
+    kube.apply_catalog(catalog({"det": {"one": option(1.0)}}))
+    kube.select("det", "one")
+    pod = eventually(lambda: kube.status("det").get("pod"))
+    assert pod is not None and eventually(lambda: kube.pod(pod))
+    kube.delete_selection("det")
+    assert eventually(lambda: kube.pod(pod) is None or None, timeout=60)
+
+
+def test_invalid_selection_is_rejected_at_apply(kube: Kube) -> None:
+    manifest = f"""
+apiVersion: {c.API_VERSION}
+kind: ModelSelection
+metadata: {{name: bad, namespace: {kube.namespace}}}
+spec: {{task: det, model: one, priority: 5000, devicePolicy: sometimes}}
+"""
+    result = kube.kubectl(["apply", "-f", "-"], stdin=manifest, check=False)
+    assert result.returncode != 0
+    assert "priority" in result.stderr and "5000" in result.stderr
+    assert "devicePolicy" in result.stderr
+    assert kube.selections() == []
+
+
+def test_restarted_operator_creates_no_duplicate(kube: Kube, operator_factory: Any) -> None:
+    kube.apply_catalog(catalog({t: {"m": option(1.0)} for t in ("a", "b")}))
+    first = operator_factory()
+    kube.select("a", "m")
+    kube.select("b", "m")
+    assert eventually(lambda: len(kube.model_pods()) == 2 or None)
+    first.kill()  # SIGKILL: no cleanup, the Lease stays held until it expires
+    first.wait()
+    before = sorted(p["metadata"]["name"] for p in kube.model_pods())
+    second = operator_factory()
+    kube.select("a", "m", priority=200)  # a change the new operator must handle
+    assert eventually(lambda: kube.status("a").get("observedGeneration") == 2 or None, timeout=60)
+    after = sorted(p["metadata"]["name"] for p in kube.model_pods())
+    assert after == before
+    second.terminate()
+    second.wait(timeout=30)

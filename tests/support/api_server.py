@@ -1,0 +1,50 @@
+"""The real API app served on a loopback port from a thread of the test process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import httpx
+import uvicorn
+from kube_testing import eventually
+
+from fovea.api.app import create_app
+from fovea.api.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ApiServer:
+    """The real app under uvicorn on a loopback port, in a thread of the test process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = create_app(settings)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, name="api-under-test", daemon=True)
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def start(self) -> ApiServer:
+        self._thread.start()
+        started = eventually(lambda: self.server.started or not self._thread.is_alive(), 30)
+        assert started and self._thread.is_alive(), "uvicorn did not start"
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        ready = eventually(lambda: self.http.get("/readyz").status_code == 200, timeout)
+        assert ready, f"API cache not synced: {self.http.get('/readyz').text}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(30)
+        self.http.close()
