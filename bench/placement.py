@@ -62,7 +62,7 @@ def bench_time(runs: int) -> None:
     gpus, demands = large_instance(1)
     print("Plan time, 10,000 selections x 1,000 GPUs (best / median of", runs, "runs)")
     best, median, first = timed(runs, lambda: plan(gpus, demands))
-    print(f"  from scratch, time-sliced   {best:6.3f} s / {median:6.3f} s   {_summary(first)}")
+    print(f"  {'from scratch, time-sliced':27}{best:6.3f} s / {median:6.3f} s   {_summary(first)}")
     placed = [
         replace(d, current=first.placements[d.key].slot)
         if first.placements[d.key].outcome == Outcome.GPU
@@ -75,12 +75,12 @@ def bench_time(runs: int) -> None:
         for k, p in first.placements.items()
         if p.outcome == Outcome.GPU and again.placements[k].slot != p.slot
     )
-    print(f"  re-plan, all placed        {best:6.3f} s / {median:6.3f} s   moved: {moved}")
+    print(f"  {'re-plan, all placed':27}{best:6.3f} s / {median:6.3f} s   moved: {moved}")
     best, median, whole = timed(runs, lambda: plan(gpus, demands, sharing=SharingMode.WHOLE))
-    print(f"  from scratch, whole GPUs   {best:6.3f} s / {median:6.3f} s   {_summary(whole)}")
+    print(f"  {'from scratch, whole GPUs':27}{best:6.3f} s / {median:6.3f} s   {_summary(whole)}")
     fits = demands[:3000]
     best, median, light = timed(runs, lambda: plan(gpus, fits))
-    print(f"  3,000 that all fit         {best:6.3f} s / {median:6.3f} s   {_summary(light)}")
+    print(f"  {'3,000 that all fit':27}{best:6.3f} s / {median:6.3f} s   {_summary(light)}")
 
 
 def _summary(result: Plan) -> str:

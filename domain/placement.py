@@ -418,7 +418,7 @@ class _Run:
             return None  # only models kept from before can be outranked (see _place_rest)
         if d.vram_gib >= self.failed_size:
             return None
-        best: tuple[tuple[int, int, float, int], int, list[int]] | None = None
+        best: tuple[tuple[tuple[int, float], int, float, int], int, list[int]] | None = None
         for pos, members in enumerate(self.members):
             if not members or self.cap[pos] < d.vram_gib - EPSILON:
                 continue
@@ -429,8 +429,10 @@ class _Run:
             victims = self._victims(pos, d.vram_gib, outranked)
             if victims is None:
                 continue
+            # Evict the least valuable: the lowest, least recently used highest victim,
+            # then as few models and as little memory as possible.
             score = (
-                max(self.demands[v].priority for v in victims),
+                max(self.demands[v].rank for v in victims),
                 len(victims),
                 sum(self.demands[v].vram_gib for v in victims),
                 self.order[pos],

@@ -35,4 +35,6 @@ def api_client(kubeconfig: str | None = None) -> client.ApiClient:
             config.load_incluster_config(client_configuration=cfg)
     except (ConfigException, OSError) as exc:
         raise ClusterUnreachable(f"no usable cluster configuration: {exc}") from exc
+    # Several threads share one client (the operator writes concurrently).
+    cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 16)
     return client.ApiClient(cfg)

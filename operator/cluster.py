@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from fovea.operator.reconcile import Actions, Event, Key, Selection, World
 
 log = logging.getLogger(__name__)
 
+WRITERS = 8  # concurrent writes per pass (the client's connection pool matches)
 MODEL_POD_SELECTOR = (
     f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD},{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
 )
@@ -37,6 +39,7 @@ class Cluster:
         self._rbac = client.RbacAuthorizationV1Api(api)
         self._custom = client.CustomObjectsApi(api)
         self._identities: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="apply")
 
     # --- reads -----------------------------------------------------------
 
@@ -111,26 +114,50 @@ class Cluster:
     # --- writes ----------------------------------------------------------
 
     def apply(self, actions: Actions) -> None:
-        """Carry out the actions; each one is harmless to repeat."""
+        """Carry out the actions; each one is harmless to repeat.
+
+        Groups run in order (deletions free GPU memory before anything new is
+        created); within a group the calls run concurrently.
+        """
         for ns in sorted(actions.namespaces - self._identities):
             self._ensure_model_pod_identity(ns)
-        for ns, name in actions.delete:
-            log.info("deleting pod %s/%s", ns, name)
-            with _tolerating(404):
-                self._core.delete_namespaced_pod(name, ns)
-        for pod in actions.create:
-            ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-            log.info("creating pod %s/%s", ns, name)
-            body: Any = pod  # the client takes plain dicts as bodies
-            with _tolerating(409):
-                self._core.create_namespaced_pod(ns, body)
-        for (ns, name), status in sorted(actions.status.items()):
-            with _tolerating(404):  # the selection was deleted meanwhile
-                self._custom.patch_namespaced_custom_object_status(
-                    c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, name, {"status": status}
-                )
-        for event in actions.events:
-            self._post_event(event)
+        self._each(self._delete_pod, actions.delete)
+        self._each(self._create_pod, actions.create)
+        self._each(self._patch_status, sorted(actions.status.items()))
+        self._each(self._post_event, actions.events)
+
+    def _each(self, call: Callable[[Any], None], items: Sequence[Any]) -> None:
+        if len(items) <= 1:
+            for item in items:
+                call(item)
+            return
+        list(self._pool.map(call, items))  # re-raises the first failure
+
+    def _delete_pod(self, key: Key) -> None:
+        ns, name = key
+        log.info("deleting pod %s/%s", ns, name)
+        with _tolerating(404):
+            self._core.delete_namespaced_pod(name, ns)
+
+    def _create_pod(self, pod: dict[str, Any]) -> None:
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        log.info("creating pod %s/%s", ns, name)
+        body: Any = pod  # the client takes plain dicts as bodies
+        with _tolerating(409):
+            self._core.create_namespaced_pod(ns, body)
+
+    def _patch_status(self, item: tuple[Key, dict[str, Any]]) -> None:
+        (ns, name), status = item
+        with _tolerating(404):  # the selection was deleted meanwhile
+            self._custom.patch_namespaced_custom_object_status(
+                c.GROUP,
+                c.VERSION,
+                ns,
+                c.SELECTION_PLURAL,
+                name,
+                {"status": status},
+                _content_type="application/merge-patch+json",
+            )
 
     def _ensure_model_pod_identity(self, ns: str) -> None:
         """A ServiceAccount per namespace that may only patch ModelSelection status."""

@@ -133,6 +133,19 @@ def test_higher_priority_evicts_the_least_recently_used_lower_one() -> None:
     assert where(result, "vip") == (Outcome.GPU, Slot("a", 0))
 
 
+def test_the_least_recently_used_goes_whichever_gpu_it_is_on() -> None:
+    gpus = [Gpu("g", 0, 24.0), Gpu("g", 1, 24.0), Gpu("h", 0, 80.0)]
+    running = [
+        d("b", 19, current=Slot("g", 0), priority=10, last_used=200.0),
+        d("a", 19, current=Slot("g", 1), priority=10, last_used=100.0),
+        d("c", 60, current=Slot("h", 0), priority=10, last_used=200.0),
+    ]
+    result = plan(gpus, [*running, d("vip", 19, priority=500)], threshold=0.8)
+    assert where(result, "vip") == (Outcome.GPU, Slot("g", 1))
+    assert result.placements["ns/a"].outcome == Outcome.EVICTED
+    assert where(result, "b") == (Outcome.GPU, Slot("g", 0))
+
+
 def test_never_evicts_a_higher_priority_one() -> None:
     running = [d("vip", 7, current=Slot("a", 0), priority=500)]
     result = plan([Gpu("a", 0, 10.0)], [*running, d("new", 3, priority=100)], threshold=0.8)
