@@ -24,7 +24,8 @@ class ChangeFeed:
         self.cache = cache
         self.loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
-        self._queues: set[asyncio.Queue[Snapshot]] = set()
+        self._queues: set[asyncio.Queue[Snapshot | None]] = set()
+        self._closed = False
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start receiving the cache's snapshots on `loop` (the app's, at startup)."""
@@ -43,14 +44,22 @@ class ChangeFeed:
             return False
         return True
 
-    def subscribe(self) -> asyncio.Queue[Snapshot]:
-        """A queue that receives every later snapshot (the oldest dropped when full)."""
-        queue: asyncio.Queue[Snapshot] = asyncio.Queue(QUEUE_SIZE)
+    def subscribe(self) -> asyncio.Queue[Snapshot | None]:
+        """A queue of every later snapshot (the oldest dropped when full); None: the end."""
+        queue: asyncio.Queue[Snapshot | None] = asyncio.Queue(QUEUE_SIZE)
+        if self._closed:
+            queue.put_nowait(None)
         self._queues.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[Snapshot]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[Snapshot | None]) -> None:
         self._queues.discard(queue)
+
+    def close(self) -> None:
+        """End every subscription (the server is stopping); call on the loop."""
+        self._closed = True
+        for queue in self._queues:
+            _put_dropping_oldest(queue, None)
 
     def _from_thread(self, snapshot: Snapshot) -> None:
         # The loop may already be closed during shutdown: nothing left to wake then.
@@ -63,6 +72,11 @@ class ChangeFeed:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         for queue in self._queues:
-            if queue.full():  # a slow client loses the oldest snapshot, not the newest
-                queue.get_nowait()
-            queue.put_nowait(snapshot)
+            _put_dropping_oldest(queue, snapshot)
+
+
+def _put_dropping_oldest(queue: asyncio.Queue[Snapshot | None], item: Snapshot | None) -> None:
+    # A slow client loses the oldest snapshot, never the newest (nor the end).
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(item)

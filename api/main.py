@@ -35,9 +35,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from fovea.api.app import create_app
+    from fovea.api.server import serve
     from fovea.kube import ClusterUnreachable
 
     settings = settings_from(args)
@@ -47,11 +46,5 @@ def run(args: argparse.Namespace) -> int:
     except ClusterUnreachable as exc:
         print(f"fovea-models api: {exc}")
         return 1
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        access_log=False,  # one line per request would cost more than the request
-    )
+    serve(app, settings.host, settings.port, args.log_level)
     return 0

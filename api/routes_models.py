@@ -170,6 +170,8 @@ async def _event_stream(cache: CacheDep, feed: FeedDep) -> AsyncIterator[bytes]:
             except TimeoutError:
                 yield events.KEEPALIVE
                 continue
+            if current is None:
+                return  # the server is stopping
             for chunk in events.events_between(previous, current):
                 yield chunk
             previous = current

@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from fovea.api.parsing import parse_lenient
-from fovea.domain import constants as c
 from fovea.domain.resources import CatalogSpec, SelectionSpec, SelectionStatus, selection_name
 
 log = logging.getLogger(__name__)
@@ -116,12 +115,6 @@ def parse_selection(raw: Raw) -> Selection | None:
         spec=spec,
         status=status,
     )
-
-
-def is_model_pod(raw: Raw) -> bool:
-    """Whether a pod is a model server (the cache's label selector says the same)."""
-    labels = (raw.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(c.LABEL_COMPONENT) == c.COMPONENT_MODEL_POD)
 
 
 def _name(raw: Raw) -> str:

@@ -60,24 +60,25 @@ class SelectionWriter:
         Raises ClusterUnavailable when the API server cannot be reached.
         """
         current: Mapping[str, Any] | None = cached
-        fetched = False
+        fresh = False  # whether `current` was just read from the API server
         for attempt in range(self.retries):
             last = attempt == self.retries - 1
             try:
-                if current is None and not fetched:
-                    current, fetched = self._get(name), True
                 if current is None:
-                    if create_task is None:
-                        return None
-                    return self._create(name, create_task, fields)
-                if _contains(current.get("spec") or {}, fields):
-                    return dict(current)  # nothing to change: no new generation
+                    current, fresh = self._get(name), True
+                    if current is None:
+                        if create_task is None:
+                            return None
+                        return self._create(name, create_task, fields)
+                # Only a fresh read may prove there is nothing to do; a cached copy may lag.
+                if fresh and _contains(current.get("spec") or {}, fields):
+                    return dict(current)
                 return self._patch(name, current, fields)
             except ApiException as exc:
                 if exc.status in (404, 409) and not last:
                     # Lost a race (changed, created or deleted meanwhile): re-read, recompute.
                     log.info("retrying write of %s after HTTP %s", name, exc.status)
-                    current, fetched = None, False
+                    current, fresh = None, False
                     continue
                 raise translate(exc) from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:

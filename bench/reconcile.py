@@ -111,7 +111,7 @@ def main() -> int:
         for ns in [*namespaces, "bench-latency"]:
             core.create_namespace({"metadata": {"name": ns}})
             custom.create_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.CATALOG_PLURAL,
-                                                   catalog(args.changes + 1))
+                                                   catalog(2))
         log = open(state / "operator.log", "wb")  # noqa: SIM115
         operator = subprocess.Popen([sys.executable, "-m", "fovea.cli", "operator"],
                                     env={**env, "FOVEA_OPERATOR_LEASE_NAMESPACE": "default"},
@@ -150,9 +150,8 @@ def main() -> int:
 
 
 def change_latency(core: client.CoreV1Api, custom: client.CustomObjectsApi, n: int) -> list[float]:
+    """Each change is a new selection in its own task slot; the watch stamps its pod."""
     ns = "bench-latency"
-    custom.create_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL,
-                                           selection("sel", "m0"))
     seen: dict[str, float] = {}
     ready = threading.Event()
 
@@ -161,23 +160,24 @@ def change_latency(core: client.CoreV1Api, custom: client.CustomObjectsApi, n: i
         ready.set()
         for event in stream.stream(core.list_namespaced_pod, ns, timeout_seconds=600):
             if event["type"] == "ADDED":
-                seen.setdefault(event["object"].metadata.labels[c.LABEL_MODEL], time.monotonic())
-            if len(seen) > n:
+                owner = event["object"].metadata.labels[c.LABEL_SELECTION]
+                seen.setdefault(owner, time.monotonic())
+            if len(seen) >= n:
                 stream.stop()
 
     thread = threading.Thread(target=watch_pods, daemon=True)
     thread.start()
     ready.wait()
-    _until(lambda: "m0" in seen, 60)
+    time.sleep(0.5)
     latencies = []
-    for i in range(1, n + 1):
-        model = f"m{i}"
+    for i in range(n):
+        name = f"change-{i:03d}"
         start = time.monotonic()
-        custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, "sel",
-                                              {"spec": {"model": model}})
-        if not _until(lambda model=model: model in seen, 30):
+        custom.create_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL,
+                                               selection(name, "m0"))
+        if not _until(lambda name=name: name in seen, 30):
             raise SystemExit(f"no pod for change {i} within 30 s")
-        latencies.append(seen[model] - start)
+        latencies.append(seen[name] - start)
     return latencies
 
 

@@ -25,11 +25,14 @@ The steps, in this order:
    the CPU; a model bigger than every GPU's capacity falls back to the CPU
    (device policy `auto` and a `cpu_memory_gib`) or is `unschedulable`.
 2. Stability: a demand already running on a GPU (`current`) stays there if it
-   still fits, highest rank first. Nothing that fits is ever moved.
+   still fits, highest rank first. What fits moves only when a model that
+   outranks it needs the room.
 3. The rest, highest rank first (then largest first): best fit among the GPUs
-   in use (least room left), else the largest free GPU; when nothing has room,
-   the GPU where evicting the fewest, lowest-ranked models it outranks makes
-   room; the evicted models try again (elsewhere, or on the CPU).
+   in use (least room left), else the largest free GPU. When nothing has
+   room: eviction of models it outranks, lowest priority and least recently
+   used first, on the GPU where the most valuable model to go ranks lowest
+   (then the fewest models, the least memory); the evicted models try again
+   (another GPU with room, or the CPU).
    This step runs twice, once with best fit and once with first fit, and the
    better result wins (more placed, fewer evicted, fewer GPUs), so the plan
    never uses more GPUs than first-fit-decreasing.

@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from fovea.domain.crds import CRDS
+
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 CATALOGS = {"demo": "demo.yaml", "default": "default.yaml"}
 
@@ -100,7 +102,8 @@ def _catalog_manifest(choice: str) -> Path:
 def _apply(kubeconfig: str, catalog: Path, namespace: str) -> None:
     """CRDs first (and established), then the catalog and its selections."""
     env = {**os.environ, "KUBECONFIG": kubeconfig}
-    crds = ["-f", str(MANIFESTS / "crd")]
+    # The CRD files by name: manifests/crd also holds a kustomization.yaml.
+    crds = [f"--filename={MANIFESTS / 'crd' / name}" for name in sorted(CRDS)]
     subprocess.run(["kubectl", "apply", "--server-side", *crds], env=env, check=True)
     subprocess.run(
         ["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *crds],

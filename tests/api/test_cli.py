@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -39,9 +40,21 @@ def test_the_command_serves_the_namespace_it_is_given(
         assert eventually(ready, 60) and proc.poll() is None, (tmp_path / "api.log").read_text()
         config = httpx.get(f"{url}/api/models/config").json()
         assert set(config["models"]) == set(examples_catalog()["tasks"])
+
+        # An open /events stream (a browser tab) must not hold up a stop.
+        lines: list[str] = []
+        with httpx.stream("GET", f"{url}/api/models/events", timeout=30) as stream:
+            reader = threading.Thread(target=lambda: lines.extend(stream.iter_lines()))
+            reader.start()
+            assert eventually(lambda: "event: sync" in lines, 10)
+            proc.send_signal(signal.SIGINT)  # what `fovea-models up` sends on Ctrl-C
+            reader.join(10)
+            assert not reader.is_alive(), "the event stream did not end"
+        assert proc.wait(3) == 0  # a graceful shutdown: the watches stopped too
     finally:
-        proc.send_signal(signal.SIGINT)  # what `fovea-models up` sends on Ctrl-C
-        assert proc.wait(20) == 0  # a graceful shutdown: the watches stopped too
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_without_any_cluster_configuration_it_says_so(tmp_path: Path) -> None:

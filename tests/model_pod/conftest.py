@@ -9,13 +9,34 @@ tests/conftest.py) and apply the CRDs generated from `fovea.domain`.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 
+from fovea.domain import constants as c
 from fovea.model_pod.adapters.base import ModelSpec
 from fovea.model_pod.identity import Identity
+
+# The subcommand exactly as `fovea-models model-pod` runs it (configure, then run),
+# without importing every other subcommand the CLI registers.
+MODEL_POD_COMMAND = [
+    sys.executable,
+    "-c",
+    "import argparse, sys\n"
+    "from fovea.model_pod import main\n"
+    "parser = argparse.ArgumentParser()\n"
+    "main.configure(parser)\n"
+    "sys.exit(main.run(parser.parse_args(sys.argv[1:])))",
+]
+START_ATTEMPTS = 3
+ANSWER_TIMEOUT_S = 120.0
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +108,81 @@ def selection_crds(kubeconfig: str) -> None:
         capture_output=True,
         timeout=90,
     )
+
+
+@pytest.fixture
+def model_pod_command() -> list[str]:
+    return list(MODEL_POD_COMMAND)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ModelPodProcess:
+    """A running `model-pod` command, its port and its log."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def start_model_pod(tmp_path: Path) -> Iterator[Callable[..., ModelPodProcess]]:
+    """Start the command with an environment; return once it answers as itself.
+
+    A free port can be taken by someone else between choosing and binding it
+    (other suites run servers too): the process then exits, or another server
+    answers; either way it is started again on another port.
+    """
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(env: dict[str, str], *args: str) -> ModelPodProcess:
+        for _ in range(START_ATTEMPTS):
+            port = free_port()
+            log = tmp_path / f"model-pod-{len(started)}.log"
+            with log.open("wb") as out:
+                process = subprocess.Popen(
+                    [*MODEL_POD_COMMAND, "--host", "127.0.0.1", *args],
+                    env={**env, c.ENV_PORT: str(port)},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            started.append(process)
+            if _answers_as(env[c.ENV_TASK], port, process):
+                return ModelPodProcess(process, port, log)
+            process.kill()
+            process.wait()
+        pytest.fail(f"model-pod did not start in {START_ATTEMPTS} attempts: {log.read_text()}")
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _answers_as(task: str, port: int, process: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            info = httpx.get(f"http://127.0.0.1:{port}/info", timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.3)
+            continue
+        try:
+            return info.status_code == 200 and info.json().get("task") == task
+        except ValueError:
+            return False  # someone else's server on that port
+    return False

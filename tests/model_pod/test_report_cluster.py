@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -107,23 +104,6 @@ def test_a_missing_selection_is_waited_for_not_fatal(kube: Kube) -> None:
     assert runtime_of(kube, "late_task")["state"] == "Loading"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-MODEL_POD = [
-    sys.executable,
-    "-c",
-    "import argparse, sys\n"
-    "from fovea.model_pod import main\n"
-    "parser = argparse.ArgumentParser()\n"
-    "main.configure(parser)\n"
-    "sys.exit(main.run(parser.parse_args(sys.argv[1:])))",
-]
-
-
 @pytest.mark.parametrize(
     ("framework", "model_id", "architecture"),
     [
@@ -133,11 +113,14 @@ MODEL_POD = [
     ],
 )
 def test_the_process_reports_ready_with_measured_memory_and_last_use(
-    kube: Kube, framework: str, model_id: str, architecture: str
+    kube: Kube,
+    start_model_pod: Callable[..., Any],
+    framework: str,
+    model_id: str,
+    architecture: str,
 ) -> None:
     task = f"{framework}_task"
     kube.select(task, "opt")
-    port = _free_port()
     env = {
         **os.environ,
         "KUBECONFIG": kube.kubeconfig,
@@ -153,38 +136,30 @@ def test_the_process_reports_ready_with_measured_memory_and_last_use(
         c.ENV_SELECTION: selection_name(task),
         c.ENV_NAMESPACE: kube.namespace,
         c.ENV_POD_NAME: f"model-{selection_name(task)}",
-        c.ENV_PORT: str(port),
     }
-    process = subprocess.Popen(
-        [*MODEL_POD, "--host", "127.0.0.1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        ready: Callable[[], dict[str, Any] | None] = lambda: (  # noqa: E731
-            runtime_of(kube, task) if runtime_of(kube, task).get("state") == "Ready" else None
-        )
-        runtime = eventually(ready, timeout=120, interval=0.5)
-        assert runtime, runtime_of(kube, task)
-        assert runtime["measuredMemoryGb"] > 0
-        assert runtime["device"] == "cpu" and runtime["simulatedGpu"] is True
-        assert runtime["randomWeights"] is True
-        assert "simulated" in runtime["reason"]
-        assert runtime["pod"] == f"model-{selection_name(task)}"
-        assert runtime.get("lastUsed") is None
-        payload: dict[str, Any] = {
-            "pytorch": {"inputs": [[0.0] * 64]},
-            "transformers": {"texts": ["a"]},
-            "ultralytics": {"image": _tiny_png_base64()},
-        }[framework]
-        answer = httpx.post(f"http://127.0.0.1:{port}/predict", json=payload, timeout=60)
-        assert answer.status_code == 200, answer.text
-        used = eventually(lambda: runtime_of(kube, task).get("lastUsed"), timeout=15)
-        assert used and used.endswith("Z")
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    pod = start_model_pod(env)
+
+    def ready() -> dict[str, Any] | None:
+        runtime = runtime_of(kube, task)
+        return runtime if runtime.get("state") == "Ready" else None
+
+    runtime = eventually(ready, timeout=120, interval=0.5)
+    assert runtime, (runtime_of(kube, task), pod.log.read_text())
+    assert runtime["measuredMemoryGb"] > 0
+    assert runtime["device"] == "cpu" and runtime["simulatedGpu"] is True
+    assert runtime["randomWeights"] is True
+    assert "simulated" in runtime["reason"]
+    assert runtime["pod"] == f"model-{selection_name(task)}"
+    assert runtime.get("lastUsed") is None
+    payload: dict[str, Any] = {
+        "pytorch": {"inputs": [[0.0] * 64]},
+        "transformers": {"texts": ["a"]},
+        "ultralytics": {"image": _tiny_png_base64()},
+    }[framework]
+    answer = httpx.post(f"{pod.url}/predict", json=payload, timeout=60)
+    assert answer.status_code == 200, answer.text
+    used = eventually(lambda: runtime_of(kube, task).get("lastUsed"), timeout=15)
+    assert used and used.endswith("Z")
 
 
 def _tiny_png_base64() -> str:
@@ -198,7 +173,9 @@ def _tiny_png_base64() -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_a_load_failure_is_reported_with_its_reason(kube: Kube) -> None:
+def test_a_load_failure_is_reported_with_its_reason(
+    kube: Kube, start_model_pod: Callable[..., Any]
+) -> None:
     task = "broken_task"
     kube.select(task, "opt")
     env = {
@@ -209,25 +186,15 @@ def test_a_load_failure_is_reported_with_its_reason(kube: Kube) -> None:
         c.ENV_FRAMEWORK: "transformers",
         c.ENV_SELECTION: selection_name(task),
         c.ENV_NAMESPACE: kube.namespace,
-        c.ENV_PORT: str(_free_port()),
     }
-    process = subprocess.Popen(
-        [*MODEL_POD, "--host", "127.0.0.1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        failed = eventually(
-            lambda: (
-                runtime_of(kube, task) if runtime_of(kube, task).get("state") == "Failed" else None
-            ),
-            timeout=90,
-            interval=0.5,
-        )
-        assert failed, runtime_of(kube, task)
-        assert "weights for 'no-org/no-such-model' are not on disk" in failed["reason"]
-        assert process.poll() is None  # it stays up, not ready, rather than crash-looping
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    pod = start_model_pod(env)
+
+    def failed() -> dict[str, Any] | None:
+        runtime = runtime_of(kube, task)
+        return runtime if runtime.get("state") == "Failed" else None
+
+    runtime = eventually(failed, timeout=90, interval=0.5)
+    assert runtime, (runtime_of(kube, task), pod.log.read_text())
+    assert "weights for 'no-org/no-such-model' are not on disk" in runtime["reason"]
+    assert pod.process.poll() is None  # it stays up, not ready, rather than crash-looping
+    assert httpx.get(f"{pod.url}/readyz", timeout=5).status_code == 503

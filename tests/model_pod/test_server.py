@@ -6,11 +6,9 @@ import base64
 import io
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
@@ -22,6 +20,7 @@ from fovea.model_pod.adapters.adapter_ultralytics import UltralyticsAdapter
 from fovea.model_pod.identity import Identity
 from fovea.model_pod.lifecycle import ModelService
 from fovea.model_pod.server import create_app
+from kube_testing import eventually
 
 
 def test_probes_follow_the_model_state(make_identity: Callable[..., Identity]) -> None:
@@ -76,27 +75,9 @@ def test_detector_takes_raw_image_bytes(make_identity: Callable[..., Identity]) 
     assert encoded.status_code == 200
 
 
-# The subcommand exactly as `fovea-models model-pod` runs it (configure, then run),
-# without importing every other subcommand the CLI registers.
-MODEL_POD = [
-    sys.executable,
-    "-c",
-    "import argparse, sys\n"
-    "from fovea.model_pod import main\n"
-    "parser = argparse.ArgumentParser()\n"
-    "main.configure(parser)\n"
-    "sys.exit(main.run(parser.parse_args(sys.argv[1:])))",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_the_command_serves_on_port_and_stops_on_sigterm() -> None:
-    port = free_port()
+def test_the_command_serves_on_port_and_stops_on_sigterm(
+    start_model_pod: Callable[..., Any],
+) -> None:
     env = {
         **os.environ,
         c.ENV_TASK: "embedding",
@@ -104,47 +85,24 @@ def test_the_command_serves_on_port_and_stops_on_sigterm() -> None:
         c.ENV_FRAMEWORK: "transformers",
         c.ENV_ARCHITECTURE: "bert-tiny",
         c.ENV_ALLOW_RANDOM_WEIGHTS: "1",
-        c.ENV_PORT: str(port),
     }
-    process = subprocess.Popen(
-        [*MODEL_POD, "--no-report", "--host", "127.0.0.1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        ready = None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        assert ready is not None and ready.status_code == 200, ready and ready.text
-        answer = httpx.post(
-            f"http://127.0.0.1:{port}/predict", json={"texts": ["hello"]}, timeout=30
-        )
-        assert answer.status_code == 200
-        assert len(answer.json()["embeddings"][0]) == 128
-        process.send_signal(signal.SIGTERM)
-        # uvicorn shuts down, then re-raises SIGTERM: the exit Kubernetes expects (143).
-        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
-        assert process.stdout is not None
-        assert b"shutting down after" in process.stdout.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    pod = start_model_pod(env, "--no-report")
+    ready = eventually(lambda: httpx.get(f"{pod.url}/readyz", timeout=2).status_code == 200, 120)
+    assert ready, pod.log.read_text()
+    answer = httpx.post(f"{pod.url}/predict", json={"texts": ["hello"]}, timeout=30)
+    assert answer.status_code == 200
+    assert len(answer.json()["embeddings"][0]) == 128
+    pod.process.send_signal(signal.SIGTERM)
+    # uvicorn shuts down, then re-raises SIGTERM: the exit Kubernetes expects (143).
+    assert pod.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert "shutting down after" in pod.log.read_text()
 
 
-def test_a_bad_environment_exits_2_with_the_reason() -> None:
+def test_a_bad_environment_exits_2_with_the_reason(model_pod_command: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOVEA_")}
     env[c.ENV_FRAMEWORK] = "pytorch"
     result = subprocess.run(
-        [*MODEL_POD, "--no-report"],
+        [*model_pod_command, "--no-report"],
         env=env,
         capture_output=True,
         text=True,

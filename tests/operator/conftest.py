@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fovea.domain.crds import CRDS
 from fovea.kube import api_client
 from kube_testing import Kube, eventually
 
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 def crds(kubeconfig: str) -> None:
     """The generated CRDs, applied once and established."""
     env = {**os.environ, "KUBECONFIG": kubeconfig}
-    files = sorted(str(p) for p in (REPO / "manifests" / "crd").glob("*.yaml"))
+    files = sorted(str(REPO / "manifests" / "crd" / name) for name in CRDS)
     args = [f"-f={f}" for f in files]
     subprocess.run(
         ["kubectl", "apply", "--server-side", *args],

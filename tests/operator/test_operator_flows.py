@@ -186,3 +186,28 @@ def test_restarted_operator_creates_no_duplicate(kube: Kube, operator_factory: A
     assert after == before
     second.terminate()
     second.wait(timeout=30)
+
+
+def test_catalog_change_replans(kube: Kube, operator: None) -> None:
+    kube.apply_catalog(catalog({"det": {"one": option(1.0)}, "sum": {"two": option(1.0)}}))
+    kube.select("det", "one")
+    kube.select("sum", "two")
+    pods = eventually(lambda: p if len(p := kube.model_pods()) == 2 else None)
+    assert pods is not None
+    # Resized beyond every GPU: its pod goes and the reason says why.
+    kube.apply_catalog(catalog({"det": {"one": option(300.0)}, "sum": {"two": option(1.0)}}))
+    status = eventually(
+        lambda: s if (s := kube.status("det")).get("phase") == "Unschedulable" else None
+    )
+    assert status is not None, kube.status("det")
+    assert "300.0 GB" in status["message"]
+    # Removed: the selection fails with the contract's message, nothing else moves.
+    kube.apply_catalog(catalog({"det": {"one": option(1.0)}, "sum": {}}))
+    status = eventually(lambda: s if (s := kube.status("sum")).get("phase") == "Failed" else None)
+    assert status is not None, kube.status("sum")
+    assert status["message"] == "Model 'two' not found for task 'sum'"
+
+    def tasks_with_pods() -> list[str]:
+        return [p["metadata"]["labels"][c.LABEL_TASK] for p in kube.model_pods()]
+
+    assert eventually(lambda: tasks_with_pods() == ["det"] or None), tasks_with_pods()

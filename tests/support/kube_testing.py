@@ -69,8 +69,13 @@ class Kube:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            self.custom.patch_namespaced_custom_object(
-                c.GROUP, c.VERSION, self.namespace, c.CATALOG_PLURAL, name, {"spec": spec}
+            # Replace, not merge: a removed option must really go.
+            current = self.custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, self.namespace, c.CATALOG_PLURAL, name
+            )
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            self.custom.replace_namespaced_custom_object(
+                c.GROUP, c.VERSION, self.namespace, c.CATALOG_PLURAL, name, body
             )
 
     def select(self, task: str, model: str | None, **spec: Any) -> None:
