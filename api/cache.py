@@ -140,6 +140,7 @@ class ClusterCache:
         self._listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
+        """Stop calling `listener`."""
         if listener in self._listeners:
             self._listeners.remove(listener)
 

@@ -45,6 +45,7 @@ def selection_data(change: Change) -> dict[str, Any]:
 
 
 def sync_data(snapshot: Snapshot) -> dict[str, Any]:
+    """What a `sync` event says: synced or not, and which watch is broken why."""
     return {"synced": snapshot.synced, "unsynced": snapshot.unsynced}
 
 

@@ -25,6 +25,7 @@ UNEXPECTED = {
 def error_response(
     status_code: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    """The contract's error body."""
     return JSONResponse({"error": message}, status_code=status_code, headers=headers)
 
 

@@ -33,6 +33,7 @@ class ChangeFeed:
         self.cache.add_listener(self._from_thread)
 
     def detach(self) -> None:
+        """Stop receiving snapshots (the app is shutting down)."""
         self.cache.remove_listener(self._from_thread)
 
     async def wait_change(self, timeout_s: float) -> bool:
@@ -53,6 +54,7 @@ class ChangeFeed:
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[Snapshot | None]) -> None:
+        """Forget a subscriber's queue (its stream ended)."""
         self._queues.discard(queue)
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve until stopped; 1 when no cluster configuration is usable."""
     from fovea.api.app import create_app
     from fovea.api.server import serve
     from fovea.kube import ClusterUnreachable

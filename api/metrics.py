@@ -23,6 +23,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1
 
 
 def request_histogram(registry: CollectorRegistry) -> Histogram:
+    """The request latency histogram, registered in `registry`."""
     return Histogram(
         "fovea_api_request_duration_seconds",
         "Time to answer an HTTP request, by route template",

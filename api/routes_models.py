@@ -62,6 +62,7 @@ write_router = APIRouter(prefix=PREFIX, tags=["models"])
     summary="Available models per task and the current selections",
 )
 async def get_config(request: Request) -> Response:
+    """Every task of the catalog: its options (original snake_case fields) and selection."""
     return _json(_hot_service(request).config_json())
 
 
@@ -72,6 +73,7 @@ async def get_config(request: Request) -> Response:
     summary="Loaded models and their measured memory",
 )
 async def get_status(request: Request) -> Response:
+    """Models whose pods report Ready, with the memory they measured; GPU totals."""
     return _json(_hot_service(request).status_json())
 
 
@@ -82,6 +84,7 @@ async def get_status(request: Request) -> Response:
     summary="Whether the current selections fit in GPU memory (with the operator's planner)",
 )
 async def validate(service: ServiceDep) -> Response:
+    """The budget of the current selections, from the placement plan the operator uses."""
     return _json(service.validate_json())
 
 
@@ -111,6 +114,7 @@ async def select(
     ] = None,
     wait: WaitQuery = None,
 ) -> SelectBody:
+    """Patch (or create) the task's ModelSelection; with `wait`, block until it is loaded."""
     task = _one_of("task_type", task_type, task_type_camel)
     model = _one_of("model_name", model_name, model_name_camel)
     return await service.select(task, model, wait)
@@ -126,6 +130,7 @@ TaskPath = Annotated[str, Path(description="Task type (a task of the catalog)")]
     summary="Load the selected model of a task now (marks the selection wanted)",
 )
 async def load(service: ServiceDep, task_type: TaskPath, wait: WaitQuery = None) -> LoadBody:
+    """Mark the selection wanted (on-demand models load); with `wait`, block until loaded."""
     return await service.load(task_type, wait)
 
 
@@ -136,6 +141,7 @@ async def load(service: ServiceDep, task_type: TaskPath, wait: WaitQuery = None)
     summary="Free the memory of a task's model; the selection stays (on demand, not wanted)",
 )
 async def unload(service: ServiceDep, task_type: TaskPath) -> LoadBody:
+    """Not wanted and on demand: the operator removes the pod; the selection stays."""
     return await service.unload(task_type)
 
 
@@ -151,6 +157,7 @@ async def unload(service: ServiceDep, task_type: TaskPath) -> LoadBody:
     },
 )
 async def stream_events(cache: CacheDep, feed: FeedDep) -> StreamingResponse:
+    """`selection`, `status` and `sync` events as they happen (text/event-stream)."""
     return StreamingResponse(
         _event_stream(cache, feed),
         media_type="text/event-stream",

@@ -14,6 +14,7 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz", response_model=HealthBody, summary="Liveness: the process answers")
 async def healthz() -> HealthBody:
+    """Liveness: the process answers."""
     return HealthBody(status="ok")
 
 
@@ -24,6 +25,7 @@ async def healthz() -> HealthBody:
     summary="Readiness: every watch of the cache is synced",
 )
 async def readyz(cache: CacheDep) -> ReadyBody | JSONResponse:
+    """Readiness: 200 once every watch of the cache is synced, else 503 saying which."""
     snap = cache.snapshot
     if snap.synced:
         return ReadyBody(status="ready")
@@ -38,4 +40,5 @@ async def readyz(cache: CacheDep) -> ReadyBody | JSONResponse:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
 async def metrics(request: Request) -> Response:
+    """Prometheus text format: request latency, memory per model and per GPU."""
     return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

@@ -21,6 +21,8 @@ SHUTDOWN_GRACE_S = 5
 
 
 class StreamClosingServer(uvicorn.Server):
+    """A uvicorn server whose stop signal also closes the change feed."""
+
     def __init__(self, config: uvicorn.Config, feed: ChangeFeed) -> None:
         super().__init__(config)
         self.feed = feed

@@ -57,12 +57,15 @@ class ModelService:
         return snap
 
     def config_json(self) -> bytes:
+        """The /config body, precomputed."""
         return self.synced_snapshot().config_json
 
     def status_json(self) -> bytes:
+        """The /status body, precomputed."""
         return self.synced_snapshot().status_json
 
     def validate_json(self) -> bytes:
+        """The /validate body, computed once per snapshot."""
         return self.synced_snapshot().validate_json
 
     # --- writes -------------------------------------------------------------

@@ -58,24 +58,38 @@ def fake_gpu_node(name: str) -> dict[str, Any]:
             "capacity": {"cpu": "64", "memory": "512Gi", "pods": "110", c.RESOURCE_GPU: "16"},
             "allocatable": {"cpu": "64", "memory": "512Gi", "pods": "110", c.RESOURCE_GPU: "16"},
             "conditions": [
-                {"type": "Ready", "status": "True", "reason": "Bench", "lastHeartbeatTime": now,
-                 "lastTransitionTime": now}
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Bench",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
             ],
         },
     }
 
 
 def catalog(options: int) -> dict[str, Any]:
-    opts = {f"m{i}": {"modelId": f"bench-{i}", "framework": "pytorch", "vramGb": 4.0}
-            for i in range(options)}
-    return {"apiVersion": c.API_VERSION, "kind": c.CATALOG_KIND,
-            "metadata": {"name": "default"},
-            "spec": {"tasks": {"task": {"options": opts}}}}
+    opts = {
+        f"m{i}": {"modelId": f"bench-{i}", "framework": "pytorch", "vramGb": 4.0}
+        for i in range(options)
+    }
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.CATALOG_KIND,
+        "metadata": {"name": "default"},
+        "spec": {"tasks": {"task": {"options": opts}}},
+    }
 
 
 def selection(name: str, model: str) -> dict[str, Any]:
-    return {"apiVersion": c.API_VERSION, "kind": c.SELECTION_KIND, "metadata": {"name": name},
-            "spec": {"task": "task", "model": model}}
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.SELECTION_KIND,
+        "metadata": {"name": name},
+        "spec": {"task": "task", "model": model},
+    }
 
 
 def pct(values: list[float], q: float) -> float:
@@ -98,11 +112,25 @@ def main() -> int:
     try:
         kubeconfig = str(cluster.kubeconfig)
         env = {**os.environ, "KUBECONFIG": kubeconfig}
-        subprocess.run(["kubectl", "apply", "--server-side", "-f", str(REPO / "manifests/crd")],
-                       env=env, check=True, capture_output=True)
-        subprocess.run(["kubectl", "wait", "--for=condition=Established", "--timeout=60s",
-                        "-f", str(REPO / "manifests/crd")], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["kubectl", "apply", "--server-side", "-f", str(REPO / "manifests/crd")],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "kubectl",
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "-f",
+                str(REPO / "manifests/crd"),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         api = api_client(kubeconfig)
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         for i in range(args.nodes):
@@ -110,12 +138,16 @@ def main() -> int:
         namespaces = [f"bench-{i:02d}" for i in range(args.namespaces)]
         for ns in [*namespaces, "bench-latency"]:
             core.create_namespace({"metadata": {"name": ns}})
-            custom.create_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.CATALOG_PLURAL,
-                                                   catalog(2))
+            custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, ns, c.CATALOG_PLURAL, catalog(2)
+            )
         log = open(state / "operator.log", "wb")  # noqa: SIM115
-        operator = subprocess.Popen([sys.executable, "-m", "fovea.cli", "operator"],
-                                    env={**env, "FOVEA_OPERATOR_LEASE_NAMESPACE": "default"},
-                                    stdout=log, stderr=subprocess.STDOUT)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "fovea.cli", "operator"],
+            env={**env, "FOVEA_OPERATOR_LEASE_NAMESPACE": "default"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         peak = {"rss": 0}
         done = threading.Event()
 
@@ -132,13 +164,17 @@ def main() -> int:
         time.sleep(3)  # the operator starts and takes its Lease
 
         latencies = change_latency(core, custom, args.changes)
-        print(f"change -> pod created over {len(latencies)} changes: "
-              f"p50 {statistics.median(latencies) * 1000:.0f} ms, "
-              f"p95 {pct(latencies, 0.95) * 1000:.0f} ms (targets 250 ms, 1000 ms)")
+        print(
+            f"change -> pod created over {len(latencies)} changes: "
+            f"p50 {statistics.median(latencies) * 1000:.0f} ms, "
+            f"p95 {pct(latencies, 0.95) * 1000:.0f} ms (targets 250 ms, 1000 ms)"
+        )
 
         seconds = converge(custom, namespaces, args.selections)
-        print(f"converge {args.selections} selections in {args.namespaces} namespaces on "
-              f"{args.nodes} GPU nodes: {seconds:.1f} s (target 30 s)")
+        print(
+            f"converge {args.selections} selections in {args.namespaces} namespaces on "
+            f"{args.nodes} GPU nodes: {seconds:.1f} s (target 30 s)"
+        )
         done.set()
         print(f"operator peak RSS: {peak['rss'] / 2**20:.0f} MiB")
     finally:
@@ -173,8 +209,9 @@ def change_latency(core: client.CoreV1Api, custom: client.CustomObjectsApi, n: i
     for i in range(n):
         name = f"change-{i:03d}"
         start = time.monotonic()
-        custom.create_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL,
-                                               selection(name, "m0"))
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, selection(name, "m0")
+        )
         if not _until(lambda name=name: name in seen, 30):
             raise SystemExit(f"no pod for change {i} within 30 s")
         latencies.append(seen[name] - start)
@@ -186,13 +223,23 @@ def converge(custom: client.CustomObjectsApi, namespaces: list[str], total: int)
     jobs = [(ns, f"sel-{j:03d}") for ns in namespaces for j in range(per_ns)]
     start = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda job: custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, job[0], c.SELECTION_PLURAL, selection(job[1], "m0")), jobs))
+        list(
+            pool.map(
+                lambda job: custom.create_namespaced_custom_object(
+                    c.GROUP, c.VERSION, job[0], c.SELECTION_PLURAL, selection(job[1], "m0")
+                ),
+                jobs,
+            )
+        )
 
     def converged() -> bool:
         items = custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.SELECTION_PLURAL)["items"]
-        mine = [s for s in items if s["metadata"]["namespace"].startswith("bench-")
-                and s["metadata"]["namespace"] != "bench-latency"]
+        mine = [
+            s
+            for s in items
+            if s["metadata"]["namespace"].startswith("bench-")
+            and s["metadata"]["namespace"] != "bench-latency"
+        ]
         return len(mine) == len(jobs) and all((s.get("status") or {}).get("pod") for s in mine)
 
     if not _until(converged, 300, interval=0.5):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,9 @@ from pathlib import Path
 
 from fovea.domain.crds import CRDS
 
+# Children get SIGTERM if this process dies without cleaning up (kill -9).
+_SETPRIV = shutil.which("setpriv")
+_DIE_WITH_US = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 CATALOGS = {"demo": "demo.yaml", "default": "default.yaml"}
 
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for proc in children.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+                proc.terminate()
         for proc in children.values():
             try:
                 proc.wait(timeout=20)

@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     configure_kopf_login(args.kubeconfig)
     if args.namespace:
         os.environ["FOVEA_OPERATOR_NAMESPACES"] = json.dumps(args.namespace)
-    kopf.configure(verbose=args.verbose)
+    # kopf logs every handler call at INFO; our planner logs what it decides.
+    kopf.configure(verbose=args.verbose, quiet=not args.verbose)
     kopf.run(
         standalone=True,  # leadership is the planner's Lease (fovea.operator.leader)
         clusterwide=not args.namespace,

@@ -39,8 +39,9 @@ class Generated:
         if self.selections:
             return header_for(name)
         return (
-            f"Generated from {name} by scripts/generate_catalogs.py: edit that file, not this one.\n"
-            "Only the ModelCatalog, without selections: nothing loads until something is selected."
+            f"Generated from {name} by scripts/generate_catalogs.py: edit that file,\n"
+            "not this one. Only the ModelCatalog, without selections: nothing loads until\n"
+            "something is selected."
         )
 
     def render(self, root: Path) -> str:
@@ -66,35 +67,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only compare; exit 1 when stale")
     parser.add_argument("--root", type=Path, default=REPO, help="repository root")
     args = parser.parse_args(argv)
-    stale = []
+    # Render everything before writing anything: one bad source changes no file.
+    expected: dict[str, str] = {}
     for item in GENERATED:
         try:
-            expected = item.render(args.root)
+            expected[item.output] = item.render(args.root)
         except (OSError, CatalogError) as exc:
             print(f"{item.source}: {exc}", file=sys.stderr)
             return EXIT_INVALID
+    stale = []
+    for item in GENERATED:
         path = args.root / item.output
         current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current == expected:
+        if current == expected[item.output]:
             continue
-        if args.check:
-            stale.append(item.output)
-            sys.stderr.writelines(
-                difflib.unified_diff(
-                    current.splitlines(keepends=True),
-                    expected.splitlines(keepends=True),
-                    fromfile=f"{item.output} (committed)",
-                    tofile=f"{item.output} (from {item.source})",
-                )
-            )
-        else:
-            write_atomically(path, expected)
+        if not args.check:
+            write_atomically(path, expected[item.output])
             print(f"wrote {item.output}")
-    if stale:
-        print(
-            f"stale: {', '.join(stale)}; run scripts/generate_catalogs.py",
-            file=sys.stderr,
+            continue
+        stale.append(item.output)
+        sys.stderr.writelines(
+            difflib.unified_diff(
+                current.splitlines(keepends=True),
+                expected[item.output].splitlines(keepends=True),
+                fromfile=f"{item.output} (committed)",
+                tofile=f"{item.output} (from {item.source})",
+            )
         )
+    if stale:
+        print(f"stale: {', '.join(stale)}; run scripts/generate_catalogs.py", file=sys.stderr)
         return EXIT_STALE
     if args.check:
         print(f"{len(GENERATED)} generated catalogs agree with their models.yaml")

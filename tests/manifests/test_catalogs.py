@@ -38,8 +38,11 @@ def test_a_stale_catalog_is_found_and_regenerated(tmp_path: Path) -> None:
     assert generate("--check", "--root", str(tmp_path)).returncode == 0
 
 
-def test_a_broken_models_yaml_changes_nothing(tmp_path: Path) -> None:
+def test_a_broken_models_yaml_changes_no_file(tmp_path: Path) -> None:
     shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    catalog = tmp_path / "manifests" / "catalog"
+    # A stale output listed before the broken source: not written either.
+    (catalog / "default.yaml").write_text("stale\n")
     site = tmp_path / "manifests" / "gitops" / "example-site"
     before = (site / "catalog.yaml").read_text()
     (site / "models.yaml").write_text("tasks:\n  t:\n    options:\n      m: {model_id: x}\n")
@@ -48,3 +51,4 @@ def test_a_broken_models_yaml_changes_nothing(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "models.yaml" in result.stderr and "vram" in result.stderr
     assert (site / "catalog.yaml").read_text() == before
+    assert (catalog / "default.yaml").read_text() == "stale\n"

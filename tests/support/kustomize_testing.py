@@ -62,9 +62,7 @@ def render(directory: Path) -> list[dict[str, Any]]:
 
 def find(objects: Sequence[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
     """The one object of `kind` (and `name`); fails the test when there is none or several."""
-    found = [
-        o for o in objects if o["kind"] == kind and name in (None, o["metadata"].get("name"))
-    ]
+    found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"].get("name"))]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
@@ -114,7 +112,8 @@ def write_wrapper(
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [str(resource)],
+        # Kustomize takes no absolute path: the resource relative to the wrapper.
+        "resources": [os.path.relpath(resource, directory)],
         "transformers": list(transformers),
         "patches": list(patches),
     }
