@@ -9,7 +9,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTHON  ?= python3
 
-.PHONY: run test install binaries lint typecheck pytest bench crds clean
+.PHONY: run test install binaries lint typecheck pytest bench crds catalog images kind-e2e clean
 
 run: install
 	$(BIN)/fovea-models up
@@ -53,6 +53,18 @@ bench: install
 
 crds:
 	$(BIN)/fovea-models crds --write
+
+# Regenerate the ModelCatalog manifests from their models.yaml sources.
+catalog: install
+	$(PY) scripts/generate_catalogs.py
+
+# Container images (needs a Docker engine; says so when there is none).
+images:
+	scripts/build-images.sh
+
+# A kind cluster with the images loaded, the kind overlay applied, and the e2e suite.
+kind-e2e: install
+	scripts/kind-e2e.sh
 
 clean:
 	rm -rf build $(VENV) .mypy_cache .ruff_cache .pytest_cache

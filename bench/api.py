@@ -9,7 +9,9 @@ p99 and requests/s of:
 - bare:  a bare FastAPI route returning the very same bytes (the framework's limit);
 - naive: the same response builders, but listing the cluster on every request.
 
-and prints the ratios api/bare and api/naive. Targets (2-core machine, one
+and prints the ratios api/bare and api/naive, and each server's CPU time per
+request (`us`), which other load on a shared machine disturbs far less than
+req/s and latency do. Targets (2-core machine, one
 worker): api >= 0.7 x bare req/s, api p99 <= 10 ms at 64 connections, and
 the api/bare ratio flat from 10 to 1,000 selections.
 
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("api", "bare", "naive")
@@ -298,20 +301,38 @@ class Result:
     p99_ms: float
     rps: float
     errors: int
+    cpu_us: float  # server CPU time per request: robust to other load on the machine
 
 
 def median(results: list[Result]) -> Result:
     """The round with the median req/s (its latencies come with it), errors summed."""
     ordered = sorted(results, key=lambda r: r.rps)
     middle = ordered[len(ordered) // 2]
-    return Result(middle.p50_ms, middle.p99_ms, middle.rps, sum(r.errors for r in results))
+    cpu = sorted(r.cpu_us for r in results)[len(results) // 2]
+    errors = sum(r.errors for r in results)
+    return Result(middle.p50_ms, middle.p99_ms, middle.rps, errors, cpu)
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def settle(pid: int, timeout_s: float = 60.0) -> None:
+    """Wait until a server has worked off its backlog (the naive one queues requests)."""
+    deadline = time.monotonic() + timeout_s
+    proc = psutil.Process(pid)
+    while time.monotonic() < deadline and proc.cpu_percent(interval=0.5) > 5.0:
+        pass
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
-def wrk(url: str, connections: int, duration: int) -> Result:
+def wrk(url: str, connections: int, duration: int, pid: int) -> Result:
+    """One wrk run against `url`, served by process `pid`."""
     threads = 1 if connections == 1 else 2
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         [
             *PIN_LOADGEN,
@@ -337,7 +358,9 @@ def wrk(url: str, connections: int, duration: int) -> Result:
     failed = int(errors.group(1)) if errors else 0
     if socket_errors:
         failed += sum(int(x) for x in socket_errors.groups())
-    return Result(_ms(percent["50"]), _ms(percent["99"]), rps, failed)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    cpu_us = (cpu_seconds(pid) - cpu_before) / max(requests, 1) * 1e6
+    return Result(_ms(percent["50"]), _ms(percent["99"]), rps, failed, cpu_us)
 
 
 def _ms(text: str) -> float:
@@ -365,6 +388,7 @@ def bench_size(
     body_dir.mkdir()
     results: dict[tuple[str, int, str], Result] = {}
     api_args = [
+        *PIN_SERVER,
         sys.executable,
         "-m",
         "fovea.cli",
@@ -378,7 +402,7 @@ def bench_size(
         "--log-level",
         "warning",
     ]
-    with process(api_args, env, work / f"api-{size}.log"):
+    with process(api_args, env, work / f"api-{size}.log") as api_proc:
         api = f"http://127.0.0.1:{ports['api']}"
         wait_http(
             f"{api}/api/models/status",
@@ -402,9 +426,10 @@ def bench_size(
             kubeconfig,
         ]
         with (
-            process(bare_args, env, work / f"bare-{size}.log"),
-            process(naive_args, env, work / f"naive-{size}.log"),
+            process(bare_args, env, work / f"bare-{size}.log") as bare_proc,
+            process(naive_args, env, work / f"naive-{size}.log") as naive_proc,
         ):
+            pids = {"api": api_proc.pid, "bare": bare_proc.pid, "naive": naive_proc.pid}
             urls = {v: f"http://127.0.0.1:{ports[v]}/api/models" for v in VARIANTS}
             for variant in ("bare", "naive"):
                 wait_http(f"{urls[variant]}/status", lambda r: r.status_code == 200)
@@ -412,16 +437,17 @@ def bench_size(
                 same = httpx.get(f"{urls['bare']}/{endpoint}").content
                 assert same == httpx.get(f"{urls['api']}/{endpoint}").content
                 for variant in VARIANTS:
-                    wrk(f"{urls[variant]}/{endpoint}", 4, 1)  # warm-up
+                    wrk(f"{urls[variant]}/{endpoint}", 4, 1, pids[variant])  # warm-up
+                settle(pids["naive"])
                 for conns in concurrency:
                     # Interleaved rounds, median per variant: bursts of load from other
                     # processes on a shared machine then hit every variant alike.
                     rounds: dict[str, list[Result]] = {v: [] for v in VARIANTS}
                     for _ in range(ROUNDS):
                         for variant in VARIANTS:
-                            rounds[variant].append(
-                                wrk(f"{urls[variant]}/{endpoint}", conns, duration)
-                            )
+                            url = f"{urls[variant]}/{endpoint}"
+                            rounds[variant].append(wrk(url, conns, duration, pids[variant]))
+                        settle(pids["naive"])
                     for variant in VARIANTS:
                         results[(endpoint, conns, variant)] = median(rounds[variant])
                     report_line(size, endpoint, conns, results)
@@ -435,10 +461,12 @@ def report_line(
     errors = api.errors + bare.errors + naive.errors
     print(
         f"  {size:>5} /{endpoint:<6} c={conns:<3} "
-        f"api p50 {api.p50_ms:6.2f} p99 {api.p99_ms:6.2f} ms {api.rps:8.0f} r/s | "
-        f"bare p50 {bare.p50_ms:6.2f} p99 {bare.p99_ms:6.2f} ms {bare.rps:8.0f} r/s | "
-        f"naive p50 {naive.p50_ms:7.2f} p99 {naive.p99_ms:7.2f} ms {naive.rps:7.0f} r/s | "
-        f"api/bare {api.rps / bare.rps:4.2f}  api/naive {api.rps / max(naive.rps, 0.01):6.1f}x"
+        + " | ".join(
+            f"{name} p50 {r.p50_ms:7.2f} p99 {r.p99_ms:7.2f} ms {r.rps:6.0f} r/s {r.cpu_us:6.0f} us"
+            for name, r in (("api", api), ("bare", bare), ("naive", naive))
+        )
+        + f" | api/bare r/s {api.rps / bare.rps:4.2f} cpu {bare.cpu_us / api.cpu_us:4.2f}"
+        + f" | api/naive r/s {api.rps / max(naive.rps, 0.01):.0f}x"
         + (f"  ({errors} errors)" if errors else ""),
         flush=True,
     )
@@ -452,13 +480,15 @@ def summary(all_results: dict[int, dict[tuple[str, int, str], Result]], top: int
             for (e, conns, variant), r in sorted(results.items()):
                 if e != endpoint or variant != "api":
                     continue
-                ratio = r.rps / results[(e, conns, "bare")].rps
+                bare = results[(e, conns, "bare")]
+                ratio = r.rps / bare.rps
                 good_ratio = ratio >= 0.7
                 good_p99 = conns != top or r.p99_ms <= 10.0
                 ok &= good_ratio and good_p99 and r.errors == 0
                 print(
-                    f"  {size:>5} /{endpoint:<6} c={conns:<3} api/bare {ratio:4.2f} "
-                    f"{'ok' if good_ratio else 'BELOW 0.7'}"
+                    f"  {size:>5} /{endpoint:<6} c={conns:<3} api/bare r/s {ratio:4.2f} "
+                    f"{'ok' if good_ratio else 'BELOW 0.7'} "
+                    f"(CPU per request: bare/api {bare.cpu_us / r.cpu_us:4.2f})"
                     + (
                         f", p99 {r.p99_ms:.2f} ms {'ok' if good_p99 else 'ABOVE 10 ms'}"
                         if conns == top

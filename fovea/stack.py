@@ -44,8 +44,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
     from fovea.localcluster.cluster import LocalCluster
 
+    put_kubectl_on_path(ensure_binaries())
     cluster = LocalCluster(args.state_dir, gpus=args.gpus)
     cluster.start()
     kubeconfig = str(cluster.kubeconfig)

@@ -14,7 +14,7 @@ from pathlib import Path
 from fovea.domain import constants as c
 
 GOBUILD = Path(__file__).resolve().parent / "gobuild"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 
 class BinariesUnavailable(RuntimeError):
@@ -35,7 +35,7 @@ def _complete(directory: Path) -> bool:
 
 
 def ensure_binaries(verbose: bool = True) -> Path:
-    """The directory holding all four binaries; builds them (minutes, once) if needed."""
+    """The directory holding all the binaries; builds them (minutes, once) if needed."""
     explicit = os.environ.get(c.ENV_K8S_BIN_DIR)
     if explicit:
         directory = Path(explicit).expanduser()
@@ -62,3 +62,14 @@ def ensure_binaries(verbose: bool = True) -> Path:
     if not lines or not _complete(directory):
         raise BinariesUnavailable(f"{script} did not produce {', '.join(BINARIES)}")
     return directory
+
+
+def put_kubectl_on_path(directory: Path) -> None:
+    """Make the pinned kubectl the first on this process's PATH (and its children's).
+
+    Everything this project runs with `kubectl` (tests, `fovea-models up`) then
+    uses the client of the same release as the server, whatever else is installed.
+    """
+    path = os.environ.get("PATH", "")
+    if not path.startswith(f"{directory}{os.pathsep}"):
+        os.environ["PATH"] = f"{directory}{os.pathsep}{path}"

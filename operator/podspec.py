@@ -151,6 +151,13 @@ def build_pod(
                     "command": ["fovea-models", "model-pod"],
                     "env": env,
                     "ports": [{"name": "http", "containerPort": c.MODEL_POD_PORT}],
+                    # Pod Security "restricted": the images run as uid 10001.
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "resources": resources,
                     "startupProbe": {
                         **probe,

@@ -62,6 +62,8 @@ step "tests/manifests against kind"
 FOVEA_TEST_KUBECONFIG=$KUBECONFIG_FILE "$PYTHON" -m pytest tests/manifests -p no:cacheprovider
 
 step "installing the kind overlay into fovea-system"
+# The dry-run test may have created fovea-system and deleted it again.
+kubectl wait --for=delete namespace/fovea-system --timeout=180s
 kubectl apply --server-side -k manifests/crd
 kubectl wait --for=condition=Established --timeout=60s \
     crd/modelcatalogs.fovea.dev crd/modelselections.fovea.dev

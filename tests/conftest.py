@@ -36,6 +36,13 @@ NAMESPACE_LABEL = f"{c.GROUP}/test"
 SERVICE_ACCOUNT_WAIT_S = 30.0
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests run `kubectl`: the one built with the control plane, same release."""
+    from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
+
+    put_kubectl_on_path(ensure_binaries())
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that needs a cluster `integration` (so `-m 'not integration'` works)."""
     for item in items:

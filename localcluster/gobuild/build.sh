@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 k8s_version=$(awk '$1=="k8s.io/kubernetes" {print $2}' "$here/go.mod" | head -n1)
 cache=${FOVEA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fovea-models}
 out="$cache/k8s-$k8s_version/bin"
-bins=(kube-apiserver kube-controller-manager kube-scheduler etcd)
+bins=(kube-apiserver kube-controller-manager kube-scheduler etcd kubectl)
 
 have_all() { for b in "${bins[@]}"; do [ -x "$out/$b" ] || return 1; done; }
 if have_all; then echo "$out"; exit 0; fi
@@ -32,11 +32,12 @@ rm -rf "$tmp"; mkdir -p "$tmp"
 cd "$here"
 echo "fovea-models: downloading modules for Kubernetes $k8s_version (first build only)" >&2
 go mod download || fail "go mod download" "could not fetch modules from the Go module proxy"
-echo "fovea-models: compiling kube-apiserver, kube-controller-manager, kube-scheduler, etcd (first build takes a while on 2 cores)" >&2
+echo "fovea-models: compiling kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd (first build takes a while on 2 cores)" >&2
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ld" -o "$tmp/" \
   k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kube-controller-manager \
   k8s.io/kubernetes/cmd/kube-scheduler \
+  k8s.io/kubernetes/cmd/kubectl \
   ./cmd/etcd || fail "go build" "compilation failed (see the compiler output above)"
 for b in "${bins[@]}"; do [ -x "$tmp/$b" ] || fail "check outputs" "$b was not produced"; done
 mkdir -p "$(dirname "$out")"; rm -rf "$out"; mv "$tmp" "$out"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ from kube_testing import eventually
 pytestmark = pytest.mark.integration
 
 DEPLOYMENTS = ("fovea-models-operator", "fovea-models-api")
+EXAMPLES = MANIFESTS.parent / "examples" / "js"
 START_S = 180.0  # Deployments Ready: a cold start on a busy two-core machine
 LOAD_S = 300  # a select's ?wait=: the model pod imports torch before it loads
 TASK, MODEL, MODEL_ID = "object_tracking", "mlp-tracker", "mlp-tiny"  # the demo's smallest
@@ -132,6 +134,21 @@ def api_url(install: Install) -> Iterator[str]:
         proc.wait(10)
 
 
+def contract_example(script: str, url: str) -> list[str]:
+    """What one of the contract's JavaScript examples prints (examples/js, run by node)."""
+    binary = shutil.which("node")
+    assert binary, "node is not installed"
+    result = subprocess.run(
+        [binary, str(EXAMPLES / script)],
+        env={**os.environ, "FOVEA_API_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
 def operator_logs(install: Install, request: pytest.FixtureRequest) -> str:
     """The in-cluster operator's output (the local cluster keeps every pod's log)."""
     cluster = request.getfixturevalue("local_cluster")
@@ -167,6 +184,15 @@ def test_the_overlay_runs_in_cluster_and_a_select_loads_the_model(
 
         unknown = http.post("/api/models/select", params={"task_type": TASK, "model_name": "nope"})
         assert unknown.status_code == 404 and "nope" in unknown.json()["error"]
+
+        # The contract's own usage examples, unchanged, against the in-cluster API.
+        assert contract_example("check-available-models.mjs", url) == [
+            f"{name}: {option['description']} ({option['vram_mb']:g} MB)"
+            for name, option in config["models"]["object_detection"]["options"].items()
+        ] + ["Current detection model: null"]
+        memory = contract_example("monitor-memory.mjs", url)
+        assert memory[0].startswith("VRAM Usage: ")
+        assert memory[1:] == [f"{TASK}: {MODEL_ID} (0.0 GB)"]  # a tiny MLP
 
     # The model pod: created by the in-cluster operator, with the model pods'
     # identity, and its report made it into the selection (status.runtime).
