@@ -8,8 +8,8 @@ placements). So `valid` means the operator can really place them.
 Fields, exactly as the contract documents them:
 
 - `valid`: every selected model that needs a GPU gets one, without evicting
-  anything. Models that need no GPU (external APIs, device policy `cpu`) do
-  not count against it.
+  anything, and none exceeds `max_memory_per_model`. Models that need no GPU
+  (external APIs, device policy `cpu`) do not count against the GPUs.
 - `total_vram_gb`: the memory of all GPUs, summed.
 - `total_required_gb`: the VRAM of the selected models that need a GPU.
 - `threshold`: the catalog's `offload_threshold`.
@@ -25,7 +25,13 @@ Fields, exactly as the contract documents them:
   (18.3 GB) exceeds the threshold limit (16.0 GB, 80% of 20.0 GB)"; then
   "Consider selecting smaller models or reducing simultaneous tasks"
   whenever the budget is not valid; then e.g. "video_summarization:
-  llama-4-maverick (16.0 GB) cannot be placed on a GPU: <the plan's reason>".
+  llama-4-maverick (16.0 GB) cannot be placed on a GPU: <the plan's reason>";
+  then one per model the operator refuses because it declares more than the
+  catalog's numeric `max_memory_per_model` ("object_detection: Model 'x'
+  needs 40.0 GB, more than max_memory_per_model 24.0 GB; the operator will
+  not load it"). Such a model counts in the totals and makes the budget
+  invalid, but takes no room in the plan (the operator does not plan it):
+  its placement is `unschedulable`, with that sentence as the reason.
 
 Extras (beyond the contract): `sharing_mode`, `gpus` (each GPU's capacity,
 use and tasks) and `placements` (each task's outcome, node, GPU and reason).
@@ -46,6 +52,7 @@ from fovea.domain.placement import EPSILON, Demand, Outcome, Placement, Slot, pl
 from fovea.domain.resources import (
     CatalogSpec,
     DevicePolicy,
+    InferenceSettings,
     ModelOption,
     Phase,
     SelectionSpec,
@@ -135,17 +142,30 @@ def validate(
         chosen[task] = (sel, option)
 
     demands = {task: demand_for(sel, option) for task, (sel, option) in chosen.items()}
-    result = plan(gpus, demands.values(), threshold=threshold, sharing=mode)
-    placed = {task: result.placements[d.key] for task, d in demands.items()}
+    refused = {
+        task: why
+        for task, (sel, option) in chosen.items()
+        if (why := memory_limit_refusal(sel.spec.model or "", option, catalog.inference))
+    }
+    planned = [d for task, d in demands.items() if task not in refused]
+    result = plan(gpus, planned, threshold=threshold, sharing=mode)
+    placed = {
+        task: Placement(d.key, Outcome.UNSCHEDULABLE, refused[task])
+        if task in refused
+        else result.placements[d.key]
+        for task, d in demands.items()
+    }
 
     required = {task: d.vram_gib if d.wants_gpu else 0.0 for task, d in demands.items()}
     total_vram = sum(g.memory_gib for g in gpus)
     total_required = sum(required.values())
     max_allowed = threshold * total_vram
     missing = [
-        task for task, d in demands.items() if d.wants_gpu and placed[task].outcome != Outcome.GPU
+        task
+        for task, d in demands.items()
+        if d.wants_gpu and placed[task].outcome != Outcome.GPU and task not in refused
     ]
-    valid = not missing
+    valid = not missing and not refused
 
     warnings: list[str] = []
     if total_required > total_vram + EPSILON:
@@ -161,6 +181,9 @@ def validate(
     if not valid:
         warnings.append(CONSIDER)
     warnings.extend(_placement_warning(task, demands[task], placed[task]) for task in missing)
+    warnings.extend(
+        f"{task}: {why}; the operator will not load it" for task, why in refused.items()
+    )
     warnings.extend(problems)
 
     task_of = {d.key: task for task, d in demands.items()}
@@ -228,6 +251,23 @@ def demand_for(sel: Selected, option: ModelOption) -> Demand:
         current=current,
         external=option.is_external,
         was_evicted=status.phase == Phase.EVICTED,
+    )
+
+
+def memory_limit_refusal(
+    model: str, option: ModelOption, inference: InferenceSettings
+) -> str | None:
+    """Why `model` may not load under the catalog's `max_memory_per_model`; None when it may.
+
+    A numeric limit caps the VRAM an option declares; `auto` leaves the GPUs
+    as the only limit. The operator fails such a selection with this message.
+    """
+    limit = inference.memory_limit_gib
+    if limit is None or option.vram_gib <= limit + EPSILON:
+        return None
+    return (
+        f"Model '{model}' needs {format_gb(option.vram_gib)} GB, "
+        f"more than max_memory_per_model {format_gb(limit)} GB"
     )
 
 

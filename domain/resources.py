@@ -190,9 +190,13 @@ class InferenceSettings(Wire):
         default=0.8, gt=0, le=1, description="Fraction of each GPU's memory models may fill"
     )
     warmup_on_startup: bool = Field(
-        default=True, description="Run one batch after loading, before reporting Ready"
+        default=True,
+        description="Load selected models at once; false: only once wanted (/load, first use). "
+        "A selection's loadPolicy overrides it",
     )
-    default_batch_size: int = Field(default=1, ge=1)
+    default_batch_size: int = Field(
+        default=1, ge=1, description="Batch of the warm-up pass each model pod runs after loading"
+    )
     max_batch_size: int = Field(default=8, ge=1)
 
     @field_validator("max_memory_per_model", mode="before")
@@ -219,6 +223,17 @@ class InferenceSettings(Wire):
                 f"max_batch_size ({self.max_batch_size})"
             )
         return self
+
+    @property
+    def memory_limit_gib(self) -> float | None:
+        """The most VRAM one model may declare, in GiB; None for auto (only the GPUs limit it)."""
+        limit = self.max_memory_per_model
+        return None if limit == "auto" else float(limit)
+
+    @property
+    def default_load_policy(self) -> LoadPolicy:
+        """The load policy of selections that set none: warmup_on_startup means eager."""
+        return LoadPolicy.EAGER if self.warmup_on_startup else LoadPolicy.ON_DEMAND
 
 
 class GpuOverride(Wire):
@@ -289,10 +304,20 @@ class SelectionSpec(Wire):
         description="Higher keeps its GPU; lower or equal, less recently used, is evicted first",
     )
     device_policy: DevicePolicy = DevicePolicy.AUTO
-    load_policy: LoadPolicy = LoadPolicy.EAGER
+    load_policy: LoadPolicy | None = Field(
+        default=None,
+        description="eager: load now; onDemand: load once wanted (/load or first use); "
+        "unset: the catalog's warmupOnStartup decides (true: eager)",
+    )
     wanted: bool = Field(
         default=False, description="On-demand selections load once wanted (/load, first use)"
     )
+
+    def effective_load_policy(self, inference: InferenceSettings) -> LoadPolicy:
+        """The load policy in force: the selection's own, else the catalog's."""
+        if self.load_policy is None:
+            return inference.default_load_policy
+        return LoadPolicy(self.load_policy)
 
 
 class Condition(Wire):

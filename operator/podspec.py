@@ -46,7 +46,6 @@ class PodSettings:
     image: str = "ghcr.io/fovea-models/model-pod:0.1.0"
     service_account: str = "fovea-model-pod"
     sharing_mode: SharingMode = SharingMode.TIME_SLICED
-    batch_size: int = 1
     cpu_request: str = "500m"
     # Memory request when an option declares no CPU footprint (GPU pods still
     # need host memory to stage weights).
@@ -79,9 +78,18 @@ def gpu_limits(option: ModelOption, mode: SharingMode) -> dict[str, str]:
 
 
 def build_pod(
-    sel: SelectionRef, option: ModelOption, target: Target, settings: PodSettings
+    sel: SelectionRef,
+    option: ModelOption,
+    target: Target,
+    settings: PodSettings,
+    *,
+    batch_size: int = 1,
 ) -> dict[str, Any]:
-    """The model-server pod of one selection on its planned target."""
+    """The model-server pod of one selection on its planned target.
+
+    `batch_size` is the warm-up batch: the catalog's `default_batch_size`. It
+    is not part of the pod's name, so changing it alone replaces no pod.
+    """
     name = pod_name(sel, option, target)
     device = "cuda:0" if target.on_gpu else "cpu"  # the device plugin exposes one GPU as cuda:0
     memory_gib = option.cpu_memory_gb if option.cpu_memory_gb else settings.default_memory_gib
@@ -103,7 +111,7 @@ def build_pod(
         {"name": c.ENV_NAMESPACE, "value": sel.namespace},
         {"name": c.ENV_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": c.ENV_DECLARED_VRAM_GB, "value": f"{option.vram_gib:g}"},
-        {"name": c.ENV_BATCH_SIZE, "value": str(settings.batch_size)},
+        {"name": c.ENV_BATCH_SIZE, "value": str(batch_size)},
         {"name": c.ENV_ALLOW_RANDOM_WEIGHTS, "value": "1" if option.allow_random_weights else "0"},
         {"name": c.ENV_ARCHITECTURE, "value": option.architecture or ""},
         {"name": c.ENV_PORT, "value": str(c.MODEL_POD_PORT)},

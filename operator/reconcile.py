@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from fovea.domain import constants as c
 from fovea.domain import placement
+from fovea.domain.budget import memory_limit_refusal
 from fovea.domain.gpus import cpu_nodes, gpus_from_nodes
 from fovea.domain.placement import Outcome
 from fovea.domain.resources import (
@@ -178,8 +179,13 @@ def _resolve(
             return Resolved(sel, option, catalog, (Phase.PENDING, "APIKeyMissing", msg))
         msg = f"External API model '{option.model_id}' needs no pod"
         return Resolved(sel, option, catalog, (Phase.READY, "ExternalAPI", msg))
-    if spec.load_policy == LoadPolicy.ON_DEMAND and not spec.wanted:
-        msg = "Load policy onDemand: waits for /load or first use"
+    refusal = memory_limit_refusal(spec.model, option, catalog.inference)
+    if refusal is not None:
+        return Resolved(sel, option, catalog, (Phase.FAILED, "ExceedsMaxMemoryPerModel", refusal))
+    policy = spec.effective_load_policy(catalog.inference)
+    if policy == LoadPolicy.ON_DEMAND and not spec.wanted:
+        why = " (the catalog's warmupOnStartup is false)" if spec.load_policy is None else ""
+        msg = f"Load policy onDemand{why}: waits for /load or first use"
         return Resolved(sel, option, catalog, (Phase.PENDING, "WaitingForDemand", msg))
     return Resolved(sel, option, catalog, None)
 
@@ -232,7 +238,7 @@ def _status_for(
     settings: PodSettings,
     actions: Actions,
 ) -> dict[str, Any]:
-    sel, spec, option = r.sel, r.sel.spec, r.option
+    sel, spec, option, catalog = r.sel, r.sel.spec, r.option, r.catalog
     status: dict[str, Any] = {
         "model": spec.model if spec else None,
         "modelId": option.model_id if option else None,
@@ -249,7 +255,7 @@ def _status_for(
         if phase == Phase.READY:  # external API
             status["device"] = "external"
         return status
-    assert place is not None and option is not None and spec is not None
+    assert place is not None and option is not None and spec is not None and catalog is not None
     if place.outcome in (Outcome.EVICTED, Outcome.UNSCHEDULABLE):
         phase = Phase.EVICTED if place.outcome == Outcome.EVICTED else Phase.UNSCHEDULABLE
         status.update(phase=phase.value, message=place.reason)
@@ -267,6 +273,7 @@ def _status_for(
         option,
         target,
         settings,
+        batch_size=catalog.inference.default_batch_size,
     )
     name = pod["metadata"]["name"]
     status["_desired_pod"] = name

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from api_server import ApiServer
-from kube_testing import Kube
 
 from fovea.api.settings import Settings
 from fovea.kube import api_client
+from kube_testing import Kube
 
 REPO = Path(__file__).resolve().parents[2]
 

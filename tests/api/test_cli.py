@@ -13,6 +13,7 @@ import httpx
 import pytest
 from api_builders import examples_catalog
 from api_server import free_port
+
 from kube_testing import Kube, eventually
 
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from api_builders import examples_catalog
 from api_server import ApiServer
-from kube_testing import Kube, eventually
 
 from fovea.domain.gpus import gpus_from_nodes
 from fovea.domain.resources import selection_name
+from kube_testing import Kube, eventually
 
 pytestmark = pytest.mark.integration
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from api_builders import examples_catalog
 from api_server import ApiServer
+
 from kube_testing import Kube, eventually
 
 pytestmark = pytest.mark.integration

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from api_builders import examples_catalog
 from api_server import ApiServer
-from kube_testing import Kube, eventually
 
 from fovea.api.settings import Settings
 from fovea.kube import api_client
 from fovea.localcluster.cluster import LocalCluster
+from kube_testing import Kube, eventually
 
 pytestmark = pytest.mark.integration
 

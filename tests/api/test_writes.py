@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from api_builders import examples_catalog
-from kube_testing import Kube
 
 from fovea.api.clients import ClientSource
 from fovea.api.writes import SelectionWriter
+from kube_testing import Kube
 
 pytestmark = pytest.mark.integration
 

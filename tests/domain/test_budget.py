@@ -196,3 +196,36 @@ def test_last_use_comes_from_the_status_or_the_pod() -> None:
     assert report.placements["b"].outcome == Outcome.GPU  # used more recently: takes the GPU
     assert report.placements["a"].outcome == Outcome.EVICTED
     assert any(w.startswith("a: m (6.0 GB) would be evicted") for w in report.warnings)
+
+
+def test_a_model_above_max_memory_per_model_is_refused_and_takes_no_room() -> None:
+    cat = CatalogSpec(
+        tasks={
+            "sum": TaskSpec(options={"big": gib("big", 40.0)}),
+            "det": TaskSpec(options={"n": gib("n", 8.0)}),
+        },
+        inference=InferenceSettings(max_memory_per_model=24.0),
+    )
+    report = validate(cat, [select("sum", "big"), select("det", "n")], [Gpu("n", 0, 80.0)])
+    assert not report.valid
+    assert report.total_required_gb == 48.0  # it is selected: it counts
+    assert report.warnings == [
+        CONSIDER,
+        "sum: Model 'big' needs 40.0 GB, more than max_memory_per_model 24.0 GB; "
+        "the operator will not load it",
+    ]
+    refused = report.placements["sum"]
+    assert refused.outcome == Outcome.UNSCHEDULABLE and refused.node is None
+    assert refused.reason == "Model 'big' needs 40.0 GB, more than max_memory_per_model 24.0 GB"
+    assert report.gpus[0].tasks == ["det"]  # the operator does not plan it: no room taken
+    assert report.placements["det"].outcome == Outcome.GPU
+
+
+def test_auto_and_a_limit_at_the_models_size_refuse_nothing() -> None:
+    for limit in ("auto", 40.0):
+        cat = CatalogSpec(
+            tasks={"sum": TaskSpec(options={"big": gib("big", 40.0)})},
+            inference=InferenceSettings.model_validate({"max_memory_per_model": limit}),
+        )
+        report = validate(cat, [select("sum", "big")], [Gpu("n", 0, 80.0)])
+        assert report.valid and report.warnings == [], limit

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fovea.domain import constants as c
 from fovea.domain.resources import ModelOption, SharingMode
 from fovea.operator.podspec import (
@@ -32,6 +34,19 @@ def test_name_changes_with_model_or_target_and_stays_a_valid_name() -> None:
     long = SelectionRef("ns", "x" * 80, "u", "t", "m" * 80)
     name = pod_name(long, OPTION, Target("n", None))
     assert len(name) <= 63 and name[0].isalnum() and name[-1].isalnum()
+
+
+def test_batch_size_sets_the_warm_up_batch_and_keeps_the_name() -> None:
+    target = Target("gpu-node-0", 0)
+    one = build_pod(SEL, OPTION, target, PodSettings())
+    four = build_pod(SEL, OPTION, target, PodSettings(), batch_size=4)
+
+    def batch(pod: dict[str, Any]) -> str:
+        env = pod["spec"]["containers"][0]["env"]
+        return str(next(e["value"] for e in env if e["name"] == c.ENV_BATCH_SIZE))
+
+    assert (batch(one), batch(four)) == ("1", "4")
+    assert one["metadata"]["name"] == four["metadata"]["name"]
 
 
 def test_gpu_pod_has_limits_affinity_owner_probes_and_identity() -> None:

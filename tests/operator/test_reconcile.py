@@ -81,9 +81,11 @@ def world(
     *selections: Selection,
     pods: list[dict[str, Any]] | None = None,
     secrets: frozenset[tuple[str, str]] = frozenset(),
+    inference: dict[str, Any] | None = None,
 ) -> World:
+    catalog = CATALOG if inference is None else {**CATALOG, "inference": inference}
     return World(
-        catalogs={("ns", "default"): CATALOG},
+        catalogs={("ns", "default"): catalog},
         selections=list(selections),
         nodes=[gpu_node("gpu-0", 24), CPU_NODE],
         pods=pods or [],
@@ -134,6 +136,89 @@ def test_on_demand_waits_until_wanted() -> None:
         world(sel("det", "small", load_policy="onDemand", wanted=True)), PodSettings()
     )
     assert len(wanted.create) == 1
+
+
+def test_without_a_load_policy_the_catalogs_warmup_on_startup_decides() -> None:
+    lazy = {"warmupOnStartup": False}
+    waiting = reconcile(world(sel("det", "small"), inference=lazy), PodSettings())
+    assert waiting.create == []
+    status = waiting.status[("ns", "det")]
+    assert status["phase"] == "Pending"
+    assert status["message"] == (
+        "Load policy onDemand (the catalog's warmupOnStartup is false): "
+        "waits for /load or first use"
+    )
+    assert status["conditions"][0]["reason"] == "WaitingForDemand"
+    wanted = reconcile(world(sel("det", "small", wanted=True), inference=lazy), PodSettings())
+    assert len(wanted.create) == 1
+    eager = reconcile(
+        world(sel("det", "small"), inference={"warmupOnStartup": True}), PodSettings()
+    )
+    assert len(eager.create) == 1
+
+
+def test_an_explicit_load_policy_overrides_the_catalog() -> None:
+    lazy, warm = {"warmupOnStartup": False}, {"warmupOnStartup": True}
+    eager = reconcile(
+        world(sel("det", "small", load_policy="eager"), inference=lazy), PodSettings()
+    )
+    assert len(eager.create) == 1
+    on_demand = reconcile(
+        world(sel("det", "small", load_policy="onDemand"), inference=warm), PodSettings()
+    )
+    assert on_demand.create == []
+    assert on_demand.status[("ns", "det")]["message"] == (
+        "Load policy onDemand: waits for /load or first use"
+    )
+
+
+def test_the_warm_up_batch_is_the_catalogs_default_batch_size() -> None:
+    def batch_env(pod: dict[str, Any]) -> str:
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        return str(env[c.ENV_BATCH_SIZE])
+
+    default = reconcile(world(sel("det", "small")), PodSettings()).create[0]
+    four = reconcile(
+        world(sel("det", "small"), inference={"defaultBatchSize": 4}), PodSettings()
+    ).create[0]
+    assert (batch_env(default), batch_env(four)) == ("1", "4")
+    # The name covers model and target only: a new batch size alone replaces no pod.
+    assert four["metadata"]["name"] == default["metadata"]["name"]
+    running = {**default, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    kept = reconcile(
+        world(sel("det", "small"), pods=[running], inference={"defaultBatchSize": 4}),
+        PodSettings(),
+    )
+    assert kept.create == [] and kept.delete == []
+
+
+def test_a_model_above_max_memory_per_model_fails_and_gets_no_pod() -> None:
+    limited = {"maxMemoryPerModel": 16}
+    actions = reconcile(
+        world(sel("det", "small"), sel("sum", "big"), inference=limited), PodSettings()
+    )
+    status = actions.status[("ns", "sum")]
+    assert status["phase"] == "Failed"
+    assert status["message"] == "Model 'big' needs 18.0 GB, more than max_memory_per_model 16.0 GB"
+    assert status["conditions"][0]["reason"] == "ExceedsMaxMemoryPerModel"
+    assert [p["metadata"]["labels"][c.LABEL_TASK] for p in actions.create] == ["det"]
+    # A fraction works too (the CRD stores it as a decimal string).
+    fractional = world(sel("sum", "big"), inference={"maxMemoryPerModel": "17.5"})
+    fraction = reconcile(fractional, PodSettings())
+    assert fraction.status[("ns", "sum")]["message"].endswith("max_memory_per_model 17.5 GB")
+    # auto: only the GPUs limit it; a limit at the model's figure allows it.
+    for inference in ({"maxMemoryPerModel": "auto"}, {"maxMemoryPerModel": 18}):
+        allowed = reconcile(world(sel("sum", "big"), inference=inference), PodSettings())
+        assert len(allowed.create) == 1, inference
+
+
+def test_lowering_max_memory_per_model_removes_a_running_pod() -> None:
+    pod = reconcile(world(sel("sum", "big")), PodSettings()).create[0]
+    actions = reconcile(
+        world(sel("sum", "big"), pods=[pod], inference={"maxMemoryPerModel": 8}), PodSettings()
+    )
+    assert actions.create == [] and actions.delete == [("ns", pod["metadata"]["name"])]
+    assert actions.status[("ns", "sum")]["phase"] == "Failed"
 
 
 def test_too_big_is_unschedulable_and_full_gpu_falls_back_to_cpu() -> None:

@@ -7,10 +7,10 @@ import threading
 
 import httpx
 import uvicorn
-from kube_testing import eventually
 
 from fovea.api.app import create_app
 from fovea.api.settings import Settings
+from kube_testing import eventually
 
 
 def free_port() -> int:
