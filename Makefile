@@ -8,6 +8,9 @@ PY      := $(VENV)/bin/python
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTHON  ?= python3
+# Never put the working directory on sys.path: the folder `operator/` would
+# shadow the standard library's `operator` (it is importable only as fovea.operator).
+export PYTHONSAFEPATH := 1
 
 .PHONY: run test install binaries lint typecheck pytest bench crds catalog images kind-e2e clean
 
@@ -20,8 +23,8 @@ install: $(STAMP) binaries
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[model,dev]'
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[model,dev]'
 	touch $(STAMP)
 
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler and etcd once per

@@ -57,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         _apply(kubeconfig, _catalog_manifest(args.catalog), args.namespace)
-        command = [sys.executable, "-m", "fovea.cli"]
-        children["operator"] = subprocess.Popen([*command, "operator"], env=env)
+        command = [*_DIE_WITH_US, sys.executable, "-P", "-m", "fovea.cli"]
+        # Own sessions: Ctrl-C reaches only this process, which stops them in order.
+        children["operator"] = subprocess.Popen(
+            [*command, "operator"], env=env, start_new_session=True
+        )
         children["api"] = subprocess.Popen(
             [
                 *command,
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                 args.namespace,
             ],
             env=env,
+            start_new_session=True,
         )
         print(
             f"fovea-models: API on http://{args.host}:{args.port}/api/models "
@@ -119,7 +123,7 @@ def _apply(kubeconfig: str, catalog: Path, namespace: str) -> None:
     if catalog.suffix in (".yaml", ".yml") and "kind:" not in catalog.read_text():
         # A models.yaml: import it into a manifest first (errors name the file and option).
         rendered = subprocess.run(
-            [sys.executable, "-m", "fovea.cli", "catalog", "import", str(catalog)],
+            [sys.executable, "-P", "-m", "fovea.cli", "catalog", "import", str(catalog)],
             env=env,
             check=True,
             capture_output=True,

@@ -142,7 +142,7 @@ def _up_detached(args: argparse.Namespace, state: StateDir) -> int:
     state.root.mkdir(parents=True, exist_ok=True)
     # This module's own entry point: the supervisor needs nothing else of the CLI.
     argv = [
-        sys.executable, "-m", "fovea.localcluster.cli", "up", "--state-dir", str(state.root),
+        sys.executable, "-P", "-m", "fovea.localcluster.cli", "up", "--state-dir", str(state.root),
         "--gpus", args.gpus, "--timeout", str(args.timeout),
     ]  # fmt: skip
     with state.supervisor_log.open("ab") as log:
