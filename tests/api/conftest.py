@@ -6,14 +6,11 @@ The cluster itself (`kubeconfig`, `namespace`) comes from tests/conftest.py.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from api_server import ApiServer
 
 from fovea.api.settings import Settings
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
