@@ -48,6 +48,7 @@ pytest:
 	$(BIN)/pytest
 
 bench: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/cluster.py
 	$(PY) bench/placement.py
 	$(PY) bench/reconcile.py

@@ -86,6 +86,7 @@ def create_app(
 
     exception_handlers.install(app)
     # The polled reads first: routing tries routes in order.
+    routes_models.add_polled_reads(app, app.state.service)
     app.include_router(routes_models.read_router)
     app.include_router(routes_ops.router)
     if settings.api_token is not None:

@@ -24,7 +24,14 @@ from kubernetes import client
 
 from fovea.api import responses
 from fovea.api.clients import ClientSource
-from fovea.api.state import ClusterState, Selection, build_state, parse_selection
+from fovea.api.state import (
+    ClusterState,
+    Selection,
+    build_state,
+    node_view,
+    parse_selection,
+    pod_view,
+)
 from fovea.api.watch import Source, Watcher
 from fovea.domain import constants as c
 
@@ -36,6 +43,9 @@ NODES = "nodes"
 PODS = "pods"
 KINDS = (CATALOGS, SELECTIONS, NODES, PODS)
 MODEL_POD_SELECTOR = f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
+# What the responses read of a Node or a pod: an update that leaves it alone (a
+# kubelet's heartbeat every few seconds, per node) rebuilds nothing.
+RELEVANT: dict[str, Callable[[dict[str, Any]], object]] = {NODES: node_view, PODS: pod_view}
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,8 @@ class ClusterCache:
         """One watch event of `kind`."""
         name = str(obj["metadata"]["name"])
         sel = parse_selection(obj) if kind == SELECTIONS else None
+        view = RELEVANT.get(kind)
+        changed = True
         with self._lock:
             store = self._stores.raw[kind]
             if event_type == "DELETED":
@@ -186,13 +198,17 @@ class ClusterCache:
                     if gone is not None:
                         self._stores.changes.append(Change("DELETED", gone))
             else:
+                before = store.get(name)
                 store[name] = obj
                 if sel is not None:
                     self._stores.selections[name] = sel
                     self._stores.changes.append(Change(event_type, sel))
                 elif kind == SELECTIONS:
                     self._stores.selections.pop(name, None)  # no longer parses: not served
-        self._dirty.set()
+                if view is not None and before is not None:
+                    changed = view(before) != view(obj)
+        if changed:
+            self._dirty.set()
 
     def connection(self, kind: str, synced: bool, why: str = "") -> None:
         """A watch has (re)gained or lost its connection."""

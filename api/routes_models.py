@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query
 from fastapi.responses import Response, StreamingResponse
 
 from fovea.api import events
@@ -41,40 +41,40 @@ def _json(body: bytes) -> Response:
     return Response(content=body, media_type="application/json")
 
 
-def _hot_service(request: Request) -> ModelService:
-    """The service, for the two O(1) reads the frontend polls.
-
-    They take the Request instead of `ServiceDep`: resolving a dependency
-    costs about as much as the rest of the cached answer (see bench/api.py).
-    """
-    service: ModelService = request.app.state.service
-    return service
-
-
 read_router = APIRouter(prefix=PREFIX, tags=["models"])
 write_router = APIRouter(prefix=PREFIX, tags=["models"])
 
 
-@read_router.get(
-    "/config",
-    response_model=ConfigBody,
-    responses=_errors(500, 503),
-    summary="Available models per task and the current selections",
-)
-async def get_config(request: Request) -> Response:
-    """Every task of the catalog: its options (original snake_case fields) and selection."""
-    return _json(_hot_service(request).config_json())
+def add_polled_reads(app: FastAPI, service: ModelService) -> None:
+    """GET /config and /status: registered on the app itself, bound to `service`.
 
+    The frontend polls these two, and each is a precomputed answer of a few
+    microseconds. An included router's extra routing level and a resolved
+    dependency would each cost about a sixth of that again (see bench/api.py),
+    so they have neither.
+    """
 
-@read_router.get(
-    "/status",
-    response_model=StatusBody,
-    responses=_errors(500, 503),
-    summary="Loaded models and their measured memory",
-)
-async def get_status(request: Request) -> Response:
-    """Models whose pods report Ready, with the memory they measured; GPU totals."""
-    return _json(_hot_service(request).status_json())
+    async def get_config() -> Response:
+        """Every task of the catalog: its options (original snake_case fields) and selection."""
+        return _json(service.config_json())
+
+    async def get_status() -> Response:
+        """Models whose pods report Ready, with the memory they measured; GPU totals."""
+        return _json(service.status_json())
+
+    for path, endpoint, model, summary in (
+        ("/config", get_config, ConfigBody, "Available models per task and the current selections"),
+        ("/status", get_status, StatusBody, "Loaded models and their measured memory"),
+    ):
+        app.add_api_route(
+            f"{PREFIX}{path}",
+            endpoint,
+            methods=["GET"],
+            response_model=model,
+            responses=_errors(500, 503),
+            summary=summary,
+            tags=["models"],
+        )
 
 
 @read_router.post(

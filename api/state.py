@@ -117,5 +117,24 @@ def parse_selection(raw: Raw) -> Selection | None:
     )
 
 
+def node_view(node: Raw) -> object:
+    """The parts of a Node the responses depend on (GPU labels, capacity, readiness)."""
+    meta, spec, status = (node.get(k) or {} for k in ("metadata", "spec", "status"))
+    ready = [c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return (
+        meta.get("labels"),
+        spec.get("unschedulable"),
+        spec.get("taints"),
+        status.get("allocatable"),
+        status.get("capacity"),
+        ready,
+    )
+
+
+def pod_view(pod: Raw) -> object:
+    """The parts of a model-server pod the responses depend on: whether it is going away."""
+    return (pod.get("metadata") or {}).get("deletionTimestamp")
+
+
 def _name(raw: Raw) -> str:
     return str((raw.get("metadata") or {}).get("name", "?"))

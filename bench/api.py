@@ -458,7 +458,11 @@ def report_line(
     size: int, endpoint: str, conns: int, results: dict[tuple[str, int, str], Result]
 ) -> None:
     api, bare, naive = (results[(endpoint, conns, v)] for v in VARIANTS)
-    errors = api.errors + bare.errors + naive.errors
+    errors = ", ".join(
+        f"{name} {r.errors}"
+        for name, r in (("api", api), ("bare", bare), ("naive", naive))
+        if r.errors
+    )
     print(
         f"  {size:>5} /{endpoint:<6} c={conns:<3} "
         + " | ".join(
@@ -466,8 +470,12 @@ def report_line(
             for name, r in (("api", api), ("bare", bare), ("naive", naive))
         )
         + f" | api/bare r/s {api.rps / bare.rps:4.2f} cpu {bare.cpu_us / api.cpu_us:4.2f}"
-        + f" | api/naive r/s {api.rps / max(naive.rps, 0.01):.0f}x"
-        + (f"  ({errors} errors)" if errors else ""),
+        + (
+            f" | api/naive r/s {api.rps / naive.rps:.0f}x"
+            if naive.rps >= 1
+            else " | naive: no answer within wrk's 2 s timeout"
+        )
+        + (f"  (errors: {errors})" if errors else ""),
         flush=True,
     )
 
@@ -491,6 +499,7 @@ def summary(all_results: dict[int, dict[tuple[str, int, str], Result]], top: int
                     f"(CPU per request: bare/api {bare.cpu_us / r.cpu_us:4.2f})"
                     + (
                         f", p99 {r.p99_ms:.2f} ms {'ok' if good_p99 else 'ABOVE 10 ms'}"
+                        f" (bare route: {bare.p99_ms:.2f} ms)"
                         if conns == top
                         else ""
                     )

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from api_server import ApiServer
 
+from api_server import ApiServer
 from fovea.api.settings import Settings
 
 

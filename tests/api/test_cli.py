@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from api_builders import examples_catalog
 from api_server import free_port
-
 from kube_testing import Kube, eventually
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+
 from api_builders import examples_catalog
 from api_server import ApiServer
-
 from fovea.domain.gpus import gpus_from_nodes
 from fovea.domain.resources import selection_name
 from kube_testing import Kube, eventually

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from api_builders import selection, state
-
 from fovea.api.cache import Change, Snapshot
 from fovea.api.events import events_between, initial_events, sse
 

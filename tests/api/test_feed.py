@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from api_builders import state
 from kubernetes import client
 
+from api_builders import state
 from fovea.api import feed as feed_module
 from fovea.api.cache import ClusterCache, Snapshot
 from fovea.api.clients import ClientSource

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from api_builders import examples_catalog
 from api_server import ApiServer
-
 from kube_testing import Kube, eventually
 
 pytestmark = pytest.mark.integration

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from api_builders import runtime_ready, selection
-
 from fovea.api.loading import load_outcome
 
 MODEL_ID = "yolov8s"

@@ -7,15 +7,17 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from api_builders import examples_catalog
 from api_server import ApiServer
-
 from kube_testing import Kube, eventually
 
 pytestmark = pytest.mark.integration
 
 
-def test_schemathesis_finds_nothing_undocumented(kube: Kube, api: ApiServer) -> None:
+def test_schemathesis_finds_nothing_undocumented(
+    kube: Kube, api: ApiServer, tmp_path: Path
+) -> None:
     kube.apply_catalog(examples_catalog())
     kube.select("object_detection", "yolov8n")
     kube.patch_status(
@@ -53,5 +55,6 @@ def test_schemathesis_finds_nothing_undocumented(kube: Kube, api: ApiServer) -> 
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,  # its .schemathesis/ cache goes there, not into the repository
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

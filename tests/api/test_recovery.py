@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from api_builders import examples_catalog
 from api_server import ApiServer
-
 from fovea.api.settings import Settings
 from fovea.kube import api_client
 from fovea.localcluster.cluster import LocalCluster

@@ -14,7 +14,6 @@ from api_builders import (
     selection,
     state,
 )
-
 from fovea.api import responses
 from fovea.api.schemas import ConfigBody, StatusBody
 from fovea.api.state import ClusterState

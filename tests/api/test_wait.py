@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import pytest
-from api_server import ApiServer
 
+from api_server import ApiServer
 from kube_testing import Kube, eventually
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 import pytest
-from api_builders import examples_catalog
 
+from api_builders import examples_catalog
 from fovea.api.clients import ClientSource
 from fovea.api.writes import SelectionWriter
 from kube_testing import Kube

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from kustomize_testing import INSTALL_NAMESPACE, MANIFESTS, OVERLAYS, kubectl
 
 pytestmark = pytest.mark.integration

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from kustomize_testing import MANIFESTS, REPO
 
 IMAGES = REPO / "images"

@@ -26,6 +26,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from fovea.domain import constants as c
+from fovea.domain.resources import selection_name
+from kube_testing import eventually
 from kustomize_testing import (
     MANIFESTS,
     delete_cluster_rbac,
@@ -34,10 +38,6 @@ from kustomize_testing import (
     without_namespace_object,
     write_wrapper,
 )
-
-from fovea.domain import constants as c
-from fovea.domain.resources import selection_name
-from kube_testing import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+
 from kustomize_testing import (
     MANIFESTS,
     delete_cluster_rbac,

@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
+
+from fovea.domain import constants as c
+from fovea.domain.catalog import parse_models_yaml
+from fovea.domain.resources import SelectionSpec, selection_name
 from kustomize_testing import (
     INSTALL_NAMESPACE,
     MANIFESTS,
@@ -25,10 +29,6 @@ from kustomize_testing import (
     rbac_rules,
     render,
 )
-
-from fovea.domain import constants as c
-from fovea.domain.catalog import parse_models_yaml
-from fovea.domain.resources import SelectionSpec, selection_name
 
 KUSTOMIZATIONS = sorted(
     str(p.parent.relative_to(MANIFESTS)) for p in MANIFESTS.rglob("kustomization.yaml")

@@ -65,7 +65,7 @@ CONTRACT_CATALOG: dict[str, Any] = {
         },
     },
     "inference": {
-        "maxMemoryPerModel": 24,  # int: the CRD refuses 24.0 (reported)
+        "maxMemoryPerModel": 24,  # the CRD: a whole number, or a decimal as a string
         "offloadThreshold": 0.8,
         "warmupOnStartup": True,
         "defaultBatchSize": 1,
