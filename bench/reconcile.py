@@ -33,7 +33,9 @@ import psutil
 from kubernetes import client, watch
 
 from fovea.domain import constants as c
+from fovea.domain.crds import CRDS
 from fovea.kube import api_client
+from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,6 +107,7 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=100)
     args = parser.parse_args()
 
+    put_kubectl_on_path(ensure_binaries())
     state = Path(tempfile.mkdtemp(prefix="fovea-bench-reconcile-"))
     cluster = LocalCluster(state, gpus="none", log=lambda _: None)
     cluster.start()
@@ -112,21 +115,12 @@ def main() -> int:
     try:
         kubeconfig = str(cluster.kubeconfig)
         env = {**os.environ, "KUBECONFIG": kubeconfig}
+        crds = [f"-f={REPO / 'manifests' / 'crd' / name}" for name in CRDS]
         subprocess.run(
-            ["kubectl", "apply", "--server-side", "-f", str(REPO / "manifests/crd")],
-            env=env,
-            check=True,
-            capture_output=True,
+            ["kubectl", "apply", "--server-side", *crds], env=env, check=True, capture_output=True
         )
         subprocess.run(
-            [
-                "kubectl",
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "-f",
-                str(REPO / "manifests/crd"),
-            ],
+            ["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *crds],
             env=env,
             check=True,
             capture_output=True,
