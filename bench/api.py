@@ -45,6 +45,8 @@ from typing import Any
 import httpx
 import psutil
 
+from fovea.kube import apply_crds
+
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("api", "bare", "naive")
 ROUNDS = 5
@@ -243,20 +245,6 @@ def populate(kubeconfig: str, namespace: str, size: int) -> int:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, range(size)))
     return tasks
-
-
-def apply_crds(kubeconfig: str) -> None:
-    env = {**os.environ, "KUBECONFIG": kubeconfig}
-    files = [f"-f={p}" for p in sorted((REPO / "manifests" / "crd").glob("model*.yaml"))]
-    subprocess.run(
-        ["kubectl", "apply", "--server-side", *files], env=env, check=True, capture_output=True
-    )
-    subprocess.run(
-        ["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *files],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
 
 
 # --- processes and wrk ------------------------------------------------------------------

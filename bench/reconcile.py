@@ -33,8 +33,7 @@ import psutil
 from kubernetes import client, watch
 
 from fovea.domain import constants as c
-from fovea.domain.crds import CRDS
-from fovea.kube import api_client
+from fovea.kube import api_client, apply_crds
 from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
 
@@ -115,16 +114,7 @@ def main() -> int:
     try:
         kubeconfig = str(cluster.kubeconfig)
         env = {**os.environ, "KUBECONFIG": kubeconfig}
-        crds = [f"-f={REPO / 'manifests' / 'crd' / name}" for name in CRDS]
-        subprocess.run(
-            ["kubectl", "apply", "--server-side", *crds], env=env, check=True, capture_output=True
-        )
-        subprocess.run(
-            ["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *crds],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        apply_crds(kubeconfig)
         api = api_client(kubeconfig)
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         for i in range(args.nodes):

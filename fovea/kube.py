@@ -7,6 +7,8 @@ service account. The official `kubernetes` client is used everywhere.
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
@@ -38,3 +40,27 @@ def api_client(kubeconfig: str | None = None) -> client.ApiClient:
     # Several threads share one client (the operator writes concurrently).
     cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, 16)
     return client.ApiClient(cfg)
+
+
+CRD_DIR = Path(__file__).resolve().parent.parent / "manifests" / "crd"
+
+
+def apply_crds(kubeconfig: str, timeout_s: float = 90.0) -> None:
+    """Apply the generated CRDs with kubectl and wait until they are established.
+
+    The files are named one by one: `manifests/crd` also holds a kustomization.
+    Raises ClusterUnreachable with kubectl's own message when either step fails.
+    """
+    from fovea.domain.crds import CRDS
+
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    files = [f"--filename={CRD_DIR / name}" for name in sorted(CRDS)]
+    wait = ["wait", "--for=condition=Established", f"--timeout={int(timeout_s)}s"]
+    for args in (["apply", "--server-side", *files], [*wait, *files]):
+        result = subprocess.run(
+            ["kubectl", *args], env=env, capture_output=True, text=True, timeout=timeout_s + 30
+        )
+        if result.returncode != 0:
+            raise ClusterUnreachable(
+                f"kubectl {args[0]} of the CRDs failed: {result.stderr.strip()}"
+            )

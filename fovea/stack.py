@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from fovea.domain.crds import CRDS
+from fovea.kube import apply_crds
 
 # Children get SIGTERM if this process dies without cleaning up (kill -9).
 _SETPRIV = shutil.which("setpriv")
@@ -111,15 +111,8 @@ def _catalog_manifest(choice: str) -> Path:
 
 def _apply(kubeconfig: str, catalog: Path, namespace: str) -> None:
     """CRDs first (and established), then the catalog and its selections."""
+    apply_crds(kubeconfig)
     env = {**os.environ, "KUBECONFIG": kubeconfig}
-    # The CRD files by name: manifests/crd also holds a kustomization.yaml.
-    crds = [f"--filename={MANIFESTS / 'crd' / name}" for name in sorted(CRDS)]
-    subprocess.run(["kubectl", "apply", "--server-side", *crds], env=env, check=True)
-    subprocess.run(
-        ["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *crds],
-        env=env,
-        check=True,
-    )
     if catalog.suffix in (".yaml", ".yml") and "kind:" not in catalog.read_text():
         # A models.yaml: import it into a manifest first (errors name the file and option).
         rendered = subprocess.run(

@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from fovea.domain import constants as c
-from fovea.domain.crds import CRDS
-from fovea.kube import api_client
+from fovea.kube import api_client, apply_crds
 from kube_testing import Kube, eventually
 
 if TYPE_CHECKING:
@@ -128,23 +127,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def crds(kubeconfig: str) -> None:
     """The generated CRDs, applied once and established."""
-    env = {**os.environ, "KUBECONFIG": kubeconfig}
-    files = sorted(str(REPO / "manifests" / "crd" / name) for name in CRDS)
-    args = [f"-f={f}" for f in files]
-    subprocess.run(
-        ["kubectl", "apply", "--server-side", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    subprocess.run(
-        ["kubectl", "wait", "--for=condition=Established", "--timeout=60s", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=90,
-    )
+    apply_crds(kubeconfig)
 
 
 @pytest.fixture

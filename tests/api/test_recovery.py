@@ -18,7 +18,7 @@ import pytest
 from api_builders import examples_catalog
 from api_server import ApiServer
 from fovea.api.settings import Settings
-from fovea.kube import api_client
+from fovea.kube import api_client, apply_crds
 from fovea.localcluster.cluster import LocalCluster
 from kube_testing import Kube, eventually
 
@@ -49,28 +49,8 @@ def test_unreachable_api_server_is_503_then_recovers_without_restart(
 ) -> None:
     first = own_cluster[0]
     kubeconfig = str(first.kubeconfig)
+    apply_crds(kubeconfig)
     env = {**os.environ, "KUBECONFIG": kubeconfig}
-    crds = [str(p) for p in (REPO / "manifests" / "crd").glob("model*.yaml")]
-    subprocess.run(
-        ["kubectl", "apply", "--server-side", *(f"-f={f}" for f in crds)],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    subprocess.run(
-        [
-            "kubectl",
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *(f"-f={f}" for f in crds),
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=90,
-    )
     subprocess.run(
         ["kubectl", "create", "namespace", NAMESPACE],
         env=env,
