@@ -47,6 +47,7 @@ def create_app(
                 settings.catalog,
                 settings.watch_timeout_seconds,
                 settings.reconnect_max_backoff_seconds,
+                settings.cluster_wide,
             )
         if writer is None:
             writer = SelectionWriter(

@@ -32,6 +32,7 @@ from fovea.api.state import (
     parse_selection,
     pod_view,
 )
+from fovea.api.validation import validate_body
 from fovea.api.watch import Source, Watcher
 from fovea.domain import constants as c
 
@@ -41,7 +42,10 @@ CATALOGS = c.CATALOG_PLURAL
 SELECTIONS = c.SELECTION_PLURAL
 NODES = "nodes"
 PODS = "pods"
-KINDS = (CATALOGS, SELECTIONS, NODES, PODS)
+PEERS = "peer-selections"  # every namespace's ModelSelections (cluster-wide mode)
+KINDS = (CATALOGS, SELECTIONS, NODES, PODS, PEERS)
+REBUILD = "rebuild"  # the key of `unsynced` while building a snapshot fails
+FIRST_REBUILD_RETRY_S = 0.1
 MODEL_POD_SELECTOR = f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
 # What the responses read of a Node or a pod: an update that leaves it alone (a
 # kubelet's heartbeat every few seconds, per node) rebuilds nothing.
@@ -78,7 +82,7 @@ class Snapshot:
     @cached_property
     def validate_json(self) -> bytes:
         """POST /validate's body; computed on first use (it runs the placement plan)."""
-        return responses.to_json(responses.validate_body(self.state, self.gpus))
+        return responses.to_json(validate_body(self.state, self.gpus))
 
 
 Listener = Callable[[Snapshot], None]
@@ -86,16 +90,24 @@ Listener = Callable[[Snapshot], None]
 
 @dataclass
 class _Stores:
-    raw: dict[str, dict[str, dict[str, Any]]] = field(
-        default_factory=lambda: {kind: {} for kind in KINDS}
-    )
+    kinds: tuple[str, ...]
+    raw: dict[str, dict[str, dict[str, Any]]] = field(init=False)
     selections: dict[str, Selection] = field(default_factory=dict)
-    unsynced: dict[str, str] = field(default_factory=lambda: dict.fromkeys(KINDS, "not listed yet"))
+    unsynced: dict[str, str] = field(init=False)
     changes: list[Change] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.raw = {kind: {} for kind in KINDS}
+        self.unsynced = dict.fromkeys(self.kinds, "not listed yet")
 
 
 class ClusterCache:
-    """Watches one namespace (and the Nodes) and serves Snapshots of it."""
+    """Watches one namespace (and the Nodes) and serves Snapshots of it.
+
+    With `cluster_wide`, it also watches the ModelSelections of every
+    namespace: their statuses say which GPUs other namespaces hold, so
+    /validate and /status can tell what the operator really does here.
+    """
 
     def __init__(
         self,
@@ -104,14 +116,16 @@ class ClusterCache:
         catalog_name: str = c.DEFAULT_CATALOG_NAME,
         watch_timeout_s: int = 60,
         max_backoff_s: float = 5.0,
+        cluster_wide: bool = True,
     ) -> None:
         self.clients = clients
         self.namespace = namespace
         self.catalog_name = catalog_name
+        self.cluster_wide = cluster_wide
         self._watch_timeout_s = watch_timeout_s
         self._max_backoff_s = max_backoff_s
         self._lock = threading.Lock()
-        self._stores = _Stores()
+        self._stores = _Stores(KINDS if cluster_wide else (CATALOGS, SELECTIONS, NODES, PODS))
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._synced_event = threading.Event()
@@ -167,7 +181,7 @@ class ClusterCache:
 
     def reset(self, kind: str, items: list[dict[str, Any]]) -> None:
         """A fresh list of `kind` replaces what was stored."""
-        by_name = {str(o["metadata"]["name"]): o for o in items}
+        by_name = {_key(kind, o): o for o in items}
         parsed = _parse_all(by_name) if kind == SELECTIONS else {}
         with self._lock:
             if kind == SELECTIONS:
@@ -185,7 +199,7 @@ class ClusterCache:
 
     def apply(self, kind: str, event_type: str, obj: dict[str, Any]) -> None:
         """One watch event of `kind`."""
-        name = str(obj["metadata"]["name"])
+        name = _key(kind, obj)
         sel = parse_selection(obj) if kind == SELECTIONS else None
         view = RELEVANT.get(kind)
         changed = True
@@ -225,6 +239,7 @@ class ClusterCache:
     # --- rebuild ------------------------------------------------------------
 
     def _rebuild_loop(self) -> None:
+        backoff = FIRST_REBUILD_RETRY_S
         while True:
             self._dirty.wait()
             if self._stopping.is_set():
@@ -237,19 +252,40 @@ class ClusterCache:
                 changes, self._stores.changes = self._stores.changes, []
             try:
                 snapshot = self._build(unsynced, changes, raw, selections)
-            except Exception:  # a bug here must not kill the cache: keep serving the last one
-                log.exception("rebuilding the API cache failed")
+            except Exception as exc:  # a bug here must not kill the cache, nor pass for current
+                log.exception("rebuilding the API cache failed; retrying in %.1fs", backoff)
+                with self._lock:  # keep the changes for the /events of the next snapshot
+                    self._stores.changes = changes + self._stores.changes
+                self._publish(self._stale(f"rebuild failed: {_why(exc)}"))
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+                self._dirty.set()
                 continue
-            self._snapshot = snapshot
-            if snapshot.synced:
-                self._synced_event.set()
-            else:
-                self._synced_event.clear()
-            for listener in list(self._listeners):
-                try:
-                    listener(snapshot)
-                except Exception:
-                    log.exception("cache listener failed")
+            backoff = FIRST_REBUILD_RETRY_S
+            self._publish(snapshot)
+
+    def _stale(self, why: str) -> Snapshot:
+        """The last snapshot's state, marked not current (reads answer 503, /readyz says why)."""
+        last = self._snapshot
+        unsynced = {**last.unsynced, REBUILD: why}
+        if last.unsynced.get(REBUILD) == why:
+            return last  # already published as stale for this reason
+        self._version += 1
+        return Snapshot(self._version, last.state, unsynced, [])
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        if snapshot is self._snapshot:
+            return
+        self._snapshot = snapshot
+        if snapshot.synced:
+            self._synced_event.set()
+        else:
+            self._synced_event.clear()
+        for listener in list(self._listeners):
+            try:
+                listener(snapshot)
+            except Exception:
+                log.exception("cache listener failed")
 
     def _build(
         self,
@@ -266,6 +302,7 @@ class ClusterCache:
             selections or {},
             raw[NODES],
             raw[PODS],
+            raw[PEERS] if self.cluster_wide else None,
         )
         self._version += 1
         return Snapshot(self._version, state, unsynced, changes)
@@ -276,7 +313,7 @@ class ClusterCache:
         def custom(api: client.ApiClient) -> Any:
             return client.CustomObjectsApi(api).list_namespaced_custom_object
 
-        return [
+        sources = [
             Source(CATALOGS, custom, (c.GROUP, c.VERSION, ns, c.CATALOG_PLURAL)),
             Source(SELECTIONS, custom, (c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL)),
             Source(NODES, lambda api: client.CoreV1Api(api).list_node),
@@ -287,6 +324,24 @@ class ClusterCache:
                 (("label_selector", MODEL_POD_SELECTOR),),
             ),
         ]
+        if self.cluster_wide:
+
+            def every_namespace(api: client.ApiClient) -> Any:
+                return client.CustomObjectsApi(api).list_cluster_custom_object
+
+            sources.append(Source(PEERS, every_namespace, (c.GROUP, c.VERSION, c.SELECTION_PLURAL)))
+        return sources
+
+
+def _key(kind: str, obj: dict[str, Any]) -> str:
+    """How a store keys an object: its name; "namespace/name" for the cluster-wide kind."""
+    meta = obj["metadata"]
+    return f"{meta.get('namespace')}/{meta['name']}" if kind == PEERS else str(meta["name"])
+
+
+def _why(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) < 200 else text[:200] + "..."
 
 
 def _parse_all(by_name: dict[str, dict[str, Any]]) -> dict[str, Selection]:

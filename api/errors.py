@@ -72,3 +72,31 @@ class ModelLoadTimeout(ApiError):
 
     def __init__(self) -> None:
         super().__init__(LOAD_TIMEOUT)
+
+
+class TaskMismatch(ApiError):
+    """The selection a write would change belongs to another task (names collide)."""
+
+    status_code = 409
+
+    def __init__(self, name: str, owner: str, task: str) -> None:
+        super().__init__(
+            f"ModelSelection '{name}' belongs to task '{owner}', not '{task}': "
+            "task names that differ only by case, '_', '-' or '.' share a selection name; "
+            "rename one of the tasks in the catalog"
+        )
+
+
+class WriteConflict(ApiError):
+    """A write kept losing races (another client created and deleted meanwhile)."""
+
+    status_code = 409
+
+    def __init__(self, name: str, tries: int) -> None:
+        super().__init__(f"ModelSelection '{name}' kept changing; gave up after {tries} tries")
+
+
+class CatalogUnreadable(ApiError):
+    """The namespace's ModelCatalog is missing or does not parse: nothing can be answered."""
+
+    status_code = 500

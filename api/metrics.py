@@ -88,6 +88,8 @@ class SnapshotCollector(Collector):
             labels=["task", "model_id", "device", "node", "simulated_gpu"],
         )
         for m in snap.loaded:
+            if m.memory_gib is None:
+                continue  # not measured: no sample rather than a made-up 0
             model.add_metric(
                 [
                     m.task,

@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fovea.api.state import ClusterState, Selection
-from fovea.domain import budget
 from fovea.domain.gpus import Gpu, gpus_from_nodes
-from fovea.domain.resources import CatalogSpec, InferenceSettings, ModelOption, RuntimeReport
+from fovea.domain.resources import (
+    InferenceSettings,
+    ModelOption,
+    Phase,
+    RuntimeReport,
+)
 
 # The option fields of the original models.yaml, served back as the catalog has them.
 ORIGINAL_OPTION_FIELDS = frozenset(
@@ -32,6 +36,8 @@ ORIGINAL_OPTION_FIELDS = frozenset(
         "requires_api_key",
     }
 )
+# Phases in which the status's node and GPU index name a GPU the model holds or is taking.
+HOLDING = frozenset({Phase.SCHEDULING, Phase.LOADING, Phase.READY, Phase.FAILED})
 DIGITS = 6  # KiB precision (tiny models count); avoids 8.299999999 from float sums
 
 
@@ -47,8 +53,17 @@ class GpuView:
         return round(sum(g.memory_gib for g in self.gpus), DIGITS)
 
     @property
-    def available(self) -> bool:
-        return bool(self.gpus)
+    def simulated_gib(self) -> float:
+        return round(sum(g.memory_gib for g in self.gpus if g.simulated), DIGITS)
+
+    @property
+    def real(self) -> bool:
+        """Whether any GPU is real: what `cuda_available` means (a simulated one runs on CPU)."""
+        return any(not g.simulated for g in self.gpus)
+
+    def is_simulated(self, node: str | None) -> bool:
+        """Whether the GPUs of `node` are simulated."""
+        return any(g.simulated for g in self.gpus if g.node == node)
 
 
 @dataclass(frozen=True)
@@ -59,11 +74,19 @@ class LoadedModel:
     gpu_device: str | None  # "cuda:N" when it occupies a (real or simulated) GPU
 
     @property
-    def memory_gib(self) -> float:
+    def memory_gib(self) -> float | None:
+        """What the model pod measured; None when it has not (never a made-up 0.0)."""
         measured = self.runtime.measured_memory_gb
         if measured is None:
             measured = self.selection.status.measured_memory_gb
-        return float(measured or 0.0)
+        return None if measured is None else float(measured)
+
+    @property
+    def load_time_s(self) -> float | None:
+        seconds = self.runtime.load_time_seconds
+        if seconds is None:
+            seconds = self.selection.status.load_time_seconds
+        return None if seconds is None else float(seconds)
 
 
 def gpu_view(state: ClusterState) -> GpuView:
@@ -87,9 +110,10 @@ def config_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
     return {
         "models": models,
         "inference": inference.model_dump(mode="json", by_alias=False),
-        "cuda_available": gpus.available,
+        "cuda_available": gpus.real,
         "total_vram_gb": gpus.total_gib,
         "simulated_gpu": gpus.simulated,
+        "simulated_vram_gb": gpus.simulated_gib,
     }
 
 
@@ -116,34 +140,86 @@ def loaded_models(state: ClusterState) -> list[LoadedModel]:
 
 
 def status_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
-    """GET /api/models/status: what the model pods report, summed over GPUs."""
+    """GET /api/models/status: what the model pods report, summed over GPUs.
+
+    The top-level `cuda_available` and `device` are true of the real device:
+    a model on a simulated GPU runs on the CPU, so it never makes them CUDA.
+    `gpus` lists the GPUs the totals cover, with what every namespace holds
+    on each (as far as this API can see: `vram_scope`).
+    """
     loaded = loaded_models(state)
     on_gpu = [m for m in loaded if m.gpu_device is not None]
+    real = [m for m in on_gpu if _real_cuda(m, gpus)]
     return {
         "loaded_models": {
             m.task: {
                 "model_id": m.runtime.model_id or m.selection.status.model_id or "",
-                "memory_usage_gb": round(m.memory_gib, DIGITS),
-                "load_time": round(
-                    float(
-                        m.runtime.load_time_seconds or m.selection.status.load_time_seconds or 0.0
-                    ),
-                    DIGITS,
-                ),
+                "memory_usage_gb": _round(m.memory_gib),
+                "load_time": _round(m.load_time_s),
                 "device": m.runtime.device or m.selection.status.device or "cpu",
                 "node": m.selection.status.node,
                 "pod": m.runtime.pod or m.selection.status.pod,
                 "simulated_gpu": m.runtime.simulated_gpu,
                 "random_weights": m.runtime.random_weights,
+                "measured": m.memory_gib is not None,
             }
             for m in loaded
         },
-        "total_vram_allocated_gb": round(sum(m.memory_gib for m in on_gpu), DIGITS),
+        "total_vram_allocated_gb": round(sum(m.memory_gib or 0.0 for m in on_gpu), DIGITS),
         "total_vram_available_gb": gpus.total_gib,
-        "cuda_available": gpus.available,
-        "device": on_gpu[0].gpu_device if on_gpu else "cpu",
+        "cuda_available": gpus.real,
+        "device": str(real[0].runtime.device) if real else "cpu",
         "simulated_gpu": gpus.simulated,
+        "vram_scope": "cluster" if state.cluster_wide else "namespace",
+        "gpus": gpu_holdings(state, gpus),
     }
+
+
+def gpu_holdings(state: ClusterState, gpus: GpuView) -> list[dict[str, Any]]:
+    """Each GPU the totals cover, and which selections (of any namespace seen) hold it.
+
+    A selection holds a GPU while the operator's status names its node and
+    GPU index; its size is what its pod measured, else what the catalog declares.
+    """
+    held: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for key, sel in holders(state):
+        status = sel.status
+        assert status.node is not None and status.gpu_index is not None
+        measured = status.runtime.measured_memory_gb if status.runtime else None
+        if measured is None:
+            measured = status.measured_memory_gb
+        held.setdefault((status.node, status.gpu_index), []).append(
+            {
+                "selection": key,
+                "task": sel.spec.task,
+                "model": sel.spec.model,
+                "phase": str(status.phase),
+                "memory_gb": _round(measured),
+                "declared_memory_gb": _round(status.declared_memory_gb),
+            }
+        )
+    return [
+        {
+            "node": g.node,
+            "index": g.index,
+            "memory_gb": round(g.memory_gib, DIGITS),
+            "simulated": g.simulated,
+            "held_by": held.get((g.node, g.index), []),
+        }
+        for g in gpus.gpus
+    ]
+
+
+def holders(state: ClusterState) -> list[tuple[str, Selection]]:
+    """("namespace/name", selection) of every selection the operator placed on a GPU."""
+    own = [(f"{state.namespace}/{sel.name}", sel) for sel in state.selections.values()]
+    return sorted(
+        (key, sel)
+        for key, sel in [*own, *state.peers.items()]
+        if sel.status.node is not None
+        and sel.status.gpu_index is not None
+        and sel.status.phase in HOLDING
+    )
 
 
 def vram_by_gpu(state: ClusterState, loaded: Sequence[LoadedModel]) -> dict[tuple[str, int], float]:
@@ -154,8 +230,19 @@ def vram_by_gpu(state: ClusterState, loaded: Sequence[LoadedModel]) -> dict[tupl
         if m.gpu_device is None or status.node is None:
             continue
         key = (status.node, status.gpu_index or 0)
-        out[key] = out.get(key, 0.0) + m.memory_gib
+        out[key] = out.get(key, 0.0) + (m.memory_gib or 0.0)
     return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, DIGITS)
+
+
+def _real_cuda(m: LoadedModel, gpus: GpuView) -> bool:
+    """Whether the model really runs on a CUDA device (not the CPU of a simulated GPU)."""
+    device = m.runtime.device or ""
+    simulated = m.runtime.simulated_gpu or gpus.is_simulated(m.selection.status.node)
+    return device.startswith("cuda") and not simulated
 
 
 def to_json(body: Any) -> bytes:
@@ -171,18 +258,3 @@ def _gpu_device(sel: Selection, runtime: RuntimeReport) -> str | None:
     if runtime.simulated_gpu or sel.status.gpu_index is not None:
         return sel.status.device if (sel.status.device or "").startswith("cuda") else "cuda:0"
     return None
-
-
-def validate_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
-    """POST /api/models/validate: the operator's planner run on the current selections.
-
-    One selection per task (the one `/config` reports); without a catalog
-    there is nothing selected and the budget is trivially valid.
-    """
-    catalog = state.catalog or CatalogSpec()
-    selected = [
-        budget.Selected(key=f"{state.namespace}/{sel.name}", spec=sel.spec, status=sel.status)
-        for _, sel in sorted(state.by_task.items())
-    ]
-    report = budget.validate(catalog, selected, gpus.gpus)
-    return report.model_dump(mode="json")

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fovea.domain.budget import BudgetReport
+from fovea.domain.budget import BudgetReport, PlacementView
 
 
 class ErrorBody(BaseModel):
@@ -54,33 +54,62 @@ class InferenceBody(BaseModel):
 class ConfigBody(BaseModel):
     models: dict[str, TaskBody] = Field(description="Models grouped by task type")
     inference: InferenceBody
-    cuda_available: bool = Field(description="Whether any node has a GPU (real or simulated)")
-    total_vram_gb: float = Field(description="GPU memory of all nodes together, GiB")
+    cuda_available: bool = Field(
+        description="Whether a real GPU exists; simulated GPUs (models on the CPU) do not count"
+    )
+    total_vram_gb: float = Field(description="GPU memory of all nodes together (simulated too)")
     simulated_gpu: bool = Field(
         description="True when the GPUs are simulated (the local cluster): models run on the CPU"
     )
+    simulated_vram_gb: float = Field(description="The part of total_vram_gb that is simulated")
 
 
 class LoadedModelBody(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     model_id: str
-    memory_usage_gb: float = Field(description="Memory the model pod measured, GiB")
-    load_time: float = Field(description="Load time in seconds")
+    memory_usage_gb: float | None = Field(
+        description="Memory the model pod measured, GiB; null when it has not measured it"
+    )
+    load_time: float | None = Field(
+        description="Load time in seconds; null when the pod has not reported it"
+    )
     device: str = Field(description="cuda:N or cpu, as the model pod reports it")
     node: str | None = None
     pod: str | None = None
     simulated_gpu: bool = Field(description="Runs on the CPU of a simulated GPU node")
     random_weights: bool = Field(description="Built from its architecture with random weights")
+    measured: bool = Field(description="Whether memory_usage_gb is a measurement (else null)")
+
+
+class HolderBody(BaseModel):
+    selection: str = Field(description="namespace/name of the ModelSelection")
+    task: str
+    model: str | None
+    phase: str
+    memory_gb: float | None = Field(description="Measured by its pod; null if not yet")
+    declared_memory_gb: float | None = Field(description="The catalog's figure")
+
+
+class GpuHoldingBody(BaseModel):
+    node: str
+    index: int
+    memory_gb: float
+    simulated: bool
+    held_by: list[HolderBody] = Field(description="Selections the operator placed on this GPU")
 
 
 class StatusBody(BaseModel):
     loaded_models: dict[str, LoadedModelBody] = Field(description="Loaded models by task")
     total_vram_allocated_gb: float = Field(description="Measured memory of models on GPUs, GiB")
     total_vram_available_gb: float = Field(description="GPU memory of all nodes, GiB")
-    cuda_available: bool
-    device: str = Field(description="Device of the first model on a GPU, else cpu")
+    cuda_available: bool = Field(description="Whether a real GPU exists (simulated ones: no)")
+    device: str = Field(description="Device of the first model on a real GPU, else cpu")
     simulated_gpu: bool = Field(description="True when the GPUs are simulated")
+    vram_scope: Literal["cluster", "namespace"] = Field(
+        description="cluster: held_by covers every namespace; namespace: only this one"
+    )
+    gpus: list[GpuHoldingBody] = Field(description="The GPUs the totals cover")
 
 
 class SelectBody(BaseModel):
@@ -111,5 +140,16 @@ class HealthBody(BaseModel):
     status: Literal["ok"]
 
 
-# The budget report is the domain's own typed model: contract fields first, then extras.
-ValidateBody = BudgetReport
+class PlacementBody(PlacementView):
+    decided_by: Literal["operator", "prediction"] = Field(
+        description="operator: its current status; prediction: the planner, not yet decided"
+    )
+
+
+class ValidateBody(BudgetReport):
+    """The budget report (contract fields first, then extras), with the operator's decisions."""
+
+    placements: dict[str, PlacementBody]  # type: ignore[assignment]
+    scope: Literal["cluster", "namespace"] = Field(
+        description="Whether other namespaces' selections were visible"
+    )

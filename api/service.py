@@ -11,6 +11,7 @@ from typing import Any
 from fovea.api.cache import ClusterCache, Snapshot
 from fovea.api.errors import (
     BadRequest,
+    CatalogUnreadable,
     ClusterUnavailable,
     InvalidTaskType,
     ModelLoadFailed,
@@ -57,16 +58,23 @@ class ModelService:
         return snap
 
     def config_json(self) -> bytes:
-        """The /config body, precomputed."""
-        return self.synced_snapshot().config_json
+        """The /config body, precomputed; 500 naming the problem when the catalog is unusable."""
+        return self._with_catalog().config_json
 
     def status_json(self) -> bytes:
         """The /status body, precomputed."""
         return self.synced_snapshot().status_json
 
     def validate_json(self) -> bytes:
-        """The /validate body, computed once per snapshot."""
-        return self.synced_snapshot().validate_json
+        """The /validate body, computed once per snapshot; 500 when the catalog is unusable."""
+        return self._with_catalog().validate_json
+
+    def _with_catalog(self) -> Snapshot:
+        """The synced snapshot, or CatalogUnreadable: no default values in place of a catalog."""
+        snap = self.synced_snapshot()
+        if snap.state.catalog_error is not None:
+            raise CatalogUnreadable(snap.state.catalog_error)
+        return snap
 
     # --- writes -------------------------------------------------------------
 
@@ -140,10 +148,7 @@ class ModelService:
         self, sel: Selection | None, task: str, fields: dict[str, Any], create: bool
     ) -> dict[str, Any] | None:
         name = sel.name if sel is not None else selection_name(task)
-        cached = _cached_object(sel) if sel is not None else None
-        return await asyncio.to_thread(
-            self.writer.set_spec, name, fields, cached, task if create else None
-        )
+        return await asyncio.to_thread(self.writer.set_spec, name, task, fields, create)
 
     async def _observe(self, stored: dict[str, Any]) -> None:
         """Read-your-writes: return once the cache has seen `stored` (or after a short while).
@@ -191,7 +196,9 @@ def _pod_visible(state: ClusterState, sel: Selection | None) -> bool:
 
 def _option(snap: Snapshot, task: str, model: str) -> ModelOption:
     catalog = snap.state.catalog
-    if catalog is None or task not in catalog.tasks:
+    if catalog is None:
+        raise CatalogUnreadable(snap.state.catalog_error or "No ModelCatalog")
+    if task not in catalog.tasks:
         raise InvalidTaskType(task)
     option = catalog.option(task, model)
     if option is None:
@@ -201,24 +208,14 @@ def _option(snap: Snapshot, task: str, model: str) -> ModelOption:
 
 def _selected(snap: Snapshot, task: str) -> tuple[Selection, str, ModelOption]:
     catalog = snap.state.catalog
-    if catalog is None or task not in catalog.tasks:
+    if catalog is None:
+        raise CatalogUnreadable(snap.state.catalog_error or "No ModelCatalog")
+    if task not in catalog.tasks:
         raise InvalidTaskType(task)
     sel = snap.state.selection_for(task)
     if sel is None or not sel.spec.model:
         raise NoModelSelected(task)
     return sel, sel.spec.model, _option(snap, task, sel.spec.model)
-
-
-def _cached_object(sel: Selection) -> dict[str, Any]:
-    """Enough of the stored object for the writer: its version and its spec."""
-    return {
-        "metadata": {
-            "name": sel.name,
-            "resourceVersion": sel.resource_version,
-            "generation": sel.generation,
-        },
-        "spec": sel.spec.model_dump(mode="json", by_alias=True),
-    }
 
 
 def _name(obj: dict[str, Any]) -> str:

@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     port: int = Field(default=3001, ge=1, le=65535)
     namespace: str = Field(default="default", min_length=1)
     catalog: str = Field(default=DEFAULT_CATALOG_NAME, min_length=1)
+    cluster_wide: bool = Field(
+        default=True,
+        description="Read the ModelSelections of every namespace (needs the API's ClusterRole "
+        "fovea-models-api-selections), so /validate and /status see what other namespaces "
+        "hold; false: this namespace only, and /validate says it cannot see the others",
+    )
     kubeconfig: str | None = Field(
         default=None, description="Kubeconfig path; else $KUBECONFIG, else in-cluster"
     )

@@ -43,6 +43,11 @@ class ClusterState:
     nodes: tuple[Raw, ...]
     live_pods: frozenset[str]  # model-server pods that exist and are not terminating
     by_task: Mapping[str, Selection] = field(default_factory=dict)
+    # Why the catalog cannot be served: missing or does not parse (None: it parsed).
+    catalog_error: str | None = None
+    # Selections of the other namespaces, by "namespace/name"; empty in namespaced mode.
+    peers: Mapping[str, Selection] = field(default_factory=dict)
+    cluster_wide: bool = False  # whether `peers` is watched (else other namespaces are unseen)
 
     def selection_for(self, task: str) -> Selection | None:
         """The task's selection: the one named `selection_name(task)`, else any for the task."""
@@ -56,20 +61,43 @@ def build_state(
     selections: Mapping[str, Selection],
     nodes: Mapping[str, Raw],
     pods: Mapping[str, Raw],
+    peers: Mapping[str, Raw] | None = None,
 ) -> ClusterState:
-    """Assemble a ClusterState from the cache's stores (all keyed by name)."""
+    """Assemble a ClusterState from the cache's stores (all keyed by name).
+
+    `peers` are the raw selections of every namespace (keyed "namespace/name")
+    when the API reads them cluster-wide, None in namespaced mode.
+    """
     raw_catalog = catalogs.get(catalog_name)
+    catalog: CatalogSpec | None = None
+    catalog_error: str | None = f"ModelCatalog '{catalog_name}' not found in namespace '{namespace}'"
+    if raw_catalog is not None:
+        catalog, catalog_error = parse_catalog(raw_catalog)
     return ClusterState(
         namespace=namespace,
         catalog_name=catalog_name,
-        catalog=parse_catalog(raw_catalog) if raw_catalog is not None else None,
+        catalog=catalog,
         selections=dict(selections),
         nodes=tuple(nodes[name] for name in sorted(nodes)),
         live_pods=frozenset(
             name for name, pod in pods.items() if not pod["metadata"].get("deletionTimestamp")
         ),
         by_task=index_by_task(selections.values()),
+        catalog_error=catalog_error,
+        peers=_peers(namespace, peers or {}),
+        cluster_wide=peers is not None,
     )
+
+
+def _peers(namespace: str, raw: Mapping[str, Raw]) -> dict[str, Selection]:
+    out = {}
+    for key in sorted(raw):
+        if key.split("/", 1)[0] == namespace:
+            continue  # this namespace's own: already in `selections`
+        sel = parse_selection(raw[key])
+        if sel is not None:
+            out[key] = sel
+    return out
 
 
 def index_by_task(selections: Any) -> dict[str, Selection]:
@@ -82,13 +110,17 @@ def index_by_task(selections: Any) -> dict[str, Selection]:
     return out
 
 
-def parse_catalog(raw: Raw) -> CatalogSpec | None:
-    """The spec of a ModelCatalog object, or None (logged) when it does not parse."""
+def parse_catalog(raw: Raw) -> tuple[CatalogSpec | None, str | None]:
+    """The spec of a ModelCatalog object, or None and why (logged) when it does not parse."""
     try:
-        return CatalogSpec.model_validate(raw.get("spec") or {})
+        return CatalogSpec.model_validate(raw.get("spec") or {}), None
     except ValidationError as exc:
         log.warning("ModelCatalog %s does not parse: %s", _name(raw), exc)
-        return None
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        return None, f"ModelCatalog '{_name(raw)}' does not parse: {problems}"
 
 
 def parse_selection(raw: Raw) -> Selection | None:

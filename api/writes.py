@@ -1,10 +1,14 @@
-"""The API's only writes: merge patches of ModelSelection specs, with optimistic concurrency.
+"""The API's only writes: JSON patches of ModelSelection specs that need no resourceVersion.
 
 Synchronous (the kubernetes client is); the service runs it in a worker
-thread. Every patch carries the resourceVersion it was computed from, so a
-concurrent writer makes it fail with 409 and it is recomputed from a fresh
-read; a missing selection is created (and a create that loses a race is
-retried as a patch).
+thread. A select is a JSON patch (RFC 6902) whose first operation tests that
+`spec.task` is the task asked for, then sets the fields. It carries no
+resourceVersion, so concurrent writers never conflict: the API server applies
+each patch to the object as it is at that moment (and retries internally on
+its own storage conflicts). The `test` operation keeps the guarantee that a
+write only ever changes the selection of its own task: a selection of
+another task answers 409, never a silent overwrite. A missing selection is
+created; a create that loses a race to another create becomes a patch.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fovea.api.clients import ClientSource
-from fovea.api.errors import ApiError, BadRequest, ClusterUnavailable
+from fovea.api.errors import ApiError, BadRequest, ClusterUnavailable, TaskMismatch, WriteConflict
 from fovea.domain import constants as c
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3.0
-MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 class SelectionWriter:
@@ -46,51 +50,44 @@ class SelectionWriter:
         self._timeout = (CONNECT_TIMEOUT_S, timeout_s)
 
     def set_spec(
-        self,
-        name: str,
-        fields: Mapping[str, Any],
-        cached: Mapping[str, Any] | None,
-        create_task: str | None,
+        self, name: str, task: str, fields: Mapping[str, Any], create: bool
     ) -> dict[str, Any] | None:
-        """Make `spec` of selection `name` contain `fields`; return the stored object.
+        """Make `spec` of selection `name` (of task `task`) contain `fields`; return it.
 
-        `cached` is the cache's copy (possibly stale: it only saves a read).
-        When the selection does not exist it is created for `create_task`, or,
-        when that is None, nothing is written and None is returned.
-        Raises ClusterUnavailable when the API server cannot be reached.
+        When the selection does not exist it is created for `task` if `create`,
+        else nothing is written and None is returned. Raises TaskMismatch when
+        the selection belongs to another task, ClusterUnavailable when the API
+        server cannot be reached.
         """
-        current: Mapping[str, Any] | None = cached
-        fresh = False  # whether `current` was just read from the API server
         for attempt in range(self.retries):
-            last = attempt == self.retries - 1
             try:
-                if current is None:
-                    current, fresh = self._get(name), True
-                    if current is None:
-                        if create_task is None:
-                            return None
-                        return self._create(name, create_task, fields)
-                # Only a fresh read may prove there is nothing to do; a cached copy may lag.
-                if fresh and _contains(current.get("spec") or {}, fields):
-                    return dict(current)
-                return self._patch(name, current, fields)
+                try:
+                    return self._patch(name, task, fields)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                if not create:
+                    return None
+                return self._create(name, task, fields)
             except ApiException as exc:
-                if exc.status in (404, 409) and not last:
-                    # Lost a race (changed, created or deleted meanwhile): re-read, recompute.
-                    log.info("retrying write of %s after HTTP %s", name, exc.status)
-                    current, fresh = None, False
+                if exc.status == 422:
+                    self._check_task(name, task)  # a failed `test`: say whose selection it is
+                if exc.status == 409 and attempt < self.retries - 1:
+                    # Only a create answers 409 (another create won): patch what it made.
+                    log.info("retrying write of %s after HTTP 409", name)
                     continue
                 raise translate(exc) from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise ClusterUnavailable() from exc
-        raise ApiError(f"ModelSelection '{name}' kept changing; gave up after {self.retries} tries")
+        raise WriteConflict(name, self.retries)
 
     def _custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.clients.get())
 
-    def _get(self, name: str) -> dict[str, Any] | None:
+    def _check_task(self, name: str, task: str) -> None:
+        """Raise TaskMismatch when selection `name` exists for a task other than `task`."""
         try:
-            return _json(
+            stored = _json(
                 self._custom().get_namespaced_custom_object(
                     c.GROUP,
                     c.VERSION,
@@ -101,10 +98,11 @@ class SelectionWriter:
                     _request_timeout=self._timeout,
                 )
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except ApiException:
+            return  # gone meanwhile: the original refusal stands
+        owner = (stored.get("spec") or {}).get("task")
+        if owner != task:
+            raise TaskMismatch(name, str(owner), task)
 
     def _create(self, name: str, task: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         body = {
@@ -125,11 +123,7 @@ class SelectionWriter:
             )
         )
 
-    def _patch(
-        self, name: str, current: Mapping[str, Any], fields: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        version = (current.get("metadata") or {}).get("resourceVersion")
-        body = {"metadata": {"resourceVersion": version}, "spec": dict(fields)}
+    def _patch(self, name: str, task: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         return _json(
             self._custom().patch_namespaced_custom_object(
                 c.GROUP,
@@ -137,12 +131,21 @@ class SelectionWriter:
                 self.namespace,
                 c.SELECTION_PLURAL,
                 name,
-                body,
-                _content_type=MERGE_PATCH,
+                spec_patch(task, fields),
+                _content_type=JSON_PATCH,
                 _preload_content=False,
                 _request_timeout=self._timeout,
             )
         )
+
+
+def spec_patch(task: str, fields: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The JSON patch: `spec.task` must be `task`; then each field is set (added or replaced)."""
+    ops: list[dict[str, Any]] = [{"op": "test", "path": "/spec/task", "value": task}]
+    ops.extend(
+        {"op": "add", "path": f"/spec/{key}", "value": value} for key, value in fields.items()
+    )
+    return ops
 
 
 def translate(exc: ApiException) -> ApiError:
@@ -155,10 +158,6 @@ def translate(exc: ApiException) -> ApiError:
     if exc.status in (401, 403):
         return ApiError(f"Not allowed to update ModelSelections: {message}")
     return ApiError(f"Failed to update model selection: {message}")
-
-
-def _contains(spec: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
-    return all(spec.get(key) == value for key, value in fields.items())
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -300,7 +300,8 @@ def _check_selection_names(tasks: list[str], problems: _Problems) -> None:
         if name in seen:
             problems.add(
                 [],
-                f"tasks {seen[name]!r} and {task!r} would share the ModelSelection name {name!r}",
+                f"tasks {seen[name]!r} and {task!r} would share the ModelSelection name {name!r} "
+                "(task names may not differ only by case, '_', '-' or '.'): rename one of them",
             )
         seen.setdefault(name, task)
 

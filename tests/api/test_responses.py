@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -16,7 +17,7 @@ from api_builders import (
 )
 from fovea.api import responses
 from fovea.api.schemas import ConfigBody, StatusBody
-from fovea.api.state import ClusterState
+from fovea.api.state import ClusterState, parse_selection
 
 
 def config_of(st: ClusterState) -> dict[str, Any]:
@@ -107,8 +108,17 @@ def test_config_sums_gpu_memory_and_says_when_gpus_are_simulated() -> None:
     ]
     body = config_of(state(nodes=nodes))
     assert body["total_vram_gb"] == 128.0
-    assert body["cuda_available"] is True
+    assert body["simulated_vram_gb"] == 128.0
+    assert body["cuda_available"] is False  # no real GPU: models run on the CPU
     assert body["simulated_gpu"] is True
+
+
+def test_config_with_real_and_simulated_gpus_counts_the_real_one_as_cuda() -> None:
+    nodes = [gpu_node("real", 1, 24576), gpu_node("sim", 1, 24576, True)]
+    body = config_of(state(nodes=nodes))
+    assert body["cuda_available"] is True
+    assert body["total_vram_gb"] == 48.0
+    assert body["simulated_vram_gb"] == 24.0
 
 
 def test_config_on_a_cpu_only_cluster() -> None:
@@ -221,9 +231,45 @@ def test_status_on_a_simulated_gpu_says_so() -> None:
     assert model["simulated_gpu"] is True
     assert model["device"] == "cpu"  # where it really runs
     assert body["simulated_gpu"] is True
-    assert body["device"] == "cuda:0"  # the GPU whose memory it holds
-    assert body["total_vram_allocated_gb"] == 0.4
+    assert body["cuda_available"] is False
+    assert body["device"] == "cpu"  # where it really runs: no CUDA device exists
+    assert body["total_vram_allocated_gb"] == 0.4  # the simulated GPU memory it holds
+    assert body["gpus"][1]["simulated"] is True
     assert responses.vram_by_gpu(st, responses.loaded_models(st)) == {("sim", 1): 0.4}
+
+
+def test_a_ready_model_without_a_measurement_says_so_with_nulls() -> None:
+    report = {"state": "Ready", "pod": "p1", "modelId": "yolov8n", "device": "cuda:0"}
+    sels = [selection("object_detection", "yolov8n", status={"pod": "p1", "runtime": report})]
+    body = status_of(state(sels, pods=[model_pod("p1")]))
+    StatusBody.model_validate(body)
+    model = body["loaded_models"]["object_detection"]
+    assert model["memory_usage_gb"] is None
+    assert model["load_time"] is None
+    assert model["measured"] is False
+    assert body["total_vram_allocated_gb"] == 0.0
+
+
+def test_status_lists_what_each_gpu_holds_across_namespaces() -> None:
+    placed = {"phase": "Ready", "node": "gpu-0", "gpuIndex": 0, "declaredMemoryGb": 8.0}
+    own = selection("video_summarization", "llama-4-scout", status=placed)
+    peer = parse_selection(
+        {
+            "metadata": {"name": "big", "namespace": "team-b", "resourceVersion": "1"},
+            "spec": {"task": "summarize", "model": "huge"},
+            "status": {**placed, "declaredMemoryGb": 12.0, "phase": "Loading"},
+        }
+    )
+    assert peer is not None
+    st = dataclasses.replace(state([own]), peers={"team-b/big": peer}, cluster_wide=True)
+    body = status_of(st)
+    StatusBody.model_validate(body)
+    assert body["vram_scope"] == "cluster"
+    held = body["gpus"][0]["held_by"]
+    assert [(h["selection"], h["declared_memory_gb"]) for h in held] == [
+        ("default/video-summarization", 8.0),
+        ("team-b/big", 12.0),
+    ]
 
 
 def test_bytes_are_compact_json() -> None:

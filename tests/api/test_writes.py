@@ -1,15 +1,15 @@
-"""The writer against the real API server: optimistic concurrency and stale caches."""
+"""The writer against the real API server: patches that never conflict, and only their task's."""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from api_builders import examples_catalog
 from fovea.api.clients import ClientSource
-from fovea.api.writes import SelectionWriter
+from fovea.api.errors import TaskMismatch
+from fovea.api.writes import SelectionWriter, spec_patch
 from kube_testing import Kube
 
 pytestmark = pytest.mark.integration
@@ -23,36 +23,46 @@ def writer(kube: Kube) -> SelectionWriter:
     return SelectionWriter(ClientSource(kube.kubeconfig), kube.namespace, "default")
 
 
-def test_a_write_from_a_stale_copy_conflicts_rereads_and_keeps_the_other_change(
-    kube: Kube, writer: SelectionWriter, caplog: pytest.LogCaptureFixture
+def test_a_write_keeps_what_another_writer_changed_meanwhile(
+    kube: Kube, writer: SelectionWriter
 ) -> None:
     kube.select(TASK, "yolov8n")
-    stale: dict[str, Any] = kube.selection(TASK)
-    kube.select(TASK, "yolov8n", priority=700)  # someone else, meanwhile
-    with caplog.at_level(logging.INFO, logger="fovea.api.writes"):
-        stored = writer.set_spec(NAME, {"model": "yolov8m"}, stale, TASK)
+    kube.select(TASK, "yolov8n", priority=700)  # someone else
+    stored = writer.set_spec(NAME, TASK, {"model": "yolov8m"}, create=True)
     assert stored is not None
-    assert "retrying write of object-detection after HTTP 409" in caplog.text
     now = kube.selection(TASK)
     assert now["spec"]["model"] == "yolov8m"
     assert now["spec"]["priority"] == 700
     assert stored["metadata"]["resourceVersion"] == now["metadata"]["resourceVersion"]
 
 
-def test_a_cached_copy_that_already_agrees_does_not_skip_the_write(
+def test_concurrent_writes_all_succeed_and_the_last_one_stays(
     kube: Kube, writer: SelectionWriter
 ) -> None:
-    kube.select(TASK, "yolov8m")
-    believed = kube.selection(TASK)  # the cache's view: yolov8m already
-    kube.select(TASK, "yolov8s")  # the truth moved on; the cache has not seen it yet
-    writer.set_spec(NAME, {"model": "yolov8m"}, believed, TASK)
-    assert kube.selection(TASK)["spec"]["model"] == "yolov8m"
+    models = ["yolov8n", "yolov8s"] * 16
+    with ThreadPoolExecutor(16) as pool:
+        stored = list(
+            pool.map(lambda m: writer.set_spec(NAME, TASK, {"model": m}, create=True), models)
+        )
+    assert all(s is not None for s in stored)  # no conflict reached the caller
+    last = max(stored, key=lambda s: int(s["metadata"]["resourceVersion"]))  # type: ignore[index]
+    assert last is not None
+    assert kube.selection(TASK)["spec"]["model"] == last["spec"]["model"]
+
+
+def test_a_selection_of_another_task_is_never_patched(kube: Kube, writer: SelectionWriter) -> None:
+    kube.select(TASK, "yolov8n")  # named object-detection
+    with pytest.raises(TaskMismatch) as err:
+        writer.set_spec(NAME, "Object-Detection", {"model": "yolov8m"}, create=True)
+    assert err.value.status_code == 409
+    assert "belongs to task 'object_detection', not 'Object-Detection'" in err.value.message
+    assert kube.selection(TASK)["spec"]["model"] == "yolov8n"
 
 
 def test_missing_selections_are_created_or_left_alone(kube: Kube, writer: SelectionWriter) -> None:
-    assert writer.set_spec(NAME, {"wanted": True}, None, None) is None
+    assert writer.set_spec(NAME, TASK, {"wanted": True}, create=False) is None
     assert kube.selections() == []
-    created = writer.set_spec(NAME, {"model": "yolov8n", "wanted": True}, None, TASK)
+    created = writer.set_spec(NAME, TASK, {"model": "yolov8n", "wanted": True}, create=True)
     assert created is not None
     assert created["spec"]["task"] == TASK
     assert created["spec"]["catalog"] == "default"
@@ -62,5 +72,13 @@ def test_missing_selections_are_created_or_left_alone(kube: Kube, writer: Select
 def test_nothing_to_change_writes_nothing(kube: Kube, writer: SelectionWriter) -> None:
     kube.select(TASK, "yolov8n", wanted=True)
     before = kube.selection(TASK)["metadata"]["resourceVersion"]
-    writer.set_spec(NAME, {"model": "yolov8n", "wanted": True}, None, TASK)
+    writer.set_spec(NAME, TASK, {"model": "yolov8n", "wanted": True}, create=True)
     assert kube.selection(TASK)["metadata"]["resourceVersion"] == before
+
+
+def test_the_patch_tests_the_task_first() -> None:
+    assert spec_patch("det", {"model": "a", "wanted": True}) == [
+        {"op": "test", "path": "/spec/task", "value": "det"},
+        {"op": "add", "path": "/spec/model", "value": "a"},
+        {"op": "add", "path": "/spec/wanted", "value": True},
+    ]

@@ -232,6 +232,17 @@ def _option(fields: str) -> str:
             "tasks 'a_b' and 'a.b' would share the ModelSelection name 'a-b'",
         ),
         (
+            "tasks:\n  Det_X: {options: {x: {model_id: x, vram_gb: 1}}}\n"
+            "  det-x: {options: {x: {model_id: x, vram_gb: 1}}}\n",
+            "tasks 'Det_X' and 'det-x' would share the ModelSelection name 'det-x' "
+            "(task names may not differ only by case, '_', '-' or '.'): rename one of them",
+        ),
+        (
+            "tasks:\n  det: {options: {x: {model_id: x, vram_gb: 1}}}\n"
+            "  DET: {options: {x: {model_id: x, vram_gb: 1}}}\n",
+            "tasks 'det' and 'DET' would share the ModelSelection name 'det'",
+        ),
+        (
             "tasks: {det: {options: {a: {model_id: a, vram_gb: 1}}}}\ninference: 3\n",
             "inference: must be a mapping of fields, got 3",
         ),
@@ -402,22 +413,44 @@ def test_default_catalog_has_the_contracts_models() -> None:
     assert (inference.default_batch_size, inference.max_batch_size) == (1, 8)
 
 
-def test_demo_catalog_builds_random_weights_from_an_architecture() -> None:
+def test_demo_catalog_carries_every_option_of_the_contract_catalog() -> None:
+    """`make run` applies the demo: the contract's examples need every documented option."""
+    demo = parse_models_yaml((CATALOG_DIR / "demo-models.yaml").read_text()).spec
+    full = parse_models_yaml((CATALOG_DIR / "models.yaml").read_text()).spec
+    assert set(demo.tasks) == set(full.tasks)
+    for task, spec in full.tasks.items():
+        for name, option in spec.options.items():
+            shipped = demo.tasks[task].options[name]
+            assert (shipped.model_id, shipped.framework) == (option.model_id, option.framework)
+            assert shipped.vram_gib == option.vram_gib
+            assert shipped.api_key_secret == option.api_key_secret
+
+
+def test_demo_catalog_says_which_options_load_offline_and_which_are_stand_ins() -> None:
     imported = parse_models_yaml((CATALOG_DIR / "demo-models.yaml").read_text())
-    local = [
-        option
-        for task in imported.spec.tasks.values()
-        for option in task.options.values()
-        if not option.is_external
-    ]
-    assert local and all(o.allow_random_weights and o.architecture for o in local)
-    assert all(o.vram_gib <= 1.0 and o.cpu_memory_gb for o in local)
-    assert {o.framework for o in local} == {
-        Framework.ULTRALYTICS,
-        Framework.TRANSFORMERS,
-        Framework.PYTORCH,
+    full = parse_models_yaml((CATALOG_DIR / "models.yaml").read_text()).spec
+    for task, spec in imported.spec.tasks.items():
+        for name, option in spec.options.items():
+            # An architecture means random weights, and the description says so.
+            assert bool(option.architecture) == option.allow_random_weights
+            if option.architecture:
+                assert "random weights" in option.description
+            elif not option.is_external:
+                assert "weights not shipped" in option.description
+            if name not in full.tasks[task].options:
+                assert option.description.startswith("Stand-in:")
+    # Every default selection really loads offline, on a CPU.
+    for task, model in imported.selected.items():
+        assert model, task
+        option = imported.spec.tasks[task].options[model]
+        assert option.architecture and option.allow_random_weights and option.cpu_memory_gb
+    frameworks = {
+        o.framework
+        for t in imported.spec.tasks.values()
+        for o in t.options.values()
+        if o.architecture
     }
-    assert all(model for model in imported.selected.values())  # every task has a model
+    assert frameworks == {Framework.ULTRALYTICS, Framework.TRANSFORMERS, Framework.PYTORCH}
 
 
 def test_imported_selection_is_a_valid_selection_spec() -> None:

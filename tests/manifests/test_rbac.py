@@ -4,7 +4,7 @@ The shipped RBAC (manifests/rbac) is installed for real into the test's
 namespace (cluster-scoped objects get the namespace as a suffix), then each
 identity is asked what it must be able to do and what it must not.
 `elsewhere` is another namespace: the operator works cluster-wide, the API
-and the model pods only in their own.
+writes only in its own (it reads selections everywhere), the model pods only in their own.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ MUST: dict[str, list[Ask]] = {
         cluster("watch", CRDS),
         cluster("list", "namespaces"),
         cluster("watch", "namespaces"),
+        cluster("get", "namespaces"),  # quota annotations, terminating (docs/tenants.md)
         elsewhere("create", "events"),
         # The planner's reads, cluster-wide.
         everywhere("list", SELECTIONS),
@@ -99,6 +100,9 @@ MUST: dict[str, list[Ask]] = {
         own("watch", "pods"),
         cluster("list", "nodes"),
         cluster("watch", "nodes"),
+        # Other namespaces' selections: which GPUs they hold (cluster-wide mode).
+        everywhere("list", SELECTIONS),
+        everywhere("watch", SELECTIONS),
     ],
     MODEL_POD: [own("patch", SELECTIONS, "status")],
 }
@@ -126,6 +130,7 @@ MUST_NOT: dict[str, list[Ask]] = {
         elsewhere("update", "roles.rbac.authorization.k8s.io"),
         elsewhere("delete", "rolebindings.rbac.authorization.k8s.io"),
         elsewhere("create", "serviceaccounts", "token"),
+        cluster("patch", "namespaces"),  # a tenant's quota is the platform team's
         cluster("create", "clusterroles.rbac.authorization.k8s.io"),
         cluster("create", "clusterrolebindings.rbac.authorization.k8s.io"),
         elsewhere("escalate", "roles.rbac.authorization.k8s.io"),
@@ -157,11 +162,11 @@ MUST_NOT: dict[str, list[Ask]] = {
         own("patch", SELECTIONS, "status"),
         own("update", SELECTIONS, "status"),
         own("update", SELECTIONS),
-        # Its own namespace only.
-        elsewhere("list", SELECTIONS),
+        # Writes in its own namespace only (it reads selections cluster-wide).
         elsewhere("patch", SELECTIONS),
+        elsewhere("create", SELECTIONS),
         elsewhere("list", "pods"),
-        everywhere("list", SELECTIONS),
+        everywhere("patch", SELECTIONS),
         # Nothing else.
         own("get", "secrets"),
         own("list", "configmaps"),
