@@ -54,6 +54,7 @@ bench: install
 	$(PY) bench/reconcile.py
 	$(PY) bench/api.py
 	$(PY) bench/model_load.py
+	$(PY) bench/faults.py
 
 crds:
 	$(BIN)/fovea-models crds --write

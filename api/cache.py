@@ -13,6 +13,7 @@ state it can no longer vouch for.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable
@@ -78,6 +79,14 @@ class Snapshot:
     @property
     def synced(self) -> bool:
         return not self.unsynced
+
+    def marked_stale(self, version: int, why: dict[str, str]) -> Snapshot:
+        """This snapshot's state and bodies under a new version, not synced for `why`."""
+        stale = copy.copy(self)
+        stale.version = version
+        stale.unsynced = {**self.unsynced, **why}
+        stale.changes = []
+        return stale
 
     @cached_property
     def validate_json(self) -> bytes:
@@ -267,11 +276,10 @@ class ClusterCache:
     def _stale(self, why: str) -> Snapshot:
         """The last snapshot's state, marked not current (reads answer 503, /readyz says why)."""
         last = self._snapshot
-        unsynced = {**last.unsynced, REBUILD: why}
         if last.unsynced.get(REBUILD) == why:
             return last  # already published as stale for this reason
         self._version += 1
-        return Snapshot(self._version, last.state, unsynced, [])
+        return last.marked_stale(self._version, {REBUILD: why})
 
     def _publish(self, snapshot: Snapshot) -> None:
         if snapshot is self._snapshot:
