@@ -159,6 +159,8 @@ class NodeAgent:
                     self._guard(self.register_nodes)
                 else:
                     self.log(f"node heartbeat failed (retrying): {exc}")
+            except Exception as exc:  # the heartbeat must outlive anything, as the watches do
+                self.log(f"node heartbeat failed (retrying): {exc!r}")
 
     # --- pods -----------------------------------------------------------------------------
 
