@@ -28,6 +28,9 @@ ANNOTATION_PLANNED_GPU: Final = f"{GROUP}/gpu-index"
 ANNOTATION_PLANNED_NODE: Final = f"{GROUP}/node"
 ANNOTATION_VRAM_GIB: Final = f"{GROUP}/vram-gib"
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
+# On a Namespace, set by the platform team (fovea.domain.quota).
+ANNOTATION_GPU_MEMORY_QUOTA: Final = f"{GROUP}/gpu-memory-quota"
+ANNOTATION_MAX_PRIORITY: Final = f"{GROUP}/max-priority"
 
 # Node labels from NVIDIA GPU feature discovery.
 NODE_LABEL_GPU_MEMORY_MIB: Final = "nvidia.com/gpu.memory"
