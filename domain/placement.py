@@ -1,8 +1,9 @@
 """Placement: where the model of every selection runs, decided for all of them at once.
 
-`plan()` is one pure function (no I/O, no clock, no randomness): GPUs and
-demands in, one `Placement` per demand and the use of every GPU out. The
-operator applies the plan; `/api/models/validate` reports it.
+`plan()` is one pure function (no I/O, no clock, no randomness): GPUs, node
+capacities and demands in, one `Placement` per demand, the use of every GPU
+and the moves of running models out. The operator applies the plan;
+`/api/models/validate` reports it.
 
 Capacity. A GPU holds models up to `threshold * memory` (the catalog's
 `offload_threshold`, applied to each GPU on its own), never more. How models
@@ -12,6 +13,15 @@ share a GPU follows the cluster's sharing mode:
 - `whole`: one model per GPU (it still has to fit below the threshold);
 - `mig`: like `whole`: each MIG slice that the device plugin advertises is a
   GPU of its own (give it its slice's memory), and one model takes a slice.
+
+Nodes. Given `nodes` (`fovea.domain.nodes.NodeCapacity`), a plan also fits
+what the scheduler checks: every pod the plan puts on a node (GPU pods and
+CPU pods alike) takes its `cpu_millis` and `memory_mib` requests, one pod,
+and, on a GPU, one GPU slot (`nvidia.com/gpu`, time-slicing replicas
+counted) from what the node has left; nodes whose taints model pods do not
+tolerate take nothing, and a demand never goes to one of its
+`excluded_nodes` (where the scheduler refused its pod). Without `nodes`,
+only GPU memory counts and CPU placements name no node.
 
 Rank. A demand outranks another when its priority is higher, or the
 priorities are equal and it was used more recently (`last_used`, epoch
@@ -26,21 +36,38 @@ The steps, in this order:
    (device policy `auto` and a `cpu_memory_gib`) or is `unschedulable`.
 2. Stability: a demand already running on a GPU (`current`) stays there if it
    still fits, highest rank first. What fits moves only when a model that
-   outranks it needs the room.
-3. The rest, highest rank first (then largest first): best fit among the GPUs
-   in use (least room left), else the largest free GPU. When nothing has
-   room: eviction of models it outranks, lowest priority and least recently
-   used first, on the GPU where the most valuable model to go ranks lowest
-   (then the fewest models, the least memory); the evicted models try again
-   (another GPU with room, or the CPU).
+   outranks it needs the room, or when a model of equal or higher priority
+   cannot be placed otherwise (a move, step 3).
+3. The rest, all together, highest priority first, then most recently used,
+   then largest: best fit among the GPUs in use (least room left), else the
+   smallest free GPU that holds it (a large GPU stays free for a large
+   model). When nothing has room:
+   a. moves: running models of lower or equal priority leave one GPU for
+      other GPUs with room, so that the demand fits there (fewest moves; at
+      most `max_moves` running models move per plan; make-before-break is
+      the operator's part);
+   b. eviction of models it outranks, lowest priority and least recently
+      used first, on the GPU where the most valuable model to go ranks
+      lowest (then the fewest models, the least memory); the evicted models
+      try again (another GPU with room, or the CPU).
    This step runs twice, once with best fit and once with first fit, and the
-   better result wins (more placed, fewer evicted, fewer GPUs), so the plan
-   never uses more GPUs than first-fit-decreasing.
-4. What still has no GPU falls back to the CPU when its device policy is
-   `auto` and its option has a CPU footprint; otherwise it is `evicted` (when
-   it lost its GPU, now or in an earlier plan) or `unschedulable`.
+   better result wins (more placed, tier by tier from the highest priority,
+   then fewer evicted, fewer GPUs, fewer moves), so the plan never uses more
+   GPUs than first-fit-decreasing.
+4. Exact packing of small tiers: when a demand of some priority still has no
+   GPU and that priority has at most `EXACT_MAX_DEMANDS` demands wanting a
+   GPU, a bounded exhaustive search looks for a packing of all of them on
+   the room left by higher priorities (lower ones ignored, their models then
+   stay, move or are evicted as in steps 2-3); when one exists, the plan is
+   run again with it fixed. So wherever every model of the highest priority
+   fits, all of them are placed, whatever order they arrived in.
+5. What still has no GPU falls back to the CPU when its device policy is
+   `auto` and its option has a CPU footprint (on a node with room, preferring
+   nodes without GPUs, when `nodes` are given); otherwise it is `evicted`
+   (when it lost its GPU, now or in an earlier plan) or `unschedulable`.
 
-Every placement carries a reason a person can read.
+Every placement carries a reason a person can read; every running model that
+the plan puts on another GPU is listed in `Plan.moves`.
 """
 
 from __future__ import annotations
@@ -53,11 +80,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from fovea.domain.gpus import Gpu
+from fovea.domain.nodes import NodeCapacity
 from fovea.domain.resources import DEFAULT_PRIORITY, DevicePolicy, SharingMode
 from fovea.domain.units import format_gb
 
 # Slack for float sums of GiB figures (24 * 0.8 is 19.200000000000003).
 EPSILON = 1e-6
+# At most this many running models move to other GPUs in one plan.
+MAX_MOVES = 10
+# Step 4: tiers of at most this many demands are packed exactly, within this many steps.
+EXACT_MAX_DEMANDS = 12
+EXACT_STEPS = 50_000
+_BLOCKED = 1e18  # "used" figure that makes a GPU look full to a strategy
 
 
 class Outcome(StrEnum):
@@ -94,6 +128,10 @@ class Demand:
     current: Slot | None = None  # where it runs now, if anywhere
     external: bool = False  # an external API: needs no GPU and no pod
     was_evicted: bool = False  # evicted by an earlier plan (keeps its outcome `evicted`)
+    # The pod's requests (`fovea.domain.nodes.pod_requests`), counted against nodes.
+    cpu_millis: int = 0
+    memory_mib: int = 0
+    excluded_nodes: frozenset[str] = frozenset()  # where the scheduler refused its pod
 
     @property
     def rank(self) -> tuple[int, float]:
@@ -116,12 +154,22 @@ class Placement:
     key: str
     outcome: Outcome
     reason: str
-    node: str | None = None  # set for `gpu`
+    node: str | None = None  # set for `gpu`; for `cpu` when the plan had node capacities
     gpu_index: int | None = None  # set for `gpu`
 
     @property
     def slot(self) -> Slot | None:
         return None if self.node is None else Slot(self.node, self.gpu_index)
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """A running model the plan puts on another GPU (the operator posts an Event)."""
+
+    key: str
+    source: Slot
+    target: Slot
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +192,13 @@ class GpuUsage:
 
 @dataclass(frozen=True)
 class Plan:
-    """Every demand's placement (by key) and every GPU's use (sorted by node, index)."""
+    """Every demand's placement (by key), every GPU's use (sorted by node, index), the moves."""
 
     placements: Mapping[str, Placement]
     gpus: tuple[GpuUsage, ...]
     threshold: float
     sharing: SharingMode
+    moves: tuple[Move, ...] = ()  # sorted by key
     _by_slot: dict[tuple[str, int], GpuUsage] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -181,11 +230,13 @@ def plan(
     *,
     threshold: float = 0.8,
     sharing: SharingMode | str = SharingMode.TIME_SLICED,
+    nodes: Sequence[NodeCapacity] | None = None,
+    max_moves: int = MAX_MOVES,
 ) -> Plan:
     """Decide for all demands together where each runs; see the module docstring.
 
-    Raises ValueError for inputs that are a caller's bug: duplicate demand keys
-    or GPUs, a negative VRAM figure, a threshold outside (0, 1].
+    Raises ValueError for inputs that are a caller's bug: duplicate demand keys,
+    GPUs or nodes, a negative VRAM figure, a threshold outside (0, 1].
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -193,16 +244,27 @@ def plan(
     ordered = sorted(demands, key=lambda d: d.key)
     _check_unique([d.key for d in ordered], "demand key")
     _check_unique([(g.node, g.index) for g in gpus], "GPU")
+    if nodes is not None:
+        _check_unique([n.name for n in nodes], "node")
     for d in ordered:
         if d.vram_gib < 0:
             raise ValueError(f"demand {d.key}: negative vram_gib {d.vram_gib}")
-    bins = sorted(gpus, key=lambda g: (g.node, g.index))
-    whole = mode in (SharingMode.WHOLE, SharingMode.MIG)
-    best = _Run(bins, ordered, threshold, whole, first_fit=False).result()
-    if not whole:
-        alternative = _Run(bins, ordered, threshold, whole, first_fit=True).result()
-        if alternative.score < best.score:
-            best = alternative
+    ctx = _Context(gpus, ordered, threshold, mode, nodes, max_moves)
+    best = ctx.best_run({})
+    budget = EXACT_STEPS
+    for priority in sorted({d.priority for d in ordered}, reverse=True):
+        if budget <= 0:
+            break
+        tier = [i for i in ctx.gpu_candidates if ordered[i].priority == priority]
+        if not tier or all(i in best.where for i in tier) or len(tier) > EXACT_MAX_DEMANDS:
+            continue
+        higher = {i: pos for i, pos in best.where.items() if ordered[i].priority > priority}
+        search = _Search(ctx, higher, tier, budget)
+        budget -= search.steps
+        if search.solution is not None:
+            candidate = ctx.best_run({**higher, **search.solution})
+            if candidate.score < best.score:
+                best = candidate
     return best.plan(mode)
 
 
@@ -216,39 +278,40 @@ def _check_unique(items: Sequence[object], what: str) -> None:
 #
 # Each keeps, for the GPUs (bins), what it needs to answer "which GPU takes
 # `size` GiB" quickly: 10,000 demands on 1,000 GPUs are planned in well
-# under a second. Positions index `_Run.bins`; `order[pos]` is the position in
-# the opening order (largest capacity first, then node, index).
+# under a second. Positions index `_Context.bins`; `order[pos]` is the position
+# in the opening order (largest capacity first, then node, index). A GPU is
+# hidden from a strategy by updating it with `_BLOCKED` as its use, and shown
+# again by updating it with its real use.
 
 
 class _BestFit:
-    """Best fit among GPUs in use; else open the largest free GPU (time-sliced)."""
+    """Best fit among GPUs in use; else the smallest free GPU that holds it (time-sliced)."""
 
     def __init__(self, cap: list[float], order: list[int]) -> None:
         self.cap, self.order = cap, order
         self.open: list[tuple[float, int, int]] = []  # (room, order, pos), in-use GPUs
         self.room_of: dict[int, tuple[float, int, int]] = {}
-        self.empty = sorted((order[p], p) for p in range(len(cap)))
+        self.empty = sorted((cap[p], order[p], p) for p in range(len(cap)))
 
     def fit(self, size: float) -> int | None:
         i = bisect_left(self.open, (size - EPSILON,))
         if i < len(self.open):
             return self.open[i][2]
-        if self.empty and self.cap[self.empty[0][1]] >= size - EPSILON:
-            return self.empty[0][1]
-        return None
+        j = bisect_left(self.empty, (size - EPSILON,))
+        return self.empty[j][2] if j < len(self.empty) else None
 
     def update(self, pos: int, used: float, occupied: bool) -> None:
         old = self.room_of.pop(pos, None)
         if old is not None:
             del self.open[bisect_left(self.open, old)]
         else:
-            self.empty.pop(bisect_left(self.empty, (self.order[pos], pos)))
+            self.empty.pop(bisect_left(self.empty, (self.cap[pos], self.order[pos], pos)))
         if occupied:
             entry = (self.cap[pos] - used, self.order[pos], pos)
             insort(self.open, entry)
             self.room_of[pos] = entry
         else:
-            insort(self.empty, (self.order[pos], pos))
+            insort(self.empty, (self.cap[pos], self.order[pos], pos))
 
 
 class _FirstFit:
@@ -309,85 +372,155 @@ class _WholeGpu:
 _Strategy = _BestFit | _FirstFit | _WholeGpu
 
 
+# --- what every run shares ---------------------------------------------------------
+
+
+class _Context:
+    """The inputs of one `plan()` call, indexed once for all its runs."""
+
+    def __init__(
+        self,
+        gpus: Sequence[Gpu],
+        demands: list[Demand],
+        threshold: float,
+        mode: SharingMode,
+        nodes: Sequence[NodeCapacity] | None,
+        max_moves: int,
+    ) -> None:
+        self.bins = sorted(gpus, key=lambda g: (g.node, g.index))
+        self.demands, self.threshold, self.max_moves = demands, threshold, max_moves
+        self.whole = mode in (SharingMode.WHOLE, SharingMode.MIG)
+        self.cap = [threshold * g.memory_gib for g in self.bins]
+        by_order = sorted(
+            range(len(self.bins)),
+            key=lambda p: (-self.cap[p], self.bins[p].node, self.bins[p].index),
+        )
+        self.order = [0] * len(self.bins)
+        for rank, pos in enumerate(by_order):
+            self.order[pos] = rank
+        self.pos_of = {(g.node, g.index): p for p, g in enumerate(self.bins)}
+        self.node_of = [g.node for g in self.bins]
+        self.gpus_on_node: dict[str, list[int]] = {}
+        for p, g in enumerate(self.bins):
+            self.gpus_on_node.setdefault(g.node, []).append(p)
+        # Node limits: (CPU m, memory MiB, pods, GPU slots) left; None: nodes not counted.
+        self.limits: dict[str, tuple[int, int, int, int]] | None = None
+        self.untolerated: frozenset[str] = frozenset()
+        self.cpu_homes: list[str] = []  # where CPU pods may go, nodes without GPUs first
+        if nodes is not None:
+            usable = [n for n in nodes if n.tolerated]
+            self.limits = {
+                n.name: (n.cpu_millis, n.memory_mib, n.pods, n.gpu_slots) for n in usable
+            }
+            self.untolerated = frozenset(n.name for n in nodes if not n.tolerated)
+            has_gpu = {n.name: n.has_gpu or n.name in self.gpus_on_node for n in usable}
+            self.cpu_homes = sorted(has_gpu, key=lambda name: (has_gpu[name], name))
+        self.largest = max(self.cap, default=0.0)
+        self.total_cap = sum(self.cap)
+        self.gpu_candidates = [
+            i for i, d in enumerate(demands) if d.wants_gpu and d.vram_gib <= self.largest + EPSILON
+        ]
+
+    def current_pos(self, d: Demand) -> int | None:
+        if d.current is None or d.current.gpu_index is None:
+            return None
+        return self.pos_of.get((d.current.node, d.current.gpu_index))
+
+    def allowed(self, d: Demand, node: str) -> bool:
+        """The node is not ruled out for this demand (taints, the scheduler's refusal)."""
+        return node not in self.untolerated and node not in d.excluded_nodes
+
+    def best_run(self, pinned: Mapping[int, int]) -> _Run:
+        best = _Run(self, first_fit=False, pinned=pinned)
+        if not self.whole:
+            alternative = _Run(self, first_fit=True, pinned=pinned)
+            if alternative.score < best.score:
+                best = alternative
+        return best
+
+
+def _need(d: Demand, on_gpu: bool) -> tuple[int, int, int, int]:
+    """What a demand's pod takes from its node: CPU m, memory MiB, a pod, a GPU slot."""
+    return (d.cpu_millis, d.memory_mib, 1, 1 if on_gpu else 0)
+
+
+def _room(free: Sequence[int], need: tuple[int, int, int, int]) -> bool:
+    return all(f >= n for f, n in zip(free, need, strict=True))
+
+
 # --- one run of the algorithm --------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Result:
-    score: tuple[int, int, int]  # (not on a GPU though wanted, evicted, GPUs used)
-    placements: dict[str, Placement]
-    usage: tuple[GpuUsage, ...]
-    threshold: float
-
-    def plan(self, mode: SharingMode) -> Plan:
-        return Plan(self.placements, self.usage, self.threshold, mode)
-
-
 class _Run:
-    def __init__(
-        self,
-        bins: list[Gpu],
-        demands: list[Demand],
-        threshold: float,
-        whole: bool,
-        first_fit: bool,
-    ) -> None:
-        self.bins, self.demands, self.threshold, self.whole = bins, demands, threshold, whole
-        self.cap = [threshold * g.memory_gib for g in bins]
-        by_order = sorted(
-            range(len(bins)), key=lambda p: (-self.cap[p], bins[p].node, bins[p].index)
-        )
-        self.order = [0] * len(bins)
-        for rank, pos in enumerate(by_order):
-            self.order[pos] = rank
-        self.pos_of = {(g.node, g.index): p for p, g in enumerate(bins)}
-        self.used = [0.0] * len(bins)
-        self.members: list[list[int]] = [[] for _ in bins]
+    def __init__(self, ctx: _Context, first_fit: bool, pinned: Mapping[int, int]) -> None:
+        self.ctx = ctx
+        self.demands, self.bins, self.cap = ctx.demands, ctx.bins, ctx.cap
+        self.threshold, self.whole = ctx.threshold, ctx.whole
+        self.used = [0.0] * len(self.bins)
+        self.total_used = 0.0
+        self.members: list[list[int]] = [[] for _ in self.bins]
         self.where: dict[int, int] = {}  # demand -> bin position
+        self.node_free = {k: list(v) for k, v in (ctx.limits or {}).items()}
         self.evicted_by: dict[int, int] = {}  # demand -> the demand that evicted it
         self.evicted_from: dict[int, int] = {}
         self.victims_of: dict[int, list[int]] = {}
+        self.moved_by: dict[int, int] = {}  # demand -> the demand it made room for
+        self.moved_from: dict[int, int] = {}
+        self.movers_of: dict[int, list[int]] = {}
+        self.moves_left = ctx.max_moves
+        self.node_refused: set[int] = set()  # demands a node's CPU, memory or pods turned away
         self.fallback: dict[int, Placement] = {}
         self.strategy: _Strategy
-        if whole:
-            self.strategy = _WholeGpu(self.cap, self.order)
+        if self.whole:
+            self.strategy = _WholeGpu(self.cap, ctx.order)
         elif first_fit:
-            self.strategy = _FirstFit(self.cap, self.order)
+            self.strategy = _FirstFit(self.cap, ctx.order)
         else:
-            self.strategy = _BestFit(self.cap, self.order)
-        self.largest = max(self.cap, default=0.0)
+            self.strategy = _BestFit(self.cap, ctx.order)
+        for node in ctx.untolerated:
+            for pos in ctx.gpus_on_node.get(node, []):
+                self.strategy.update(pos, _BLOCKED, True)
         self.min_kept_rank: tuple[int, float] | None = None
-        self.failed_size = float("inf")  # eviction failed for this size: larger ones fail too
-        self._classify_and_keep()
+        self.evict_failed: list[tuple[float, int, int]] = []  # (size, CPU, memory) that failed
+        self.move_failed: list[tuple[int, float, int, int]] = []  # (priority, size, CPU, memory)
+        self._classify_and_keep(pinned)
         self._place_rest()
+        self._place_on_cpus()
+        self.score = self._score()
 
     # step 1 and 2
-    def _classify_and_keep(self) -> None:
+    def _classify_and_keep(self, pinned: Mapping[int, int]) -> None:
+        for i, pos in sorted(pinned.items()):
+            self._add(i, pos)
         self.pending: list[int] = []
+        self.displaced: set[int] = set()  # ran on a GPU where it no longer fits
         kept_candidates: list[int] = []
         for i, d in enumerate(self.demands):
+            if i in pinned:
+                continue
             if d.external:
                 self.fallback[i] = Placement(d.key, Outcome.EXTERNAL, "external API: needs no GPU")
             elif d.device_policy == DevicePolicy.CPU:
                 self.fallback[i] = Placement(
                     d.key, Outcome.CPU, "device policy cpu: runs on the CPU"
                 )
-            elif d.vram_gib > self.largest + EPSILON:
+            elif d.vram_gib > self.ctx.largest + EPSILON:
                 self.fallback[i] = self._too_big(d)
-            elif d.current is not None and self._current_pos(d) is not None:
+            elif self.ctx.current_pos(d) is not None:
                 kept_candidates.append(i)
             else:
                 self.pending.append(i)
         kept_candidates.sort(key=lambda i: self._precedence(self.demands[i]))
         kept_ranks = []
         for i in kept_candidates:
-            pos = self._current_pos(self.demands[i])
+            pos = self.ctx.current_pos(self.demands[i])
             assert pos is not None
-            if self._fits(pos, self.demands[i].vram_gib):
+            if self._fits(i, pos):
                 self._add(i, pos)
                 kept_ranks.append(self.demands[i].rank)
             else:
                 self.pending.append(i)
+                self.displaced.add(i)
         self.min_kept_rank = min(kept_ranks, default=None)
 
     # step 3
@@ -396,10 +529,11 @@ class _Run:
         heapq.heapify(heap)
         while heap:
             i = heapq.heappop(heap)[-1]
-            d = self.demands[i]
-            pos = self.strategy.fit(d.vram_gib)
+            pos = self._find(i)
             if pos is not None:
                 self._add(i, pos)
+                continue
+            if self._move_for(i):
                 continue
             eviction = self._eviction(i)
             if eviction is None:
@@ -413,24 +547,130 @@ class _Run:
                 self.fallback.pop(v, None)
                 heapq.heappush(heap, (*self._precedence(self.demands[v]), v))
             self.victims_of[i] = victims
+            self.move_failed.clear()  # room was freed: moves may work again
             self._add(i, pos)
 
+    def _find(self, i: int, avoid: int | None = None) -> int | None:
+        """The strategy's GPU for demand i on a node with room for its pod (not `avoid`)."""
+        d = self.demands[i]
+        blocked: list[int] = []
+        if avoid is not None:
+            self.strategy.update(avoid, _BLOCKED, True)
+            blocked.append(avoid)
+        try:
+            while True:
+                pos = self.strategy.fit(d.vram_gib)
+                if pos is None:
+                    return None
+                node = self.ctx.node_of[pos]
+                if self._node_room(i, node, on_gpu=True):
+                    return pos
+                if node not in d.excluded_nodes:
+                    self.node_refused.add(i)
+                for p in self.ctx.gpus_on_node[node]:
+                    if p not in blocked:
+                        self.strategy.update(p, _BLOCKED, True)
+                        blocked.append(p)
+        finally:
+            for p in blocked:
+                self.strategy.update(p, self.used[p], bool(self.members[p]))
+
+    # step 3a: moves
+    def _move_for(self, i: int) -> bool:
+        """Move models of lower or equal priority off one GPU so that demand i fits there."""
+        d = self.demands[i]
+        if any(
+            p >= d.priority and s <= d.vram_gib and c <= d.cpu_millis and m <= d.memory_mib
+            for p, s, c, m in self.move_failed
+        ):
+            return False
+        if self.whole or d.vram_gib <= self.ctx.total_cap - self.total_used + EPSILON:
+            candidates = []
+            for pos, members in enumerate(self.members):
+                if not members or self.cap[pos] < d.vram_gib - EPSILON:
+                    continue
+                if not self.ctx.allowed(d, self.ctx.node_of[pos]):
+                    continue
+                movable = [
+                    m
+                    for m in members
+                    if self.demands[m].priority <= d.priority and m not in self.moved_by
+                ]
+                if self.whole:
+                    if len(movable) < len(members):
+                        continue
+                    need = 0.0
+                else:
+                    need = self.used[pos] + d.vram_gib - self.cap[pos]
+                    if sum(self.demands[m].vram_gib for m in movable) < need - EPSILON:
+                        continue
+                candidates.append((need, len(members), self.ctx.order[pos], pos, movable))
+            candidates.sort(key=lambda c: c[:4])
+            for need, _, _, pos, movable in candidates[:64]:
+                if self._try_moves(i, pos, need, movable):
+                    return True
+        if not d.excluded_nodes:
+            self.move_failed.append((d.priority, d.vram_gib, d.cpu_millis, d.memory_mib))
+        return False
+
+    def _try_moves(self, i: int, pos: int, need: float, movable: list[int]) -> bool:
+        # The smallest model that frees enough alone first, then the largest ones.
+        alone = sorted(
+            (m for m in movable if self.demands[m].vram_gib >= need - EPSILON),
+            key=lambda m: (self.demands[m].vram_gib, self.demands[m].key),
+        )
+        rest = sorted(
+            (m for m in movable if m not in alone),
+            key=lambda m: (-self.demands[m].vram_gib, self.demands[m].key),
+        )
+        done: list[tuple[int, bool]] = []
+        for m in alone + rest:
+            if self._fits(i, pos):
+                break
+            running = self.ctx.current_pos(self.demands[m]) == pos
+            if running and self.moves_left <= 0:
+                continue
+            self._remove(m)
+            dest = self._find(m, avoid=pos)
+            self._add(m, pos if dest is None else dest)
+            if dest is not None:
+                done.append((m, running))
+                self.moves_left -= running
+        if self._fits(i, pos):
+            for m, _ in done:
+                self.moved_by[m] = i
+                self.moved_from[m] = pos
+            self.movers_of[i] = [m for m, _ in done]
+            self._add(i, pos)
+            return True
+        for m, running in reversed(done):
+            self._remove(m)
+            self._add(m, pos)
+            self.moves_left += running
+        return False
+
+    # step 3b: eviction
     def _eviction(self, i: int) -> tuple[int, list[int]] | None:
         d = self.demands[i]
         if self.min_kept_rank is None or d.rank <= self.min_kept_rank:
             return None  # only models kept from before can be outranked (see _place_rest)
-        if d.vram_gib >= self.failed_size:
+        if any(
+            s <= d.vram_gib and c <= d.cpu_millis and m <= d.memory_mib
+            for s, c, m in self.evict_failed
+        ):
             return None
         best: tuple[tuple[tuple[int, float], int, float, int], int, list[int]] | None = None
         for pos, members in enumerate(self.members):
             if not members or self.cap[pos] < d.vram_gib - EPSILON:
+                continue
+            if not self.ctx.allowed(d, self.ctx.node_of[pos]):
                 continue
             outranked = sorted(
                 (m for m in members if self.demands[m].rank < d.rank),
                 key=lambda m: (*self.demands[m].rank, self.demands[m].key),
             )
             victims = self._victims(pos, d.vram_gib, outranked)
-            if victims is None:
+            if victims is None or not self._node_room_after(i, pos, victims):
                 continue
             # Evict the least valuable: the lowest, least recently used highest victim,
             # then as few models and as little memory as possible.
@@ -438,12 +678,13 @@ class _Run:
                 max(self.demands[v].rank for v in victims),
                 len(victims),
                 sum(self.demands[v].vram_gib for v in victims),
-                self.order[pos],
+                self.ctx.order[pos],
             )
             if best is None or score < best[0]:
                 best = (score, pos, victims)
         if best is None:
-            self.failed_size = min(self.failed_size, d.vram_gib)
+            if not d.excluded_nodes:
+                self.evict_failed.append((d.vram_gib, d.cpu_millis, d.memory_mib))
             return None
         return best[1], best[2]
 
@@ -459,31 +700,105 @@ class _Run:
             need -= self.demands[m].vram_gib
         return victims if need <= EPSILON else None
 
+    # step 5: CPU pods on nodes
+    def _place_on_cpus(self) -> None:
+        self.cpu_node: dict[int, str] = {}
+        if self.ctx.limits is None:
+            return
+        waiting = [i for i, p in self.fallback.items() if p.outcome == Outcome.CPU]
+        for i in sorted(waiting, key=lambda i: self._precedence(self.demands[i])):
+            d = self.demands[i]
+            homes = list(self.ctx.cpu_homes)
+            if d.current is not None and d.current.gpu_index is None:
+                homes.insert(0, d.current.node)  # stays where it runs if there is room
+            home = next((n for n in homes if self._node_room(i, n, on_gpu=False)), None)
+            p = self.fallback[i]
+            if home is None:
+                cpu = f"{d.cpu_millis / 1000:g}"
+                why = (
+                    f"{p.reason}; but no node has room for its pod ({cpu} CPU, "
+                    f"{format_gb(d.memory_mib / 1024)} GB memory)"
+                )
+                lost = i in self.evicted_by or d.was_evicted
+                outcome = Outcome.EVICTED if lost else Outcome.UNSCHEDULABLE
+                self.fallback[i] = Placement(d.key, outcome, why)
+                continue
+            self._take(d, home, _need(d, on_gpu=False), 1)
+            self.cpu_node[i] = home
+            self.fallback[i] = Placement(d.key, Outcome.CPU, f"{p.reason}, on {home}", home)
+
     # bookkeeping
     def _precedence(self, d: Demand) -> tuple[int, float, float, str]:
         return (-d.priority, -d.last_used, -d.vram_gib, d.key)
 
-    def _current_pos(self, d: Demand) -> int | None:
-        if d.current is None or d.current.gpu_index is None:
-            return None
-        return self.pos_of.get((d.current.node, d.current.gpu_index))
+    def _node_room(self, i: int, node: str, *, on_gpu: bool) -> bool:
+        d = self.demands[i]
+        if not self.ctx.allowed(d, node):
+            return False
+        free = self.node_free.get(node)
+        return free is None or _room(free, _need(d, on_gpu))
 
-    def _fits(self, pos: int, size: float) -> bool:
+    def _node_room_after(self, i: int, pos: int, victims: list[int]) -> bool:
+        free = self.node_free.get(self.ctx.node_of[pos])
+        if free is None:
+            return True
+        freed = list(free)
+        for v in victims:
+            for k, n in enumerate(_need(self.demands[v], on_gpu=True)):
+                freed[k] += n
+        return _room(freed, _need(self.demands[i], on_gpu=True))
+
+    def _fits(self, i: int, pos: int) -> bool:
+        size = self.demands[i].vram_gib
         if self.whole:
-            return not self.members[pos] and size <= self.cap[pos] + EPSILON
-        return self.used[pos] + size <= self.cap[pos] + EPSILON
+            ok = not self.members[pos] and size <= self.cap[pos] + EPSILON
+        else:
+            ok = self.used[pos] + size <= self.cap[pos] + EPSILON
+        return ok and self._node_room(i, self.ctx.node_of[pos], on_gpu=True)
+
+    def _take(self, d: Demand, node: str, need: tuple[int, int, int, int], sign: int) -> None:
+        free = self.node_free.get(node)
+        if free is not None:
+            for k, n in enumerate(need):
+                free[k] -= sign * n
 
     def _add(self, i: int, pos: int) -> None:
+        d = self.demands[i]
         self.members[pos].append(i)
-        self.used[pos] += self.demands[i].vram_gib
+        self.used[pos] += d.vram_gib
+        self.total_used += d.vram_gib
         self.where[i] = pos
+        self._take(d, self.ctx.node_of[pos], _need(d, on_gpu=True), 1)
         self.strategy.update(pos, self.used[pos], True)
 
     def _remove(self, i: int) -> None:
+        d = self.demands[i]
         pos = self.where.pop(i)
         self.members[pos].remove(i)
         self.used[pos] = sum(self.demands[m].vram_gib for m in self.members[pos])
+        self.total_used -= d.vram_gib
+        self._take(d, self.ctx.node_of[pos], _need(d, on_gpu=True), -1)
         self.strategy.update(pos, self.used[pos], bool(self.members[pos]))
+
+    def _moved_running(self) -> list[int]:
+        """Demands that ran on a GPU and are placed on another one."""
+        out = []
+        for i, pos in self.where.items():
+            current = self.ctx.current_pos(self.demands[i])
+            if current is not None and current != pos:
+                out.append(i)
+        return sorted(out)
+
+    def _score(self) -> tuple[tuple[int, ...], int, int, int]:
+        missing: dict[int, int] = {}
+        for i, d in enumerate(self.demands):
+            if d.wants_gpu and i not in self.where:
+                missing[-d.priority] = missing.get(-d.priority, 0) + 1
+        priorities = sorted({-d.priority for d in self.demands})
+        by_tier = tuple(missing.get(p, 0) for p in priorities)
+        evicted = sum(1 for v in self.evicted_by if v not in self.where)
+        used = sum(1 for m in self.members if m)
+        return (by_tier, evicted, used, len(self._moved_running()))
 
     # reasons
     def _pct(self) -> str:
@@ -521,6 +836,14 @@ class _Run:
                 "and no model of lower priority (or equal priority, used less recently) "
                 "can be evicted to make room"
             )
+        if i in self.node_refused:
+            why += (
+                f" (GPUs with room are on nodes without room for its pod: "
+                f"{d.cpu_millis / 1000:g} CPU, {format_gb(d.memory_mib / 1024)} GB memory, "
+                "a pod and a GPU slot)"
+            )
+        if d.excluded_nodes:
+            why += f" (avoiding {', '.join(sorted(d.excluded_nodes))}: the scheduler refused it)"
         return self._without_gpu(d, why, evicted=d.was_evicted)
 
     def _without_gpu(self, d: Demand, why: str, *, evicted: bool) -> Placement:
@@ -550,29 +873,41 @@ class _Run:
             f"({self._pct()} of {format_gb(g.memory_gib)} GB)"
         )
         here = self._slot(pos)
+        current = self.ctx.current_pos(d)
         if i in self.evicted_by:
             by = self.demands[self.evicted_by[i]]
             text = (
                 f"moved from {self._slot(self.evicted_from[i])} to {here} to make room for "
                 f"{by.key} ({_outranks(by, d)}); {load}"
             )
+        elif i in self.moved_by and current == self.moved_from[i]:
+            by = self.demands[self.moved_by[i]]
+            text = (
+                f"moved from {self._slot(self.moved_from[i])} to {here} to make room for "
+                f"{by.key} (priority {by.priority}, which fits nowhere else); {load}"
+            )
         elif d.current is None:
             text = f"placed on {here}: {load}"
         elif d.current.gpu_index is None:
             text = f"placed on {here} (it ran on the CPU of {d.current.node}): {load}"
-        elif self._current_pos(d) == pos:
+        elif current == pos:
             text = f"stays on {here}: {load}"
-        elif self._current_pos(d) is None:
+        elif current is None:
             text = f"moved from {d.current} (no longer a usable GPU) to {here}: {load}"
-        else:
+        elif i in self.displaced:
             text = f"moved from {d.current} (no longer room there) to {here}: {load}"
+        else:
+            text = (
+                f"moved from {d.current} to {here} so that every model of priority "
+                f"{d.priority} fits: {load}"
+            )
         victims = self.victims_of.get(i)
         if victims:
             names = ", ".join(self.demands[v].key for v in victims)
             text += f"; evicted {names}"
         return Placement(d.key, Outcome.GPU, text, g.node, g.index)
 
-    def result(self) -> _Result:
+    def plan(self, mode: SharingMode) -> Plan:
         placements: dict[str, Placement] = {}
         for i, d in enumerate(self.demands):
             pos = self.where.get(i)
@@ -590,13 +925,126 @@ class _Run:
             )
             for pos, g in enumerate(self.bins)
         )
-        missing = sum(1 for i, d in enumerate(self.demands) if d.wants_gpu and i not in self.where)
-        evicted = sum(1 for v in self.evicted_by if v not in self.where)
-        used = sum(1 for m in self.members if m)
-        return _Result((missing, evicted, used), placements, usage, self.threshold)
+        moves = []
+        for i in self._moved_running():
+            d, p = self.demands[i], placements[self.demands[i].key]
+            assert d.current is not None and p.slot is not None
+            moves.append(Move(d.key, d.current, p.slot, p.reason))
+        return Plan(placements, usage, self.threshold, mode, tuple(moves))
 
 
 def _outranks(by: Demand, d: Demand) -> str:
     if by.priority != d.priority:
         return f"priority {by.priority} over {d.priority}"
     return f"equal priority {by.priority}, used more recently"
+
+
+# --- step 4: exact packing of a small tier ------------------------------------------
+
+
+class _OutOfSteps(Exception):
+    pass
+
+
+class _Search:
+    """Depth-first search for GPUs holding every demand of `tier` (fixed ones stay put).
+
+    Largest first; each demand tries the GPU it runs on first (fewest moves),
+    then the GPUs with the least room; GPUs in the same state on nodes in the
+    same state are tried once. At most `budget` GPUs are examined.
+    """
+
+    def __init__(
+        self, ctx: _Context, fixed: Mapping[int, int], tier: list[int], budget: int
+    ) -> None:
+        self.ctx, self.budget, self.steps = ctx, budget, 0
+        self.free = list(ctx.cap)
+        self.count = [0] * len(ctx.bins)
+        self.node_free = {k: list(v) for k, v in (ctx.limits or {}).items()}
+        for i, pos in fixed.items():
+            self._take(i, pos, 1)
+        demands = ctx.demands
+        self.items = sorted(tier, key=lambda i: (-demands[i].vram_gib, demands[i].key))
+        self.suffix = [0.0] * (len(self.items) + 1)
+        for k in range(len(self.items) - 1, -1, -1):
+            self.suffix[k] = self.suffix[k + 1] + demands[self.items[k]].vram_gib
+        # Nodes whose name matters (excluded somewhere, or where a model runs): no symmetry.
+        self.named: set[str] = set()
+        for i in self.items:
+            self.named.update(demands[i].excluded_nodes)
+            pos = ctx.current_pos(demands[i])
+            if pos is not None:
+                self.named.add(ctx.node_of[pos])
+        self.assign: dict[int, int] = {}
+        self.moves = 0
+        self.solution: dict[int, int] | None = None
+        try:
+            if self._dfs(0):
+                self.solution = dict(self.assign)
+        except _OutOfSteps:
+            pass
+
+    def _take(self, i: int, pos: int, sign: int) -> None:
+        d = self.ctx.demands[i]
+        self.free[pos] -= sign * d.vram_gib
+        self.count[pos] += sign
+        free = self.node_free.get(self.ctx.node_of[pos])
+        if free is not None:
+            for k, n in enumerate(_need(d, on_gpu=True)):
+                free[k] -= sign * n
+
+    def _fits(self, i: int, pos: int) -> bool:
+        d, ctx = self.ctx.demands[i], self.ctx
+        if ctx.whole and self.count[pos]:
+            return False
+        if self.free[pos] < d.vram_gib - EPSILON or not ctx.allowed(d, ctx.node_of[pos]):
+            return False
+        free = self.node_free.get(ctx.node_of[pos])
+        return free is None or _room(free, _need(d, on_gpu=True))
+
+    def _signature(self, pos: int) -> tuple[object, ...]:
+        node = self.ctx.node_of[pos]
+        mine = (round(self.free[pos], 6), self.count[pos] if self.ctx.whole else 0)
+        if node in self.named or node not in self.node_free:
+            return (node, *mine)
+        gpus = tuple(
+            sorted((round(self.free[p], 6), self.count[p]) for p in self.ctx.gpus_on_node[node])
+        )
+        return (tuple(self.node_free[node]), gpus, *mine)
+
+    def _dfs(self, k: int) -> bool:
+        if k == len(self.items):
+            return True
+        ctx = self.ctx
+        if not ctx.whole and self.suffix[k] > sum(f for f in self.free if f > 0) + EPSILON:
+            return False
+        i = self.items[k]
+        d = ctx.demands[i]
+        current = ctx.current_pos(d)
+        positions = sorted(
+            range(len(ctx.bins)), key=lambda p: (p != current, self.free[p], ctx.order[p])
+        )
+        seen: set[tuple[object, ...]] = set()
+        for pos in positions:
+            self.steps += 1
+            if self.steps > self.budget:
+                raise _OutOfSteps
+            if not self._fits(i, pos):
+                continue
+            if pos != current:
+                signature = self._signature(pos)
+                if signature in seen:
+                    continue
+                seen.add(signature)
+            moved = current is not None and pos != current
+            if moved and self.moves >= ctx.max_moves:
+                continue
+            self._take(i, pos, 1)
+            self.assign[i] = pos
+            self.moves += moved
+            if self._dfs(k + 1):
+                return True
+            self._take(i, pos, -1)
+            del self.assign[i]
+            self.moves -= moved
+        return False

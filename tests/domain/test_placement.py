@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -10,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fovea.domain.gpus import Gpu
-from fovea.domain.placement import EPSILON, Demand, Outcome, Plan, Slot, plan
+from fovea.domain.nodes import NodeCapacity
+from fovea.domain.placement import EPSILON, MAX_MOVES, Demand, Outcome, Plan, Slot, plan
 from fovea.domain.resources import DevicePolicy, SharingMode
 
 AUTO, GPU_ONLY, CPU_ONLY = DevicePolicy.AUTO, DevicePolicy.GPU, DevicePolicy.CPU
@@ -99,8 +102,8 @@ def test_current_placement_that_fits_stays() -> None:
 def test_current_placement_moves_when_its_gpu_is_gone_or_too_small() -> None:
     gpus = [Gpu("a", 0, 24.0), Gpu("b", 0, 10.0)]
     gone = plan(gpus, [d("x", 4, current=Slot("c", 0))]).placements["ns/x"]
-    assert gone.slot == Slot("a", 0)
-    assert gone.reason.startswith("moved from c GPU 0 (no longer a usable GPU) to a GPU 0")
+    assert gone.slot == Slot("b", 0)  # the smallest free GPU that holds it
+    assert gone.reason.startswith("moved from c GPU 0 (no longer a usable GPU) to b GPU 0")
     # b's capacity shrank below what both need: the higher-ranked one stays.
     demands = [
         d("hi", 6, current=Slot("b", 0), priority=200),
@@ -390,14 +393,19 @@ def test_stable_under_removals_and_lower_ranked_arrivals(
     applied = _applied(first, demands)
     on_gpu = {k for k, p in first.placements.items() if p.outcome == Outcome.GPU}
 
-    # Removing selections never moves the others.
+    # Removing selections moves the others only to make room for one that had no GPU
+    # (removing a model may leave just enough room for it), of equal or higher priority.
     keep = (
         data.draw(st.lists(st.sampled_from(applied), unique_by=lambda x: x.key)) if applied else []
     )
     fewer = plan(gpus, keep, threshold=threshold, sharing=mode)
     for x in keep:
-        if x.key in on_gpu:
-            assert fewer.placements[x.key].slot == first.placements[x.key].slot
+        if x.key in on_gpu and fewer.placements[x.key].slot != first.placements[x.key].slot:
+            reason = fewer.placements[x.key].reason
+            if f"so that every model of priority {x.priority} fits" in reason:
+                continue  # an exact packing of its tier, now that there is room for all of it
+            by = [y for y in keep if f"to make room for {y.key} " in reason]
+            assert by and by[0].key not in on_gpu and by[0].priority >= x.priority, reason
 
     # New selections ranked below every existing one change nothing for them.
     low = min((x.rank for x in demands), default=(0, 0.0))
@@ -408,6 +416,20 @@ def test_stable_under_removals_and_lower_ranked_arrivals(
     more = plan(gpus, applied + newcomers, threshold=threshold, sharing=mode)
     for x in demands:
         assert _decisions(more)[x.key] == _decisions(first)[x.key]
+
+
+def test_removing_a_model_can_leave_room_for_one_that_outranks_a_running_one() -> None:
+    gpus = [Gpu("n1", 0, 16.0)]
+    other = d("other", 1.0, priority=100, current=Slot("n1", 0))
+    low = d("low", 1.0, priority=0, current=Slot("n1", 0))
+    big = d("big", 12.0, priority=0, last_used=1.0)
+    first = plan(gpus, [other, low, big], threshold=0.8)
+    assert first.placements["ns/big"].outcome == Outcome.UNSCHEDULABLE
+    fewer = plan(gpus, [low, big], threshold=0.8)
+    assert where(fewer, "big") == (Outcome.GPU, Slot("n1", 0))
+    assert fewer.placements["ns/low"].reason.startswith(
+        "evicted from n1 GPU 0 to make room for ns/big "
+    )
 
 
 def first_fit_decreasing(gpus: list[Gpu], sizes: list[float], threshold: float) -> tuple[int, int]:
@@ -459,3 +481,300 @@ def test_ten_thousand_demands_on_a_thousand_gpus_within_a_second() -> None:
         timings.append(time.perf_counter() - start)
     assert len(result.placements) == 10_000
     assert min(timings) <= 1.0, f"plan took {min(timings):.2f} s"
+
+
+# --- joint packing, moves and node capacities ----------------------------------------
+
+LOCAL_GPUS = [Gpu("gpu-0", 0, 24.0), Gpu("gpu-0", 1, 24.0), Gpu("gpu-1", 0, 80.0)]
+LOCAL_NODES = [
+    NodeCapacity("cpu-0", 2000, 16384, 110),
+    NodeCapacity("gpu-0", 2000, 16384, 110, gpu_slots=16, has_gpu=True),
+    NodeCapacity("gpu-1", 2000, 16384, 110, gpu_slots=8, has_gpu=True),
+]
+
+
+def pod(key: str, vram: float, **kw: object) -> Demand:
+    """A demand with the requests of a pytorch model pod (500m CPU, 2 GiB)."""
+    return d(key, vram, cpu_millis=500, memory_mib=2048, **kw)
+
+
+VIP = [
+    pod("big", 63.9, priority=1000),
+    pod("s1", 19.1, priority=1000),
+    pod("s2", 19.1, priority=1000),
+]
+
+
+def test_selections_arriving_together_find_the_only_packing() -> None:
+    result = plan(LOCAL_GPUS, VIP, threshold=0.8, nodes=LOCAL_NODES)
+    assert where(result, "big") == (Outcome.GPU, Slot("gpu-1", 0))
+    assert {where(result, "s1")[1], where(result, "s2")[1]} == {Slot("gpu-0", 0), Slot("gpu-0", 1)}
+    assert result.moves == ()
+
+
+def test_small_ones_first_do_not_take_the_large_gpu() -> None:
+    small = plan(LOCAL_GPUS, [pod("s1", 19.1, priority=1000)], nodes=LOCAL_NODES)
+    assert where(small, "s1") == (Outcome.GPU, Slot("gpu-0", 0))  # the smallest GPU that holds it
+
+
+def test_running_models_move_to_make_room_and_the_moves_are_reported() -> None:
+    # An earlier plan put both 19.1 GiB models on the 80 GiB GPU.
+    running = [replace(x, current=Slot("gpu-1", 0)) for x in VIP[1:]]
+    result = plan(LOCAL_GPUS, [VIP[0], *running], threshold=0.8, nodes=LOCAL_NODES)
+    assert where(result, "big") == (Outcome.GPU, Slot("gpu-1", 0))
+    assert {where(result, "s1")[1], where(result, "s2")[1]} == {Slot("gpu-0", 0), Slot("gpu-0", 1)}
+    assert [(m.key, m.source) for m in result.moves] == [
+        ("ns/s1", Slot("gpu-1", 0)),
+        ("ns/s2", Slot("gpu-1", 0)),
+    ]
+    assert result.moves[0].target == result.placements["ns/s1"].slot
+    assert result.moves[0].reason.startswith(
+        "moved from gpu-1 GPU 0 to gpu-0 GPU 0 to make room for ns/big"
+    )
+
+
+def test_moves_are_bounded_per_plan() -> None:
+    running = [replace(x, current=Slot("gpu-1", 0)) for x in VIP[1:]]
+    result = plan(LOCAL_GPUS, [VIP[0], *running], threshold=0.8, nodes=LOCAL_NODES, max_moves=1)
+    assert len(result.moves) <= 1
+    assert result.placements["ns/big"].outcome == Outcome.UNSCHEDULABLE
+    again = plan(LOCAL_GPUS, [VIP[0], *running], threshold=0.8, max_moves=0)
+    assert again.moves == () and again.placements["ns/big"].outcome == Outcome.UNSCHEDULABLE
+
+
+def test_never_moves_a_higher_priority_model() -> None:
+    running = [replace(x, current=Slot("gpu-1", 0)) for x in VIP[1:]]
+    result = plan(LOCAL_GPUS, [pod("big", 63.9, priority=500), *running], nodes=LOCAL_NODES)
+    assert result.placements["ns/big"].outcome == Outcome.UNSCHEDULABLE
+    assert result.moves == ()
+
+
+def test_a_tier_that_first_fit_decreasing_cannot_pack_is_packed_exactly() -> None:
+    gpus = [Gpu("a", 0, 10.0), Gpu("b", 0, 10.0)]
+    demands = [d(f"x{i}", float(s)) for i, s in enumerate([4, 4, 3, 3, 3, 3])]
+    result = plan(gpus, demands, threshold=1.0)
+    assert all(p.outcome == Outcome.GPU for p in result.placements.values())
+
+
+def test_node_cpu_is_counted_against_pod_requests() -> None:
+    # Room for two model pods' CPU on gpu-0 and one on gpu-1, whatever the GPUs hold.
+    nodes = [replace(LOCAL_NODES[1], cpu_millis=1000), replace(LOCAL_NODES[2], cpu_millis=500)]
+    result = plan(LOCAL_GPUS, [pod(f"t{i}", 1.0) for i in range(3)], nodes=nodes)
+    assert Counter(p.node for p in result.placements.values()) == {"gpu-0": 2, "gpu-1": 1}
+    full = plan(LOCAL_GPUS[:2], [pod(f"t{i}", 1.0) for i in range(3)], nodes=nodes[:1])
+    left = full.placements["ns/t2"]
+    assert left.outcome == Outcome.UNSCHEDULABLE
+    assert "nodes without room for its pod: 0.5 CPU, 2.0 GB memory" in left.reason
+
+
+def test_gpu_slots_memory_and_pods_per_node_are_counted() -> None:
+    demands = [pod(f"t{i}", 1.0) for i in range(3)]
+    for limit in (
+        {"gpu_slots": 2},
+        {"memory_mib": 4096},
+        {"pods": 2},
+    ):
+        node = replace(LOCAL_NODES[1], **limit)  # type: ignore[arg-type]
+        result = plan(LOCAL_GPUS[:2], demands, nodes=[node])
+        assert len(result.with_outcome(Outcome.GPU)) == 2, limit
+
+
+def test_untolerated_taints_and_excluded_nodes_are_avoided() -> None:
+    tainted = replace(LOCAL_NODES[2], tolerated=False)
+    result = plan(LOCAL_GPUS, [pod("big", 60.0)], nodes=[LOCAL_NODES[1], tainted])
+    assert result.placements["ns/big"].outcome == Outcome.UNSCHEDULABLE
+    refused = pod("s1", 10.0, excluded_nodes=frozenset({"gpu-0"}))
+    again = plan(LOCAL_GPUS, [refused], nodes=LOCAL_NODES)
+    assert where(again, "s1") == (Outcome.GPU, Slot("gpu-1", 0))
+    nowhere = plan(LOCAL_GPUS, [replace(refused, excluded_nodes=frozenset({"gpu-0", "gpu-1"}))])
+    p = nowhere.placements["ns/s1"]
+    assert p.outcome == Outcome.UNSCHEDULABLE
+    assert "avoiding gpu-0, gpu-1: the scheduler refused it" in p.reason
+
+
+def test_cpu_pods_go_to_nodes_without_gpus_with_room() -> None:
+    demands = [pod("c1", 1, device_policy=CPU_ONLY), pod("c2", 1, device_policy=CPU_ONLY)]
+    nodes = [replace(LOCAL_NODES[0], cpu_millis=500), *LOCAL_NODES[1:]]
+    result = plan(LOCAL_GPUS, demands, nodes=nodes)
+    assert where(result, "c1") == (Outcome.CPU, Slot("cpu-0"))
+    assert where(result, "c2") == (Outcome.CPU, Slot("gpu-0"))  # the plain node is full
+    none = plan([], demands, nodes=[nodes[0]])
+    assert none.placements["ns/c2"].outcome == Outcome.UNSCHEDULABLE
+    assert (
+        "no node has room for its pod (0.5 CPU, 2.0 GB memory)" in none.placements["ns/c2"].reason
+    )
+    assert (
+        plan([], demands).placements["ns/c1"].node is None
+    )  # without nodes: the scheduler's choice
+
+
+# --- properties with node capacities ---------------------------------------------------
+
+NODE_NAMES = ["n1", "n2", "n3"]
+GPU_MEMORIES = [8.0, 16.0, 24.0, 80.0]
+TIER_SIZES = [0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 19.1, 30.0, 63.9]
+
+
+@st.composite
+def node_problems(draw: st.DrawFn, fresh: bool = False) -> tuple:
+    """Nodes with CPU, memory, pods and GPU slots, several GPUs each; demands with requests."""
+    nodes, gpus = [], []
+    for name in NODE_NAMES[: draw(st.integers(1, 3))]:
+        count = draw(st.integers(0, 3))
+        nodes.append(
+            NodeCapacity(
+                name,
+                cpu_millis=draw(st.sampled_from([500, 1000, 2000, 4000])),
+                memory_mib=draw(st.sampled_from([2048, 4096, 16384])),
+                pods=draw(st.sampled_from([1, 2, 3, 110])),
+                gpu_slots=draw(st.sampled_from([1, 2, 8 * count or 1])),
+                tolerated=draw(st.sampled_from([True, True, True, False])),
+                has_gpu=count > 0,
+            )
+        )
+        mem = draw(st.sampled_from(GPU_MEMORIES))
+        gpus += [Gpu(name, i, mem) for i in range(count)]
+    slots = [Slot(g.node, g.index) for g in gpus]
+    demands = []
+    for i in range(draw(st.integers(0, 6))):
+        demands.append(
+            Demand(
+                key=f"ns{i % 2}/sel-{i}",
+                task=f"t{i}",
+                model="m",
+                vram_gib=draw(st.sampled_from(TIER_SIZES)),
+                priority=draw(st.sampled_from([100, 500, 1000])),
+                last_used=0.0 if fresh else draw(st.sampled_from([0.0, 1.0])),
+                device_policy=draw(st.sampled_from([AUTO, AUTO, AUTO, GPU_ONLY, CPU_ONLY])),
+                cpu_memory_gib=draw(st.sampled_from([None, 1.0])),
+                current=None
+                if fresh or not slots
+                else draw(st.one_of(st.none(), st.sampled_from(slots))),
+                cpu_millis=draw(st.sampled_from([250, 500, 1000])),
+                memory_mib=draw(st.sampled_from([512, 1024, 2048])),
+                excluded_nodes=frozenset(draw(st.lists(st.sampled_from(NODE_NAMES), max_size=1))),
+            )
+        )
+    threshold = draw(st.sampled_from([0.8, 1.0]))
+    mode = draw(st.sampled_from([SharingMode.TIME_SLICED, SharingMode.WHOLE]))
+    return gpus, nodes, demands, threshold, mode
+
+
+def top_tier_fits(
+    gpus: list[Gpu],
+    nodes: list[NodeCapacity],
+    demands: list[Demand],
+    threshold: float,
+    mode: SharingMode,
+) -> tuple[list[Demand], bool]:
+    """Brute force: can every GPU-wanting demand of the highest priority have a GPU at once?"""
+    wanting = [x for x in demands if x.wants_gpu]
+    if not wanting:
+        return [], False
+    top = max(x.priority for x in wanting)
+    tier = [x for x in wanting if x.priority == top]
+    by_name = {n.name: n for n in nodes}
+    for assignment in itertools.product(range(len(gpus)), repeat=len(tier)):
+        used: Counter[int] = Counter()
+        memory: dict[int, float] = {}
+        node_use: dict[str, list[int]] = {}
+        ok = True
+        for x, g in zip(tier, assignment, strict=True):
+            gpu = gpus[g]
+            node = by_name.get(gpu.node)
+            if node is None or not node.tolerated or gpu.node in x.excluded_nodes:
+                ok = False
+                break
+            used[g] += 1
+            memory[g] = memory.get(g, 0.0) + x.vram_gib
+            use = node_use.setdefault(gpu.node, [0, 0, 0, 0])
+            for k, n in enumerate((x.cpu_millis, x.memory_mib, 1, 1)):
+                use[k] += n
+        if not ok:
+            continue
+        if any(memory[g] > threshold * gpus[g].memory_gib + EPSILON for g in memory):
+            continue
+        if mode == SharingMode.WHOLE and any(n > 1 for n in used.values()):
+            continue
+        limits = {n.name: (n.cpu_millis, n.memory_mib, n.pods, n.gpu_slots) for n in nodes}
+        if all(
+            all(u <= lim for u, lim in zip(use, limits[name], strict=True))
+            for name, use in node_use.items()
+        ):
+            return tier, True
+    return tier, False
+
+
+def assert_within_capacities(
+    result: Plan, nodes: list[NodeCapacity], demands: list[Demand], threshold: float
+) -> None:
+    by_key = {x.key: x for x in demands}
+    for usage in result.gpus:
+        assert usage.used_gib <= threshold * usage.memory_gib + EPSILON
+    for node in nodes:
+        here = [(by_key[k], p) for k, p in result.placements.items() if p.node == node.name]
+        if not node.tolerated:
+            assert not here
+        assert sum(x.cpu_millis for x, _ in here) <= node.cpu_millis
+        assert sum(x.memory_mib for x, _ in here) <= node.memory_mib
+        assert len(here) <= node.pods
+        assert sum(1 for _, p in here if p.outcome == Outcome.GPU) <= node.gpu_slots
+        assert not any(node.name in x.excluded_nodes for x, _ in here)
+
+
+@settings(max_examples=400, deadline=None)
+@given(node_problems())
+def test_never_beyond_a_nodes_cpu_memory_pods_or_gpu_slots(problem: tuple) -> None:
+    gpus, nodes, demands, threshold, mode = problem
+    result = plan(gpus, demands, threshold=threshold, sharing=mode, nodes=nodes)
+    assert_within_capacities(result, nodes, demands, threshold)
+    for p in result.placements.values():
+        if p.outcome == Outcome.CPU:
+            assert p.node is not None  # with node capacities, CPU pods have a node too
+
+
+@settings(max_examples=400, deadline=None)
+@given(node_problems())
+def test_where_the_highest_priority_fits_the_planner_places_all_of_it(problem: tuple) -> None:
+    gpus, nodes, demands, threshold, mode = problem
+    tier, fits = top_tier_fits(gpus, nodes, demands, threshold, mode)
+    result = plan(gpus, demands, threshold=threshold, sharing=mode, nodes=nodes)
+    if fits:
+        assert all(result.placements[x.key].outcome == Outcome.GPU for x in tier), result
+    assert len(result.moves) <= MAX_MOVES
+
+
+def _arrive(
+    gpus: list[Gpu],
+    nodes: list[NodeCapacity],
+    order: list[Demand],
+    threshold: float,
+    mode: SharingMode,
+) -> tuple[Plan, list[Demand]]:
+    """The demands arrive one at a time; each plan is applied before the next arrives."""
+    present: list[Demand] = []
+    result = plan(gpus, [], threshold=threshold, sharing=mode, nodes=nodes)
+    for x in order:
+        present = [*_applied(result, present), x]
+        result = plan(gpus, present, threshold=threshold, sharing=mode, nodes=nodes)
+        assert_within_capacities(result, nodes, present, threshold)
+    return result, present
+
+
+@settings(max_examples=300, deadline=None)
+@given(node_problems(fresh=True), st.randoms(use_true_random=False))
+def test_arrival_order_does_not_change_what_gets_placed(problem: tuple, rng: random.Random) -> None:
+    gpus, nodes, demands, threshold, mode = problem
+    tier, fits = top_tier_fits(gpus, nodes, demands, threshold, mode)
+    together = plan(gpus, demands, threshold=threshold, sharing=mode, nodes=nodes)
+    smallest_first = sorted(demands, key=lambda x: (x.vram_gib, x.key))
+    shuffled = list(demands)
+    rng.shuffle(shuffled)
+    for order in (smallest_first, shuffled):
+        result, _ = _arrive(gpus, nodes, order, threshold, mode)
+        placed = {k for k, p in result.placements.items() if p.outcome == Outcome.GPU}
+        jointly = {k for k, p in together.placements.items() if p.outcome == Outcome.GPU}
+        if fits:
+            top = {x.key for x in tier}
+            assert top <= placed and top <= jointly
+            assert placed & top == jointly & top

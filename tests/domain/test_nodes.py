@@ -1,0 +1,84 @@
+"""Node capacities as the scheduler counts them, and the requests of model pods."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fovea.domain import constants as c
+from fovea.domain.nodes import (
+    CPU_MILLIS_BY_FRAMEWORK,
+    UNLIMITED,
+    NodeCapacity,
+    PodRequests,
+    node_capacities,
+    pod_requests,
+    requests_of,
+    taints_tolerated,
+)
+from fovea.domain.resources import Framework, ModelOption
+
+
+def node(name: str, allocatable: dict[str, str], **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": spec,
+        "status": {"allocatable": allocatable, "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+
+
+def pod(node_name: str | None, *containers: dict[str, str], phase: str = "Running") -> dict:
+    return {
+        "spec": {
+            "nodeName": node_name,
+            "containers": [{"resources": {"requests": r}} for r in containers],
+        },
+        "status": {"phase": phase},
+    }
+
+
+def test_pod_requests_follow_the_option() -> None:
+    small = ModelOption(model_id="y", framework="ultralytics", vram_mb=512, cpu_memory_gb=1.0)
+    assert pod_requests(small) == PodRequests(500, 1024)
+    engine = ModelOption(model_id="l", framework="vllm", vram_gb=16)
+    assert pod_requests(engine) == PodRequests(2000, 2048)  # 2 GiB default
+    assert pod_requests(engine, default_memory_gib=4.0).memory_mib == 4096
+    assert PodRequests(500, 1024).requests() == {"cpu": "500m", "memory": "1024Mi"}
+    assert PodRequests(500, 1024).limits() == {"memory": "1536Mi"}
+    assert set(CPU_MILLIS_BY_FRAMEWORK) == set(Framework)
+
+
+def test_capacity_is_allocatable_minus_the_pods_bound_there() -> None:
+    nodes = [
+        node("gpu", {"cpu": "2", "memory": "4Gi", "pods": "10", c.RESOURCE_GPU: "16"}),
+        node("cpu", {"cpu": "4000m", "memory": "8Gi", "pods": "110"}),
+        node("cordoned", {"cpu": "4"}, unschedulable=True),
+    ]
+    gpu_pod = pod("gpu", {"cpu": "500m", "memory": "1Gi", c.RESOURCE_GPU: "1"})
+    pods = [
+        gpu_pod,
+        pod("gpu", {"cpu": "250m"}, {"cpu": "250m", "memory": "512Mi"}),
+        pod("gpu", {"cpu": "1"}, phase="Succeeded"),  # finished: holds nothing
+        pod(None, {"cpu": "1"}),  # not scheduled yet
+    ]
+    assert node_capacities(nodes, pods) == [
+        NodeCapacity("cpu", 4000, 8192, 110, UNLIMITED, True, False),
+        NodeCapacity("gpu", 1000, 4096 - 1536, 8, 15, True, True),
+    ]
+
+
+def test_requests_of_counts_init_containers_overhead_and_limits_as_requests() -> None:
+    spec = {
+        "containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}],
+        "initContainers": [{"resources": {"requests": {"cpu": "3"}}}],
+        "overhead": {"cpu": "100m"},
+    }
+    assert requests_of({"spec": spec}) == (3100, 1024, 0)
+
+
+def test_model_pods_tolerate_only_the_gpu_taint() -> None:
+    assert taints_tolerated([{"key": c.TAINT_GPU, "effect": "NoSchedule"}])
+    assert taints_tolerated([{"key": "other", "effect": "PreferNoSchedule"}])
+    assert not taints_tolerated([{"key": c.TAINT_GPU, "effect": "NoExecute"}])
+    assert not taints_tolerated([{"key": "dedicated", "value": "x", "effect": "NoSchedule"}])
+    tainted = node("t", {"cpu": "1"}, taints=[{"key": "dedicated", "effect": "NoSchedule"}])
+    assert node_capacities([tainted])[0].tolerated is False
