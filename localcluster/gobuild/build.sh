@@ -13,6 +13,11 @@ bins=(kube-apiserver kube-controller-manager kube-scheduler etcd kubectl)
 
 have_all() { for b in "${bins[@]}"; do [ -x "$out/$b" ] || return 1; done; }
 if have_all; then echo "$out"; exit 0; fi
+# One build at a time per version: a second caller waits, then finds the binaries.
+mkdir -p "$cache"
+exec 9>"$cache/k8s-$k8s_version.lock"
+flock 9
+if have_all; then echo "$out"; exit 0; fi
 
 fail() { echo "fovea-models: control-plane build failed at step '$1': $2" >&2; exit 1; }
 command -v go >/dev/null || fail "find go" "the Go toolchain is not on PATH (needs Go >= $(awk '$1=="go"{print $2}' "$here/go.mod"))"
