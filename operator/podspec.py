@@ -9,10 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from fovea.domain import constants as c
+from fovea.domain.nodes import (
+    DEFAULT_MEMORY_GIB,
+    MODEL_POD_TOLERATIONS,
+    avoid_annotation,
+    pod_requests,
+)
 from fovea.domain.resources import GIB, MIB, ModelOption, SharingMode
 
 MAX_NAME = 63
@@ -46,10 +53,9 @@ class PodSettings:
     image: str = "ghcr.io/fovea-models/model-pod:0.1.0"
     service_account: str = "fovea-model-pod"
     sharing_mode: SharingMode = SharingMode.TIME_SLICED
-    cpu_request: str = "500m"
     # Memory request when an option declares no CPU footprint (GPU pods still
-    # need host memory to stage weights).
-    default_memory_gib: float = 2.0
+    # need host memory to stage weights). CPU requests: `fovea.domain.nodes`.
+    default_memory_gib: float = DEFAULT_MEMORY_GIB
     startup_seconds: int = 900  # a 16 GiB VLM can take minutes to load
 
 
@@ -59,9 +65,10 @@ def label_value(text: str) -> str:
     return value or "none"
 
 
-def pod_name(sel: SelectionRef, option: ModelOption, target: Target) -> str:
-    """Deterministic name: a new model or a new target gives a new pod (make-before-break)."""
-    digest = _digest([sel.uid, sel.model, option.model_id, target.node, target.gpu_index])[:8]
+def pod_name(sel: SelectionRef, option: ModelOption, target: Target, spec_hash: str = "") -> str:
+    """Deterministic name: a new model, target or pod spec gives a new pod (make-before-break)."""
+    parts: list[Any] = [sel.uid, sel.model, option.model_id, target.node, target.gpu_index]
+    digest = _digest([*parts, spec_hash] if spec_hash else parts)[:8]
     stem = re.sub(r"[^a-z0-9-]", "-", f"{sel.name}-{sel.model}".lower()).strip("-")
     return f"{stem[: MAX_NAME - 9].rstrip('-')}-{digest}"
 
@@ -84,18 +91,22 @@ def build_pod(
     settings: PodSettings,
     *,
     batch_size: int = 1,
+    avoid_nodes: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The model-server pod of one selection on its planned target.
 
-    `batch_size` is the warm-up batch: the catalog's `default_batch_size`. It
-    is not part of the pod's name, so changing it alone replaces no pod.
+    `batch_size` is the warm-up batch: the catalog's `default_batch_size`.
+    `avoid_nodes`: nodes where the scheduler refused this selection's pods,
+    carried on the pod (`fovea.dev/avoid-nodes`) so the planner keeps avoiding them.
+    The name covers the spec's hash (`fovea.dev/spec-hash`): any change to the
+    spec (image, env, resources) gives a new pod, which the operator rolls out.
     """
-    name = pod_name(sel, option, target)
     device = "cuda:0" if target.on_gpu else "cpu"  # the device plugin exposes one GPU as cuda:0
-    memory_gib = option.cpu_memory_gb if option.cpu_memory_gb else settings.default_memory_gib
+    # Exactly the requests the planner counted against the node (one function for both).
+    requests = pod_requests(option, settings.default_memory_gib)
     resources: dict[str, dict[str, str]] = {
-        "requests": {"cpu": settings.cpu_request, "memory": f"{round(memory_gib * 1024)}Mi"},
-        "limits": {"memory": f"{round(memory_gib * 1024 * 1.5)}Mi"},
+        "requests": requests.requests(),
+        "limits": requests.limits(),
     }
     if target.on_gpu:
         limits = gpu_limits(option, settings.sharing_mode)
@@ -121,7 +132,7 @@ def build_pod(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": name,
+            "name": "",  # set below, from the spec's hash
             "namespace": sel.namespace,
             "labels": {
                 c.LABEL_MANAGED_BY: c.MANAGED_BY,
@@ -134,6 +145,7 @@ def build_pod(
                 c.ANNOTATION_PLANNED_NODE: target.node or "",
                 c.ANNOTATION_PLANNED_GPU: "" if target.gpu_index is None else str(target.gpu_index),
                 c.ANNOTATION_VRAM_GIB: f"{option.vram_gib if target.on_gpu else 0:g}",
+                **avoid_annotation(avoid_nodes),
             },
             "ownerReferences": [
                 {
@@ -151,7 +163,7 @@ def build_pod(
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": 30,
             **_affinity(target.node),
-            "tolerations": [{"key": c.TAINT_GPU, "operator": "Exists", "effect": "NoSchedule"}],
+            "tolerations": [dict(t) for t in MODEL_POD_TOLERATIONS],
             "containers": [
                 {
                     "name": "model-server",
@@ -181,7 +193,9 @@ def build_pod(
             ],
         },
     }
-    pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH] = _digest([pod["spec"]])[:16]
+    spec_hash = _digest([pod["spec"]])[:16]
+    pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH] = spec_hash
+    pod["metadata"]["name"] = pod_name(sel, option, target, spec_hash)
     return pod
 
 

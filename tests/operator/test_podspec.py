@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fovea.domain import constants as c
+from fovea.domain.nodes import ANNOTATION_AVOID_NODES, MODEL_POD_TOLERATIONS, pod_requests
 from fovea.domain.resources import ModelOption, SharingMode
 from fovea.operator.podspec import (
     PodSettings,
@@ -36,7 +37,7 @@ def test_name_changes_with_model_or_target_and_stays_a_valid_name() -> None:
     assert len(name) <= 63 and name[0].isalnum() and name[-1].isalnum()
 
 
-def test_batch_size_sets_the_warm_up_batch_and_keeps_the_name() -> None:
+def test_batch_size_sets_the_warm_up_batch_and_is_part_of_the_name() -> None:
     target = Target("gpu-node-0", 0)
     one = build_pod(SEL, OPTION, target, PodSettings())
     four = build_pod(SEL, OPTION, target, PodSettings(), batch_size=4)
@@ -46,7 +47,8 @@ def test_batch_size_sets_the_warm_up_batch_and_keeps_the_name() -> None:
         return str(next(e["value"] for e in env if e["name"] == c.ENV_BATCH_SIZE))
 
     assert (batch(one), batch(four)) == ("1", "4")
-    assert one["metadata"]["name"] == four["metadata"]["name"]
+    # The name covers the spec's hash: a new warm-up batch rolls out a new pod.
+    assert one["metadata"]["name"] != four["metadata"]["name"]
 
 
 def test_gpu_pod_has_limits_affinity_owner_probes_and_identity() -> None:
@@ -86,3 +88,18 @@ def test_sharing_modes() -> None:
         c.RESOURCE_HAMI_GPUMEM: "8192",
     }
     assert gpu_limits(big, SharingMode.MIG) == {"nvidia.com/mig-2g.20gb": "1"}
+
+
+def test_requests_are_the_planners_and_the_avoided_nodes_travel_with_the_pod() -> None:
+    for target in (Target("gpu-node-0", 0), Target("cpu-node", None)):
+        pod = build_pod(SEL, OPTION, target, PodSettings(), avoid_nodes=["b", "a", "b"])
+        resources = pod["spec"]["containers"][0]["resources"]
+        counted = pod_requests(OPTION)
+        assert {k: resources["requests"][k] for k in ("cpu", "memory")} == counted.requests()
+        assert resources["limits"]["memory"] == counted.limits()["memory"] == "1536Mi"
+        assert pod["metadata"]["annotations"][ANNOTATION_AVOID_NODES] == "a,b"
+        assert pod["spec"]["tolerations"] == [dict(t) for t in MODEL_POD_TOLERATIONS]
+    plain = build_pod(SEL, OPTION, Target("gpu-node-0", 0), PodSettings())
+    assert ANNOTATION_AVOID_NODES not in plain["metadata"]["annotations"]
+    bigger = build_pod(SEL, OPTION, Target("gpu-node-0", 0), PodSettings(default_memory_gib=8))
+    assert bigger["spec"]["containers"][0]["resources"]["requests"]["memory"] == "1024Mi"
