@@ -7,8 +7,9 @@ as annotations on the Namespace (`fovea.dev/gpu-memory-quota: 40Gi`,
 operator's cluster default (none: unlimited). Tenants usually may not edit
 their own Namespace object, so only the platform team can raise a quota.
 
-`admit()` is pure: per namespace, demands that want a GPU are admitted by
-rank (priority, then the ones already running on a GPU, then the most
+A refused demand is `Unschedulable` with reason `QuotaExceeded`
+(`fovea.domain.conditions`). `admit()` is pure: per namespace, demands that
+want a GPU are admitted by rank (priority, then the ones already running on a GPU, then the most
 recently used, then the key) while their declared memory fits below the
 quota; one that does not fit is refused, and a smaller one of lower rank may
 still be admitted after it. Demands that need no GPU (device policy `cpu`,
@@ -27,8 +28,6 @@ from fovea.domain import constants as c
 from fovea.domain.placement import EPSILON, Demand
 from fovea.domain.resources import GIB
 from fovea.domain.units import format_gb, parse_quantity
-
-REASON_QUOTA_EXCEEDED = "QuotaExceeded"
 
 
 @dataclass(frozen=True, slots=True)
