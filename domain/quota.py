@@ -9,9 +9,9 @@ their own Namespace object, so only the platform team can raise a quota.
 
 A refused demand is `Unschedulable` with reason `QuotaExceeded`
 (`fovea.domain.conditions`). `admit()` is pure: per namespace, demands that
-want a GPU are admitted by rank (priority, then the ones already running on a GPU, then the most
-recently used, then the key) while their declared memory fits below the
-quota; one that does not fit is refused, and a smaller one of lower rank may
+want a GPU are admitted by rank (priority, then the ones already running on
+a GPU, then the most recently used, then the key) while their declared
+memory fits below the quota; one that does not fit is refused, and a smaller one of lower rank may
 still be admitted after it. Demands that need no GPU (device policy `cpu`,
 external APIs) never count. Priorities above the ceiling are clamped to it:
 a tenant cannot outrank another by writing a bigger number. Namespaces
