@@ -40,7 +40,7 @@ lint:
 # mypy cannot follow; it checks a symlinked view of the same files instead.
 typecheck:
 	@rm -rf build/typecheck && mkdir -p build/typecheck/fovea
-	@for f in fovea/*.py; do ln -s ../../../$$f build/typecheck/fovea/; done
+	@for f in fovea/*.py fovea/usercli; do ln -s ../../../$$f build/typecheck/fovea/; done
 	@for d in domain operator api model_pod localcluster; do ln -s ../../../$$d build/typecheck/fovea/$$d; done
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p fovea
 
@@ -55,6 +55,7 @@ bench: install
 	$(PY) bench/api.py
 	$(PY) bench/model_load.py
 	$(PY) bench/faults.py
+	$(PY) bench/cli.py
 
 crds:
 	$(BIN)/fovea-models crds --write

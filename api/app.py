@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
-from fovea.api import exception_handlers, routes_models, routes_ops
+from fovea.api import exception_handlers, routes_inspect, routes_models, routes_ops
 from fovea.api.cache import ClusterCache
 from fovea.api.clients import ClientSource
 from fovea.api.deps import require_token
@@ -90,6 +90,7 @@ def create_app(
     routes_models.add_polled_reads(app, app.state.service)
     app.include_router(routes_models.read_router)
     app.include_router(routes_ops.router)
+    app.include_router(routes_inspect.router)  # tasks, describe, logs, what-if (token-guarded)
     if settings.api_token is not None:
         app.include_router(
             routes_models.write_router,

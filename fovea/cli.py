@@ -1,7 +1,8 @@
-"""The `fovea-models` command: one entry point, one module per subcommand.
+"""The `fovea-models` command: one entry point, one module (or object) per subcommand.
 
-Each subcommand module exposes `configure(parser)` and `run(args) -> int` and
-imports its heavy dependencies (torch, kopf, uvicorn) only inside `run`.
+A subcommand is a module, or `module:object`, exposing `configure(parser)` and
+`run(args) -> int`; only the chosen one is imported, and each imports its heavy
+dependencies (torch, kopf, uvicorn) only inside `run`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,27 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
+DESCRIPTION = """\
+Manage the ML models of the annotation platform on Kubernetes: see which
+models each task can use and which are loaded, select and load them, check
+that they fit in GPU memory, read their logs.
+
+The commands for people talk to the REST API (the frontend's): --api URL or
+$FOVEA_API (default http://localhost:3001), --token or $FOVEA_API_TOKEN."""
+
+# name -> (target, one-line help); people's commands first, then the machinery.
+_USER = "fovea.usercli.commands"
+USER_COMMANDS: dict[str, tuple[str, str]] = {
+    "list": (f"{_USER}:LIST", "the catalog: each task's options, the selected marked"),
+    "ps": (f"{_USER}:PS", "loaded models: device, memory, load time; GPU use"),
+    "select": (f"{_USER}:SELECT", "select a task's model (--wait: until Ready)"),
+    "load": (f"{_USER}:LOAD", "load a task's selected model now (--wait)"),
+    "unload": (f"{_USER}:UNLOAD", "free a task's model memory; the selection stays"),
+    "validate": (f"{_USER}:VALIDATE", "the GPU memory budget [TASK=MODEL what-ifs]"),
+    "logs": (f"{_USER}:LOGS", "the log of a task's model pod (-f to follow)"),
+    "describe": (f"{_USER}:DESCRIBE", "a task's selection: status, conditions, Events"),
+}
+MACHINERY: dict[str, tuple[str, str]] = {
     "up": ("fovea.stack", "run the local cluster, the operator and the API on :3001"),
     "cluster": ("fovea.localcluster.cli", "the local Kubernetes control plane"),
     "catalog": ("fovea.operator.catalog_cli", "import a models.yaml as a ModelCatalog"),
@@ -20,18 +40,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("fovea.api.main", "serve the /api/models REST API"),
     "model-pod": ("fovea.model_pod.main", "the process inside a model-server pod"),
 }
+COMMANDS = {**USER_COMMANDS, **MACHINERY}
+
+
+def _listing(title: str, commands: dict[str, tuple[str, str]]) -> str:
+    lines = [f"  {name:<10} {help_text}" for name, (_, help_text) in commands.items()]
+    return f"{title}:\n" + "\n".join(lines)
+
+
+EPILOG = "\n\n".join(
+    [
+        _listing("Models", USER_COMMANDS),
+        _listing("Running fovea-models (the machinery)", MACHINERY),
+        "`fovea-models COMMAND --help` tells more; exit codes: docs/cli.md.",
+    ]
+)
+
+
+def _load(target: str) -> object:
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr) if attr else module
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen command's module is imported (the others may be heavy)."""
-    parser = argparse.ArgumentParser(prog="fovea-models", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fovea-models",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+    for name, (target, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, description=help_text)
         if name == command:
-            module = importlib.import_module(module_name)
-            module.configure(cmd)
-            cmd.set_defaults(_run=module.run)
+            chosen = _load(target)
+            chosen.configure(cmd)  # type: ignore[attr-defined]
+            cmd.set_defaults(_run=chosen.run)  # type: ignore[attr-defined]
     return parser
 
 

@@ -1,0 +1,98 @@
+"""Printing: tables for people (rich; colours only on a terminal), JSON and YAML for programs.
+
+rich is imported only when a table or a live view is printed, YAML only for
+`--output yaml`: the JSON path stays as light as the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+FORMATS = ("table", "json", "yaml")
+# Phases and outcomes in colour (a terminal only).
+STYLES = {
+    "Ready": "green",
+    "CPUFallback": "yellow",
+    "Loading": "cyan",
+    "Scheduling": "cyan",
+    "Pending": "cyan",
+    "Failed": "red",
+    "Unschedulable": "red",
+    "Evicted": "yellow",
+    "gpu": "green",
+    "cpu": "yellow",
+    "unschedulable": "red",
+    "evicted": "yellow",
+    "Warning": "yellow",
+    "True": "green",
+    "False": "red",
+}
+
+Column = tuple[str, Callable[[dict[str, Any]], str]]  # (header, the cell of a row)
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console: colour and live views on a terminal; plain, unwrapped text elsewhere."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    terminal = stream.isatty()
+    return Console(
+        file=stream,
+        highlight=False,
+        soft_wrap=not terminal,
+        width=None if terminal else 10_000,
+    )
+
+
+def print_data(data: Any, fmt: str) -> None:
+    """JSON (indented) or YAML of `data`."""
+    if fmt == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    else:
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def print_table(out: Console, rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> None:
+    """A borderless table (kubectl-like); phases and outcomes coloured on a terminal."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for header, _ in columns:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        cells = [cell(row) for _, cell in columns]
+        table.add_row(*(Text(value, style=STYLES.get(value, "")) for value in cells))
+    with out.capture() as captured:
+        out.print(table)
+    # No padding after the last column (rich pads every cell to its column's width).
+    out.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+
+
+def print_fields(out: Console, fields: Sequence[tuple[str, str]]) -> None:
+    """`Label:  value` lines, the labels aligned."""
+    from rich.text import Text
+
+    width = max(len(label) for label, _ in fields) + 2
+    for label, value in fields:
+        line = Text(f"{label + ':':<{width}}", style="bold")
+        line.append(value, style=STYLES.get(value, ""))
+        out.print(line)
+
+
+def error(message: str) -> None:
+    """One line on stderr: `error: <the API's message>` (red on a terminal)."""
+    if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+        sys.stderr.write(f"\x1b[31merror:\x1b[0m {message}\n")
+    else:
+        sys.stderr.write(f"error: {message}\n")
