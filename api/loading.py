@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fovea.api.state import Selection
+from fovea.domain.conditions import RuntimeState
 from fovea.domain.resources import Phase
 
 FAILED_PREFIX = "Failed to load model: "
@@ -44,12 +45,12 @@ def load_outcome(sel: Selection | None, model_id: str, generation: int) -> Outco
     runtime = status.runtime
     if phase in _FAILED_PHASES:
         return Outcome("failed", _failure_reason(sel, model_id))
-    if runtime is not None and runtime.state == "Failed" and _current(sel, model_id):
+    if runtime is not None and runtime.state == RuntimeState.FAILED and _current(sel, model_id):
         return Outcome("failed", runtime.reason or "unknown reason")
     if phase in _READY_PHASES and status.model_id == model_id:
         if status.device == "external":
             return Outcome("ready")
-        if runtime is not None and runtime.state == "Ready" and _current(sel, model_id):
+        if runtime is not None and runtime.state == RuntimeState.READY and _current(sel, model_id):
             return Outcome("ready")
     return PENDING
 
@@ -68,7 +69,7 @@ def _failure_reason(sel: Selection, model_id: str) -> str:
     runtime = sel.status.runtime
     if (
         runtime is not None
-        and runtime.state == "Failed"
+        and runtime.state == RuntimeState.FAILED
         and runtime.reason
         and _current(sel, model_id)
     ):

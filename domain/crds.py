@@ -26,6 +26,7 @@ from fovea.domain.resources import (
     PRIORITY_MAX,
     PRIORITY_MIN,
     CatalogSpec,
+    CatalogStatus,
     SelectionSpec,
     SelectionStatus,
 )
@@ -101,6 +102,7 @@ NAME_KEYED_MAPS: dict[tuple[str, str], str] = {
 LIST_MAP_KEYS: dict[tuple[str, str], str] = {
     ("CatalogSpec", "gpuOverrides"): "node",
     ("SelectionStatus", "conditions"): "type",
+    ("CatalogStatus", "conditions"): "type",
 }
 
 _KEEP = (
@@ -128,8 +130,14 @@ def catalog_crd() -> Schema:
         short_names=CATALOG_SHORT_NAMES,
         description="The models of each task and how they are loaded: a models.yaml as a resource.",
         spec=CatalogSpec,
-        status=None,
+        status=CatalogStatus,
         columns=[
+            _column(
+                "Accepted",
+                "string",
+                '.status.conditions[?(@.type=="Accepted")].status',
+                "Whether the spec parses (status.problems says why not)",
+            ),
             _column(
                 "Threshold",
                 "number",
@@ -155,6 +163,7 @@ def selection_crd() -> Schema:
             _column("Task", "string", ".spec.task"),
             _column("Model", "string", ".spec.model"),
             _column("Phase", "string", ".status.phase"),
+            _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
             _column(
                 "VRAM",
                 "number",

@@ -15,6 +15,8 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from fovea.domain.conditions import RuntimeState
+
 _T = TypeVar("_T")
 
 GIB: int = 1024**3
@@ -321,7 +323,7 @@ class SelectionSpec(Wire):
 
 
 class Condition(Wire):
-    """A standard Kubernetes condition."""
+    """A standard Kubernetes condition (types and reasons: `fovea.domain.conditions`)."""
 
     type: str
     status: Literal["True", "False", "Unknown"]
@@ -334,7 +336,7 @@ class Condition(Wire):
 class RuntimeReport(Wire):
     """What the model-server process reports about itself (it owns this subtree)."""
 
-    state: Literal["Loading", "Ready", "Failed"]
+    state: RuntimeState
     reason: str | None = None
     pod: str | None = None
     model_id: str | None = None
@@ -355,17 +357,43 @@ class SelectionStatus(Wire):
     message: str | None = None
     model: str | None = None
     model_id: str | None = None
-    device: str | None = Field(default=None, description="cuda:N, cpu or external")
+    device: str | None = Field(
+        default=None,
+        description="cuda:N, cpu or external: what the pod reports using (before it reports: "
+        "what it was given)",
+    )
     node: str | None = None
-    gpu_index: int | None = None
+    gpu_index: int | None = Field(
+        default=None, description="The GPU index the pod itself reports using (its cuda:N)"
+    )
+    planned_gpu_index: int | None = Field(
+        default=None,
+        description="Accounting only: the node's GPU the planner counts this model against; "
+        "the pod is not pinned to it",
+    )
     pod: str | None = None
     declared_memory_gb: float | None = Field(default=None, description="The catalog's figure, GiB")
-    measured_memory_gb: float | None = Field(default=None, description="What the pod uses, GiB")
-    load_time_seconds: float | None = None
+    measured_memory_gb: float | None = Field(
+        default=None, description="What the pod measured itself using, GiB; unset: not measured"
+    )
+    load_time_seconds: float | None = Field(default=None, description="Unset: not measured")
     last_used: str | None = Field(default=None, description="RFC 3339 time of the last use")
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     runtime: RuntimeReport | None = None
+
+
+class CatalogStatus(Wire):
+    """Written by the operator: whether the catalog parses, what it offers, what is wrong."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    options: dict[str, list[str]] = Field(
+        default_factory=dict, description="Option names per task (empty when not accepted)"
+    )
+    problems: list[str] = Field(
+        default_factory=list, description="Every reason the spec does not parse"
+    )
 
 
 class ModelCatalog(Wire):
@@ -373,6 +401,7 @@ class ModelCatalog(Wire):
     kind: Literal["ModelCatalog"] = "ModelCatalog"
     metadata: dict[str, object] = Field(default_factory=dict)
     spec: CatalogSpec
+    status: CatalogStatus | None = None
 
 
 class ModelSelection(Wire):

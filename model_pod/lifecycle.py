@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+from fovea.domain.conditions import RuntimeState
 from fovea.domain.resources import RuntimeReport
 from fovea.model_pod import measure
 from fovea.model_pod.adapters.base import Adapter, LoadedModel
@@ -24,9 +25,9 @@ from fovea.model_pod.report import Reporter
 
 log = logging.getLogger("fovea.model_pod")
 
-LOADING = "Loading"
-READY = "Ready"
-FAILED = "Failed"
+LOADING = RuntimeState.LOADING
+READY = RuntimeState.READY
+FAILED = RuntimeState.FAILED
 SIMULATED_NOTE = "runs on the CPU: the node's GPU is simulated"
 
 
@@ -41,7 +42,7 @@ class ModelService:
         self.identity = identity
         self.adapter = adapter
         self.reporter = reporter
-        self.state = LOADING
+        self.state: RuntimeState = LOADING
         self.reason: str | None = None
         self.report: RuntimeReport = self._base_report(LOADING)
         self.loaded: LoadedModel | None = None
@@ -53,7 +54,7 @@ class ModelService:
     def ready(self) -> bool:
         return self.state == READY
 
-    def _base_report(self, state: str, reason: str | None = None) -> RuntimeReport:
+    def _base_report(self, state: RuntimeState, reason: str | None = None) -> RuntimeReport:
         identity = self.identity
         return RuntimeReport(
             state=state,

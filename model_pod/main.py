@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from fovea.domain import constants as c
+from fovea.domain.conditions import RuntimeState
 
 CHECK_INTERVAL_SECONDS = 1.0
 
@@ -69,7 +70,7 @@ def _report_bad_environment(reason: str, heartbeat: float) -> None:
         return
     reporter.set(
         RuntimeReport(
-            state="Failed",
+            state=RuntimeState.FAILED,
             reason=f"bad model-pod environment: {reason}",
             pod=os.environ.get(c.ENV_POD_NAME),
         )

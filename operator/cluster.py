@@ -2,25 +2,40 @@
 
 Reads are lists of raw JSON (no model deserialisation: it is the hot path);
 every write is idempotent (create-or-409, delete-or-404, merge patches).
+
+Every write stands alone: one the API server refuses (a namespace whose
+ResourceQuota allows no pods, a namespace being deleted) is counted, kept for
+the next snapshot (the planner writes the server's message into the owning
+selection's `Scheduled` condition) and retried on its own backoff
+(`fovea.operator.workqueue`); the rest of the pass goes on. Nothing is
+created in a namespace that is terminating.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from threading import Lock
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
+from urllib3.exceptions import HTTPError
 
 from fovea.domain import constants as c
+from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import CatalogSpec, SelectionSpec
-from fovea.operator.reconcile import Actions, Event, Key, Selection, World
+from fovea.operator.reconcile import Actions, Catalog, Event, Key, Selection, World
+from fovea.operator.workqueue import RetryQueue
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +43,91 @@ WRITERS = 8  # concurrent writes per pass (the client's connection pool matches)
 MODEL_POD_SELECTOR = (
     f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD},{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
 )
+# Pods that hold a node's resources, as the scheduler counts them.
+NODE_POD_SELECTOR = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
+WRITE_FAILURES = Counter(
+    "fovea_operator_write_failures",
+    "Writes the API server refused or that did not reach it, by namespace and kind of write",
+    ["namespace", "write"],
+)
+QUOTA_GIB = Gauge(
+    "fovea_namespace_gpu_memory_quota_gb",
+    "A namespace's GPU-memory quota (GiB), for namespaces with one",
+    ["namespace"],
+)
+QUOTA_USED_GIB = Gauge(
+    "fovea_namespace_gpu_memory_admitted_gb",
+    "GPU memory (GiB) the admitted selections of a namespace with a quota declare",
+    ["namespace"],
+)
+QUOTA_REFUSED = Gauge(
+    "fovea_namespace_quota_exceeded_selections",
+    "Selections of a namespace that are Unschedulable for its GPU-memory quota",
+    ["namespace"],
+)
+# The kinds of write (the `write` label, and the first part of a retry key).
+CREATE_POD, DELETE_POD, PATCH_STATUS, CREATE_IDENTITY, POST_EVENT = (
+    "create-pod",
+    "delete-pod",
+    "patch-status",
+    "create-identity",
+    "post-event",
+)
+EVENT_COMPONENT = "fovea-models-operator"
+EVENT_CONTROLLER = "fovea.dev/operator"
+WriteKey = tuple[str, str, str]  # (kind of write, namespace, name)
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    """One refused write: the API server's reason and message, as it said them."""
+
+    write: str
+    namespace: str
+    name: str
+    reason: str  # the Status reason (Forbidden, Invalid, ...), else the kind of error
+    message: str
+    selection: str | None = None  # the selection it was for, when there is one
+
+    @property
+    def key(self) -> WriteKey:
+        return (self.write, self.namespace, self.name)
+
+
+@dataclass
+class Applied:
+    """What one `Cluster.apply` did."""
+
+    writes: int = 0  # writes that succeeded
+    failed: list[WriteFailure] = field(default_factory=list)
+    deferred: int = 0  # writes waiting for their backoff, or in a terminating namespace
+
+    @property
+    def changed(self) -> bool:
+        """Whether another pass may have something new to do (a write, or a failure to report)."""
+        return bool(self.writes or self.failed)
 
 
 class Cluster:
-    def __init__(self, api: client.ApiClient, namespaces: list[str], service_account: str) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespaces: list[str],
+        service_account: str,
+        default_quota: Quota = UNLIMITED,
+    ) -> None:
         self.api = api
         self.namespaces = namespaces  # empty: all namespaces
         self.service_account = service_account
+        self.default_quota = default_quota
+        self.retries = RetryQueue()
         self._core = client.CoreV1Api(api)
         self._rbac = client.RbacAuthorizationV1Api(api)
         self._custom = client.CustomObjectsApi(api)
         self._identities: set[str] = set()
+        self._terminating: frozenset[str] = frozenset()
+        self._failures: dict[WriteKey, WriteFailure] = {}
+        self._lock = Lock()  # the writer threads record into _failures
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="apply")
 
     # --- reads -----------------------------------------------------------
@@ -46,14 +135,65 @@ class Cluster:
     def snapshot(self, now: datetime) -> World:
         """Everything the planner needs, read in one go (raw JSON: the hot path)."""
         catalogs = {
-            (o["metadata"]["namespace"], o["metadata"]["name"]): o.get("spec") or {}
-            for o in self._list_custom(c.CATALOG_PLURAL)
+            (cat.namespace, cat.name): cat
+            for cat in map(_catalog, self._list_custom(c.CATALOG_PLURAL))
         }
         selections = [_selection(o) for o in self._list_custom(c.SELECTION_PLURAL)]
         nodes = _items(self._core.list_node(_preload_content=False))
         pods = self._list_pods()
         secrets = frozenset(self._existing_secrets(catalogs, selections))
-        return World(catalogs, selections, nodes, pods, secrets, now)
+        namespaces = self._list_namespaces()
+        self._terminating = frozenset(
+            ns["metadata"]["name"] for ns in namespaces if _terminating(ns)
+        )
+        quotas = {
+            ns["metadata"]["name"]: quota_from_annotations(
+                ns["metadata"].get("annotations"), self.default_quota
+            )
+            for ns in namespaces
+        }
+        for name, quota in sorted(quotas.items()):
+            if quota.problem:
+                log.warning("namespace %s: %s; the cluster default applies", name, quota.problem)
+        return World(
+            catalogs,
+            selections,
+            nodes,
+            pods,
+            secrets,
+            now,
+            quotas=quotas,
+            write_failures=self.selection_failures(),
+            node_pods=self._list_node_pods(),
+        )
+
+    def selection_failures(self) -> dict[Key, tuple[str, str]]:
+        """The refused pod creations still waiting for a retry: selection -> (reason, message)."""
+        with self._lock:
+            failures = list(self._failures.values())
+        return {
+            (f.namespace, f.selection): (f.reason, f.message)
+            for f in sorted(failures, key=lambda f: f.key)
+            if f.selection is not None
+        }
+
+    def next_retry_in(self) -> float | None:
+        """Seconds until the earliest refused write is due again (None: nothing waits)."""
+        return self.retries.next_due_in(time.monotonic())
+
+    def _list_namespaces(self) -> list[dict[str, Any]]:
+        if not self.namespaces:
+            return _items(self._core.list_namespace(_preload_content=False))
+        found = []
+        for ns in self.namespaces:
+            try:
+                response: Any = self._core.read_namespace(ns, _preload_content=False)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                continue
+            found.append(json.loads(response.data))
+        return found
 
     def _list_custom(self, plural: str) -> list[dict[str, Any]]:
         if not self.namespaces:
@@ -89,16 +229,31 @@ class Cluster:
             )
         ]
 
+    def _list_node_pods(self) -> list[dict[str, Any]]:
+        """Every pod bound to a node and not finished, in all namespaces: the requests that
+        hold the nodes' CPU, memory, pods and GPU slots. Without the right to list them
+        (an operator confined to namespaces), only the model pods are counted."""
+        try:
+            return _items(
+                self._core.list_pod_for_all_namespaces(
+                    field_selector=NODE_POD_SELECTOR, _preload_content=False
+                )
+            )
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            return []
+
     def _existing_secrets(
-        self, catalogs: Mapping[Key, Mapping[str, Any]], selections: list[Selection]
+        self, catalogs: Mapping[Key, Catalog], selections: list[Selection]
     ) -> Iterable[Key]:
         wanted: set[Key] = set()
         for sel in selections:
-            raw = catalogs.get((sel.namespace, sel.spec.catalog)) if sel.spec else None
-            if raw is None or sel.spec is None or not sel.spec.model:
+            cat = catalogs.get((sel.namespace, sel.spec.catalog)) if sel.spec else None
+            if cat is None or sel.spec is None or not sel.spec.model:
                 continue
             try:
-                option = CatalogSpec.model_validate(raw).option(sel.spec.task, sel.spec.model)
+                option = CatalogSpec.model_validate(cat.spec).option(sel.spec.task, sel.spec.model)
             except ValidationError:
                 continue
             if option is not None and option.api_key_secret:
@@ -113,25 +268,105 @@ class Cluster:
 
     # --- writes ----------------------------------------------------------
 
-    def apply(self, actions: Actions) -> None:
-        """Carry out the actions; each one is harmless to repeat.
+    def apply(self, actions: Actions, now: float | None = None) -> Applied:
+        """Carry out the actions; each one is harmless to repeat, and stands alone.
 
         Groups run in order (deletions free GPU memory before anything new is
-        created); within a group the calls run concurrently.
+        created); within a group the calls run concurrently. A write that fails
+        never raises: it is counted, remembered and retried after its backoff.
+        `now` is monotonic seconds (the clock when None).
         """
-        for ns in sorted(actions.namespaces - self._identities):
-            self._ensure_model_pod_identity(ns)
-        self._each(self._delete_pod, actions.delete)
-        self._each(self._create_pod, actions.create)
-        self._each(self._patch_status, sorted(actions.status.items()))
-        self._each(self._post_event, actions.events)
+        now = time.monotonic() if now is None else now
+        _export_quotas(actions)
+        done = Applied()
+        seen: set[WriteKey] = set()
+        open_ns = [ns for ns in sorted(actions.namespaces) if ns not in self._terminating]
+        identities = [ns for ns in open_ns if ns not in self._identities]
+        identity = self._ensure_model_pod_identity
+        self._each(done, seen, now, CREATE_IDENTITY, identities, lambda ns: (ns, ns), identity)
+        self._each(done, seen, now, DELETE_POD, actions.delete, lambda k: k, self._delete_pod)
+        creates = [p for p in actions.create if _namespace(p) not in self._terminating]
+        done.deferred += len(actions.create) - len(creates)
+        self._each(done, seen, now, CREATE_POD, creates, _pod_key, self._create_pod)
+        # An Event tells a status change: it goes out only once that status is written.
+        written: set[tuple[str, Key]] = set()
 
-    def _each(self, call: Callable[[Any], None], items: Sequence[Any]) -> None:
-        if len(items) <= 1:
-            for item in items:
+        def patch(kind: str, plural: str) -> Callable[[tuple[Key, dict[str, Any]]], None]:
+            def write(item: tuple[Key, dict[str, Any]]) -> None:
+                self._patch_status(item, plural)
+                written.add((kind, item[0]))
+
+            return write
+
+        statuses = sorted(actions.status.items())
+        write_selection = patch(c.SELECTION_KIND, c.SELECTION_PLURAL)
+        self._each(done, seen, now, PATCH_STATUS, statuses, lambda i: i[0], write_selection)
+        catalogs = sorted(actions.catalog_status.items())
+        write_catalog = patch(c.CATALOG_KIND, c.CATALOG_PLURAL)
+        self._each(done, seen, now, PATCH_STATUS, catalogs, lambda i: i[0], write_catalog)
+        events = [
+            e
+            for e in actions.events
+            if e.namespace not in self._terminating and (e.kind, e.key) in written
+        ]
+        self._each(done, seen, now, POST_EVENT, events, _event_key, self._post_event)
+        # Objects the plan no longer writes start afresh if they come back.
+        self.retries.retain(seen)
+        with self._lock:
+            self._failures = {k: f for k, f in self._failures.items() if k in seen}
+        return done
+
+    def _each(
+        self,
+        done: Applied,
+        seen: set[WriteKey],
+        now: float,
+        write: str,
+        items: Sequence[Any],
+        key_of: Callable[[Any], Key],
+        call: Callable[[Any], None],
+    ) -> None:
+        """Run one group of writes: those due now, concurrently, each failure on its own."""
+        due = []
+        for item in items:
+            ns, name = key_of(item)
+            key = (write, ns, name)
+            seen.add(key)
+            if self.retries.due(key, now):
+                due.append((key, item))
+            else:
+                done.deferred += 1
+
+        def one(entry: tuple[WriteKey, Any]) -> WriteFailure | None:
+            key, item = entry
+            try:
                 call(item)
-            return
-        list(self._pool.map(call, items))  # re-raises the first failure
+            except (ApiException, HTTPError, OSError) as exc:
+                return _failure(key, item, exc)
+            return None
+
+        results = map(one, due) if len(due) <= 1 else self._pool.map(one, due)
+        for (key, _), failure in zip(due, list(results), strict=True):
+            if failure is None:
+                done.writes += 1
+                self.retries.forget(key)
+                with self._lock:
+                    self._failures.pop(key, None)
+                continue
+            wait = self.retries.failed(key, now)
+            done.failed.append(failure)
+            WRITE_FAILURES.labels(failure.namespace, write).inc()
+            with self._lock:
+                self._failures[key] = failure
+            log.warning(
+                "%s %s/%s refused (%s: %s); retrying it in %.1fs",
+                write,
+                failure.namespace,
+                failure.name,
+                failure.reason,
+                failure.message,
+                wait,
+            )
 
     def _delete_pod(self, key: Key) -> None:
         ns, name = key
@@ -146,14 +381,14 @@ class Cluster:
         with _tolerating(409):
             self._core.create_namespaced_pod(ns, body)
 
-    def _patch_status(self, item: tuple[Key, dict[str, Any]]) -> None:
+    def _patch_status(self, item: tuple[Key, dict[str, Any]], plural: str) -> None:
         (ns, name), status = item
-        with _tolerating(404):  # the selection was deleted meanwhile
+        with _tolerating(404):  # the object was deleted meanwhile
             self._custom.patch_namespaced_custom_object_status(
                 c.GROUP,
                 c.VERSION,
                 ns,
-                c.SELECTION_PLURAL,
+                plural,
                 name,
                 {"status": status},
                 _content_type="application/merge-patch+json",
@@ -188,27 +423,73 @@ class Cluster:
         self._identities.add(ns)
 
     def _post_event(self, event: Event) -> None:
-        body: Any = {
-            "metadata": {"generateName": f"{event.name}.", "namespace": event.namespace},
-            "involvedObject": {
-                "apiVersion": c.API_VERSION,
-                "kind": c.SELECTION_KIND,
-                "name": event.name,
-                "namespace": event.namespace,
-                "uid": event.uid,
-            },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message,
-            "source": {"component": "fovea-models-operator"},
-            "reportingComponent": "fovea.dev/operator",
-            "reportingInstance": "fovea-models-operator",
-            "count": 1,
-        }
+        """Create the Event, or count a repeat of the same one (`kubectl describe`: "x3 over")."""
+        now = datetime.now(UTC)
+        body: Any = event_body(event, now)
+        name = body["metadata"]["name"]
         try:
             self._core.create_namespaced_event(event.namespace, body)
-        except ApiException as exc:  # an Event is best effort; the status says it too
-            log.warning("could not post Event %s: %s", event.reason, exc.reason)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        response: Any = self._core.read_namespaced_event(
+            name, event.namespace, _preload_content=False
+        )
+        existing = json.loads(response.data)
+        repeat: Any = event_repeat(existing, now)
+        self._core.patch_namespaced_event(name, event.namespace, repeat)
+
+
+def event_body(event: Event, now: datetime) -> dict[str, Any]:
+    """A core/v1 Event with its times; the name is the same for the same event of one object."""
+    digest = hashlib.sha256(
+        json.dumps([event.kind, event.uid, event.type, event.reason, event.message]).encode()
+    ).hexdigest()[:16]
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "metadata": {"name": f"{event.name}.{digest}", "namespace": event.namespace},
+        "involvedObject": {
+            "apiVersion": c.API_VERSION,
+            "kind": event.kind,
+            "name": event.name,
+            "namespace": event.namespace,
+            "uid": event.uid,
+        },
+        "type": str(event.type),
+        "reason": str(event.reason),
+        "message": event.message,
+        "action": "Plan",
+        "source": {"component": EVENT_COMPONENT},
+        "reportingComponent": EVENT_CONTROLLER,
+        "reportingInstance": EVENT_COMPONENT,
+        "firstTimestamp": stamp,  # `kubectl describe`
+        "lastTimestamp": stamp,  # `kubectl get events`
+        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "count": 1,
+    }
+
+
+def event_repeat(existing: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The patch that counts one more occurrence of an existing Event."""
+    count = int(existing.get("count") or 1) + 1
+    return {
+        "count": count,
+        "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "series": {"count": count, "lastObservedTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+    }
+
+
+def _catalog(obj: Mapping[str, Any]) -> Catalog:
+    meta = obj["metadata"]
+    return Catalog(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        spec=obj.get("spec") or {},
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 0),
+        status=obj.get("status") or {},
+    )
 
 
 def _selection(obj: Mapping[str, Any]) -> Selection:
@@ -228,6 +509,57 @@ def _selection(obj: Mapping[str, Any]) -> Selection:
         status=obj.get("status") or {},
         spec_error=error,
     )
+
+
+def _export_quotas(actions: Actions) -> None:
+    for gauge in (QUOTA_GIB, QUOTA_USED_GIB, QUOTA_REFUSED):
+        gauge.clear()
+    for ns, use in sorted(actions.quota_use.items()):
+        if use.quota.gpu_memory_gib is not None:
+            QUOTA_GIB.labels(ns).set(use.quota.gpu_memory_gib)
+        QUOTA_USED_GIB.labels(ns).set(use.used_gib)
+        QUOTA_REFUSED.labels(ns).set(use.refused)
+
+
+def _terminating(namespace: Mapping[str, Any]) -> bool:
+    phase = (namespace.get("status") or {}).get("phase")
+    return bool(namespace["metadata"].get("deletionTimestamp")) or phase == "Terminating"
+
+
+def _namespace(pod: Mapping[str, Any]) -> str:
+    return str(pod["metadata"]["namespace"])
+
+
+def _pod_key(pod: Mapping[str, Any]) -> Key:
+    return (pod["metadata"]["namespace"], pod["metadata"]["name"])
+
+
+def _event_key(event: Event) -> Key:
+    return (event.namespace, f"{event.name}/{event.reason}")
+
+
+def _owner(pod: Mapping[str, Any]) -> str | None:
+    for ref in pod["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == c.SELECTION_KIND and ref.get("controller"):
+            return str(ref["name"])
+    return None
+
+
+def _failure(key: WriteKey, item: Any, exc: BaseException) -> WriteFailure:
+    """The API server's own reason and message (its Status body), else the error's kind."""
+    write, ns, name = key
+    reason, message = type(exc).__name__, str(exc)
+    if isinstance(exc, ApiException):
+        reason, message = exc.reason or f"HTTP{exc.status}", str(exc.reason)
+        try:
+            body = json.loads(exc.body or "")
+        except (TypeError, ValueError):
+            body = None
+        if isinstance(body, dict):
+            reason = str(body.get("reason") or reason)
+            message = str(body.get("message") or message)
+    selection = _owner(item) if write == CREATE_POD else None
+    return WriteFailure(write, ns, name, reason, message, selection)
 
 
 def _items(response: Any) -> list[dict[str, Any]]:

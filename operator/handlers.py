@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import kopf
+import prometheus_client
 
 from fovea.domain import constants as c
 from fovea.kube import api_client
@@ -35,7 +36,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     ours = get_settings()
     api = api_client()
     planner = Planner(
-        cluster=Cluster(api, ours.namespaces, ours.model_pod_service_account),
+        cluster=Cluster(api, ours.namespaces, ours.model_pod_service_account, ours.default_quota()),
         lease=Lease(api, ours.lease_name, ours.lease_namespace, ours.identity, ours.lease_seconds),
         settings=ours,
         pod_settings=PodSettings(
@@ -45,6 +46,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         ),
     )
     memo.planner = planner
+    if ours.metrics_port:  # write failures per namespace, quotas (fovea.operator.cluster)
+        prometheus_client.start_http_server(ours.metrics_port)
     memo.tasks = [asyncio.create_task(planner.run()), asyncio.create_task(planner.keep_lease())]
     planner.wake.set()
 
@@ -56,6 +59,18 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     planner = memo.get("planner")
     if planner is not None:
         await asyncio.to_thread(planner.lease.release)
+
+
+@kopf.on.probe(id="planner")
+def planner_alive(memo: kopf.Memo, **_: Any) -> str:
+    """The liveness endpoint fails (HTTP 500) once no planning pass completed in 3 resyncs."""
+    planner = memo.get("planner")
+    if planner is None:
+        return "starting"
+    stale = planner.stale()
+    if stale is not None:
+        raise kopf.PermanentError(stale)  # permanent: the probe answers at once
+    return "planning"
 
 
 def _wake(memo: kopf.Memo) -> None:
@@ -72,6 +87,11 @@ def selection_changed(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(c.GROUP, c.VERSION, c.CATALOG_PLURAL)
 def catalog_changed(memo: kopf.Memo, **_: Any) -> None:
     _wake(memo)
+
+
+@kopf.on.event("", "v1", "namespaces")
+def namespace_changed(memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo)  # a quota annotation changed, or a namespace began terminating
 
 
 @kopf.on.event("", "v1", "nodes")

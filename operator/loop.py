@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 from kubernetes.client.exceptions import ApiException
@@ -31,13 +32,20 @@ class Planner:
     pod_settings: PodSettings
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     passes: int = 0
+    # Monotonic time of the last completed loop iteration (a pass, or a standby's check).
+    last_pass: float = field(default_factory=time.monotonic)
 
     async def run(self) -> None:
         """Run passes until cancelled."""
         backoff = 0.5
         while True:
+            # Wake for a change, a refused write's retry (its own backoff), or the resync.
+            retry = self.cluster.next_retry_in()
+            timeout = self.settings.resync_seconds if retry is None else retry
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.resync_seconds)
+                await asyncio.wait_for(
+                    self.wake.wait(), timeout=min(timeout, self.settings.resync_seconds)
+                )
             await asyncio.sleep(self.settings.debounce_seconds)
             self.wake.clear()
             try:
@@ -50,6 +58,21 @@ class Planner:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 self.wake.set()
+            except Exception:  # a bug: say so with the traceback, and keep planning
+                log.exception("pass failed unexpectedly; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self.wake.set()
+            else:
+                self.last_pass = time.monotonic()
+
+    def stale(self, now: float | None = None) -> str | None:
+        """Why the planner is not alive (no pass completed within 3 resyncs), else None."""
+        bound = 3 * self.settings.resync_seconds
+        age = (time.monotonic() if now is None else now) - self.last_pass
+        if age <= bound:
+            return None
+        return f"no planning pass completed for {age:.0f}s (bound {bound:.0f}s)"
 
     async def keep_lease(self) -> None:
         """Renew (or try to take) the Lease every third of its duration."""
@@ -70,10 +93,10 @@ class Planner:
         if not self.lease.held(now) and not self.lease.try_acquire(now):
             return False
         world = self.cluster.snapshot(now)
-        actions = reconcile(world, self.pod_settings)
-        self.cluster.apply(actions)
+        actions = reconcile(world, self.pod_settings).actions()
+        applied = self.cluster.apply(actions)  # a refused write never fails the pass
         self.passes += 1
-        return bool(actions.create or actions.delete or actions.status)
+        return applied.changed
 
 
 def _why(exc: BaseException) -> str:

@@ -1,15 +1,18 @@
-"""The operator's decision: a snapshot of the cluster in, the actions to take out.
+"""The operator's decision: a snapshot of the cluster in, typed decisions out.
 
 Pure and level-based: it looks at every catalog, selection, node and model pod
 at once, plans placement for all selections together (`fovea.domain.placement`),
-and says which pods to create or delete, which statuses to patch and which
-Events to post. The time is an input, so tests and retries are deterministic.
+and decides, per selection, the pod it should have, the pods to keep and the
+status to write (conditions included), and the Events its condition
+transitions tell; per catalog, its status. `Decisions.actions()` flattens that
+into the `Actions` the executor (`fovea.operator.cluster`) carries out. The
+time is an input, so tests and retries are deterministic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,19 +21,38 @@ from pydantic import ValidationError
 from fovea.domain import constants as c
 from fovea.domain import placement
 from fovea.domain.budget import memory_limit_refusal
+from fovea.domain.conditions import (
+    MAX_EVENT_MESSAGE,
+    ConditionStatus,
+    ConditionType,
+    ConditionValue,
+    EventType,
+    Reason,
+    RuntimeState,
+    set_condition,
+    transitioned,
+    truncate,
+)
 from fovea.domain.gpus import cpu_nodes, gpus_from_nodes
+from fovea.domain.nodes import Refusals, node_capacities, pod_requests, refusals, unschedulable
 from fovea.domain.placement import Outcome
+from fovea.domain.quota import Quota, Use, admit
 from fovea.domain.resources import (
     CatalogSpec,
+    CatalogStatus,
+    Condition,
     DevicePolicy,
     LoadPolicy,
     ModelOption,
     Phase,
     SelectionSpec,
+    SelectionStatus,
 )
-from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod
+from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod, label_value
 
 Key = tuple[str, str]  # (namespace, name)
+Raw = Mapping[str, Any]
+NOT_MEASURED = "memory not measured"
 
 
 @dataclass(frozen=True)
@@ -40,8 +62,22 @@ class Selection:
     uid: str
     generation: int
     spec: SelectionSpec | None  # None: the stored object does not parse
-    status: Mapping[str, Any]
+    status: Raw
     spec_error: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    namespace: str
+    name: str
+    spec: Raw  # as stored; parsed here
+    uid: str = ""
+    generation: int = 0
+    status: Raw = field(default_factory=dict)
 
     @property
     def key(self) -> Key:
@@ -52,31 +88,106 @@ class Selection:
 class World:
     """Everything the operator reads, as plain data."""
 
-    catalogs: Mapping[Key, Mapping[str, Any]]  # raw catalog specs
+    catalogs: Mapping[Key, Catalog]
     selections: Sequence[Selection]
-    nodes: Sequence[Mapping[str, Any]]
-    pods: Sequence[Mapping[str, Any]]  # model-server pods managed by fovea-models
+    nodes: Sequence[Raw]
+    pods: Sequence[Raw]  # model-server pods managed by fovea-models
     secrets: frozenset[Key]  # API-key Secrets that exist (only those referenced)
     now: datetime = field(default_factory=lambda: datetime.fromtimestamp(0, UTC))
+    quotas: Mapping[str, Quota] = field(default_factory=dict)  # namespace -> its quota
+    # Pod creations the API server refused: selection -> (reason, message), from the executor.
+    write_failures: Mapping[Key, tuple[str, str]] = field(default_factory=dict)
+    # Pods bound to nodes in every namespace (when the operator may list them): what else
+    # holds the nodes' CPU, memory, pods and GPU slots.
+    node_pods: Sequence[Raw] = ()
 
 
 @dataclass(frozen=True)
 class Event:
+    """An Event about one object; posted only once that object's status write succeeded."""
+
     namespace: str
     name: str
     uid: str
-    type: str  # Normal | Warning
-    reason: str
-    message: str
+    type: EventType
+    reason: Reason
+    message: str  # at most 1 KiB
+    kind: str = c.SELECTION_KIND
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class SelectionDecision:
+    """What one selection should look like, and what writing it takes."""
+
+    key: Key
+    desired_pod: Raw | None  # the pod the selection should have (None: none)
+    create_pod: bool  # create `desired_pod` now (False: it exists, or waits for room)
+    keep: frozenset[Key]  # its pods that stay for now (the desired one included)
+    status: SelectionStatus  # the operator's part of the status (runtime is the pod's)
+    patch: Raw | None  # the merge patch that writes `status`; None: already current
+    events: tuple[Event, ...]  # what the condition transitions tell
+
+
+@dataclass(frozen=True)
+class CatalogDecision:
+    key: Key
+    status: CatalogStatus
+    patch: Raw | None  # None: already current
+    events: tuple[Event, ...]
+
+
+@dataclass(frozen=True)
+class Decisions:
+    selections: tuple[SelectionDecision, ...]
+    catalogs: tuple[CatalogDecision, ...]
+    delete: tuple[Key, ...]  # managed pods no selection keeps (old models, orphans), sorted
+    quota_use: Mapping[str, Use] = field(default_factory=dict)  # namespace -> use of its quota
+
+    def actions(self) -> Actions:
+        """The flat work list the executor carries out."""
+        out = Actions(delete=list(self.delete), quota_use=dict(self.quota_use))
+        for d in self.selections:
+            if d.desired_pod is not None:
+                out.namespaces.add(d.key[0])
+                if d.create_pod:
+                    out.create.append(dict(d.desired_pod))
+            if d.patch is not None:
+                out.status[d.key] = dict(d.patch)
+            out.events.extend(d.events)
+        for cd in self.catalogs:
+            if cd.patch is not None:
+                out.catalog_status[cd.key] = dict(cd.patch)
+            out.events.extend(cd.events)
+        return out
 
 
 @dataclass
 class Actions:
+    """The executor's input: an Event goes out only after its object's status write."""
+
     create: list[dict[str, Any]] = field(default_factory=list)
     delete: list[Key] = field(default_factory=list)
-    status: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    status: dict[Key, dict[str, Any]] = field(default_factory=dict)  # ModelSelection merge patches
+    catalog_status: dict[Key, dict[str, Any]] = field(default_factory=dict)  # ModelCatalog
     events: list[Event] = field(default_factory=list)
     namespaces: set[str] = field(default_factory=set)  # where model pods need their identity
+    quota_use: dict[str, Use] = field(default_factory=dict)  # for the quota metrics
+
+    def __bool__(self) -> bool:
+        return bool(self.create or self.delete or self.status or self.catalog_status)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a selection cannot be planned (or needs no plan: an external API)."""
+
+    phase: Phase
+    reason: Reason
+    message: str
 
 
 @dataclass(frozen=True)
@@ -84,109 +195,143 @@ class Resolved:
     sel: Selection
     option: ModelOption | None
     catalog: CatalogSpec | None
-    problem: tuple[Phase, str, str] | None  # phase, reason, message when not plannable
+    problem: Problem | None  # None: plannable
 
 
-def reconcile(world: World, settings: PodSettings) -> Actions:
-    """Compute every action that brings the cluster to the planned state."""
+def reconcile(world: World, settings: PodSettings) -> Decisions:
+    """Decide everything that brings the cluster to the planned state."""
     catalogs, catalog_errors = _parse_catalogs(world.catalogs)
     resolved = [_resolve(sel, catalogs, catalog_errors, world.secrets) for sel in world.selections]
     pods_by_owner = _pods_by_owner(world.pods)
-    demands = [_demand(r, pods_by_owner.get(r.sel.uid, [])) for r in resolved if _needs_compute(r)]
+    demands = [
+        _demand(r, pods_by_owner.get(r.sel.uid, []), settings)
+        for r in resolved
+        if _needs_compute(r)
+    ]
+    admission = admit(demands, world.quotas)
     thresholds = [r.catalog.inference.offload_threshold for r in resolved if r.catalog]
-    threshold = min(thresholds, default=0.8)
     overrides = [o for cat in catalogs.values() for o in cat.gpu_overrides]
     result = placement.plan(
         gpus_from_nodes(list(world.nodes), overrides),
-        demands,
-        threshold=threshold,
+        admission.admitted,
+        threshold=min(thresholds, default=0.8),
         sharing=settings.sharing_mode,
+        nodes=node_capacities(world.nodes, _unplanned_pods(world, resolved, pods_by_owner)),
     )
-
+    moves = {m.key: m for m in result.moves}
+    stamp = world.now.strftime("%Y-%m-%dT%H:%M:%SZ")
     cpu_node = _cpu_node(world.nodes)
-    actions = Actions()
-    keep: set[Key] = set()
+    decisions = []
     for r in resolved:
-        own_pods = pods_by_owner.get(r.sel.uid, [])
+        refused = admission.refused.get(_key_str(r.sel))
+        if refused is not None:  # over its namespace's GPU-memory quota
+            r = Resolved(r.sel, r.option, r.catalog, _quota_problem(refused))
         place = result.placements.get(_key_str(r.sel))
         spare = result.spare_gib(place.node, place.gpu_index) if place and place.node else 0.0
-        status = _status_for(r, place, spare, cpu_node, own_pods, settings, actions)
-        desired = status.pop("_desired_pod", None)
-        if desired is not None:
-            keep.add((r.sel.namespace, desired))
-        keep.update(status.pop("_keep", []))
-        _record_status(r.sel, status, world.now, actions)
+        own = pods_by_owner.get(r.sel.uid, [])
+        home = place.node if place and place.outcome == Outcome.CPU and place.node else cpu_node
+        decided = _decide(r, place, spare, home, own, settings)
+        decided = _scheduler_refused(r.sel, decided, refusals(own))
+        if decided.create_pod and _gpu_still_held(decided.desired_pod, result, world.pods, r.sel):
+            decided = replace(decided, create_pod=False)  # make-before-break: others leave first
+        refusal = world.write_failures.get(r.sel.key)
+        if refusal is not None and decided.create_pod:
+            decided = _refused(decided, *refusal)
+        decisions.append(_finish(r.sel, decided, moves.get(_key_str(r.sel)), stamp))
 
-    # Everything managed and not kept goes: old models, orphans, evictions.
-    for pod in world.pods:
-        key = _pod_key(pod)
-        if key not in keep and not pod["metadata"].get("deletionTimestamp"):
-            actions.delete.append(key)
-    actions.delete.sort()
-    return actions
+    keep = {k for d in decisions for k in d.keep}
+    delete = sorted(
+        key
+        for pod in world.pods
+        if (key := _pod_key(pod)) not in keep and not pod["metadata"].get("deletionTimestamp")
+    )
+    catalog_decisions = tuple(
+        _catalog_decision(cat, catalogs.get(key), catalog_errors.get(key), stamp)
+        for key, cat in sorted(world.catalogs.items())
+    )
+    return Decisions(tuple(decisions), catalog_decisions, tuple(delete), admission.use)
+
+
+def _quota_problem(message: str) -> Problem:
+    return Problem(Phase.UNSCHEDULABLE, Reason.QUOTA_EXCEEDED, message)
+
+
+def _refused(d: _Decided, reason: str, message: str) -> _Decided:
+    """The API server refused the pod (a ResourceQuota, admission): Scheduled says so."""
+    why = f"The API server refused pod {d.status.pod}: {reason}: {message}"
+    return replace(
+        d,
+        status=d.status.model_copy(update={"phase": Phase.PENDING, "message": why}),
+        scheduled=ConditionValue.of(ConditionType.SCHEDULED, False, Reason.POD_REFUSED, why),
+    )
 
 
 # --- resolution -------------------------------------------------------------
 
 
 def _parse_catalogs(
-    raw: Mapping[Key, Mapping[str, Any]],
-) -> tuple[dict[Key, CatalogSpec], dict[Key, str]]:
+    raw: Mapping[Key, Catalog],
+) -> tuple[dict[Key, CatalogSpec], dict[Key, list[str]]]:
     parsed: dict[Key, CatalogSpec] = {}
-    errors: dict[Key, str] = {}
-    for key, spec in raw.items():
+    errors: dict[Key, list[str]] = {}
+    for key, cat in raw.items():
         try:
-            parsed[key] = CatalogSpec.model_validate(spec)
+            parsed[key] = CatalogSpec.model_validate(cat.spec)
         except ValidationError as exc:
-            errors[key] = _first_error(exc)
+            errors[key] = _all_errors(exc)
     return parsed, errors
 
 
 def _resolve(
     sel: Selection,
     catalogs: Mapping[Key, CatalogSpec],
-    catalog_errors: Mapping[Key, str],
+    catalog_errors: Mapping[Key, list[str]],
     secrets: frozenset[Key],
 ) -> Resolved:
     if sel.spec is None:
-        return Resolved(sel, None, None, (Phase.FAILED, "InvalidSpec", sel.spec_error or "invalid"))
+        why = sel.spec_error or "invalid"
+        return Resolved(sel, None, None, Problem(Phase.FAILED, Reason.INVALID_SPEC, why))
     spec = sel.spec
     ckey = (sel.namespace, spec.catalog)
     catalog = catalogs.get(ckey)
     if catalog is None:
-        why = catalog_errors.get(ckey)
-        msg = (
-            f"ModelCatalog '{spec.catalog}' is invalid: {why}"
-            if why
-            else f"ModelCatalog '{spec.catalog}' not found in namespace '{sel.namespace}'"
-        )
-        return Resolved(sel, None, None, (Phase.PENDING, "CatalogNotFound", msg))
+        errors = catalog_errors.get(ckey)
+        if errors:
+            msg = f"ModelCatalog '{spec.catalog}' is invalid: {errors[0]}"
+            return Resolved(sel, None, None, Problem(Phase.PENDING, Reason.CATALOG_INVALID, msg))
+        msg = f"ModelCatalog '{spec.catalog}' not found in namespace '{sel.namespace}'"
+        return Resolved(sel, None, None, Problem(Phase.PENDING, Reason.CATALOG_NOT_FOUND, msg))
     if spec.task not in catalog.tasks:
         msg = f"Task '{spec.task}' is not in ModelCatalog '{spec.catalog}'"
-        return Resolved(sel, None, catalog, (Phase.FAILED, "UnknownTask", msg))
+        return Resolved(sel, None, catalog, Problem(Phase.FAILED, Reason.UNKNOWN_TASK, msg))
     if not spec.model:
+        msg = "No model selected"
         return Resolved(
-            sel, None, catalog, (Phase.UNSELECTED, "NoModelSelected", "No model selected")
+            sel, None, catalog, Problem(Phase.UNSELECTED, Reason.NO_MODEL_SELECTED, msg)
         )
     option = catalog.option(spec.task, spec.model)
     if option is None:
         msg = f"Model '{spec.model}' not found for task '{spec.task}'"
-        return Resolved(sel, None, catalog, (Phase.FAILED, "ModelNotFound", msg))
+        return Resolved(sel, None, catalog, Problem(Phase.FAILED, Reason.MODEL_NOT_FOUND, msg))
     if option.is_external:
         secret = option.api_key_secret
         if secret and (sel.namespace, secret) not in secrets:
             msg = f"External API key Secret '{secret}' (key 'api-key') not found"
-            return Resolved(sel, option, catalog, (Phase.PENDING, "APIKeyMissing", msg))
+            return Resolved(
+                sel, option, catalog, Problem(Phase.PENDING, Reason.API_KEY_MISSING, msg)
+            )
         msg = f"External API model '{option.model_id}' needs no pod"
-        return Resolved(sel, option, catalog, (Phase.READY, "ExternalAPI", msg))
+        return Resolved(sel, option, catalog, Problem(Phase.READY, Reason.EXTERNAL_API, msg))
     refusal = memory_limit_refusal(spec.model, option, catalog.inference)
     if refusal is not None:
-        return Resolved(sel, option, catalog, (Phase.FAILED, "ExceedsMaxMemoryPerModel", refusal))
+        problem = Problem(Phase.FAILED, Reason.EXCEEDS_MAX_MEMORY, refusal)
+        return Resolved(sel, option, catalog, problem)
     policy = spec.effective_load_policy(catalog.inference)
     if policy == LoadPolicy.ON_DEMAND and not spec.wanted:
         why = " (the catalog's warmupOnStartup is false)" if spec.load_policy is None else ""
         msg = f"Load policy onDemand{why}: waits for /load or first use"
-        return Resolved(sel, option, catalog, (Phase.PENDING, "WaitingForDemand", msg))
+        problem = Problem(Phase.PENDING, Reason.WAITING_FOR_DEMAND, msg)
+        return Resolved(sel, option, catalog, problem)
     return Resolved(sel, option, catalog, None)
 
 
@@ -198,12 +343,15 @@ def _key_str(sel: Selection) -> str:
     return f"{sel.namespace}/{sel.name}"
 
 
-def _demand(r: Resolved, own_pods: list[Mapping[str, Any]]) -> placement.Demand:
+def _demand(r: Resolved, own_pods: list[Raw], settings: PodSettings) -> placement.Demand:
     assert r.option is not None and r.sel.spec is not None
+    requests = pod_requests(r.option, settings.default_memory_gib)  # what build_pod sets
     current = None
     for pod in own_pods:
         ann = pod["metadata"].get("annotations", {})
-        if pod["metadata"].get("labels", {}).get(c.LABEL_MODEL) == _label(r.sel.spec.model):
+        if pod["metadata"].get("labels", {}).get(c.LABEL_MODEL) == label_value(
+            r.sel.spec.model or ""
+        ):
             gpu = ann.get(c.ANNOTATION_PLANNED_GPU, "")
             current = placement.Slot(
                 ann.get(c.ANNOTATION_PLANNED_NODE, ""), int(gpu) if gpu else None
@@ -223,48 +371,67 @@ def _demand(r: Resolved, own_pods: list[Mapping[str, Any]]) -> placement.Demand:
         cpu_memory_gib=r.option.cpu_memory_gb,
         current=current,
         was_evicted=r.sel.status.get("phase") == Phase.EVICTED.value,
+        cpu_millis=requests.cpu_millis,
+        memory_mib=requests.memory_mib,
+        excluded_nodes=refusals(own_pods).nodes,
     )
 
 
-# --- status -----------------------------------------------------------------
+# --- one selection ------------------------------------------------------------
 
 
-def _status_for(
+@dataclass(frozen=True)
+class _Decided:
+    """A selection's decision before its status is compared with what is stored."""
+
+    status: SelectionStatus  # conditions not yet set
+    scheduled: ConditionValue
+    ready: ConditionValue
+    desired_pod: Raw | None = None
+    create_pod: bool = False
+    keep: frozenset[Key] = frozenset()
+
+
+def _decide(
     r: Resolved,
     place: placement.Placement | None,
     spare_gib: float,
     cpu_node: str | None,
-    own_pods: list[Mapping[str, Any]],
+    own_pods: list[Raw],
     settings: PodSettings,
-    actions: Actions,
-) -> dict[str, Any]:
+) -> _Decided:
     sel, spec, option, catalog = r.sel, r.sel.spec, r.option, r.catalog
-    status: dict[str, Any] = {
-        "model": spec.model if spec else None,
-        "modelId": option.model_id if option else None,
-        "declaredMemoryGb": round(option.vram_gib, 3) if option else None,
-        "node": None,
-        "gpuIndex": None,
-        "pod": None,
-        "device": None,
-    }
+    base = SelectionStatus(
+        model=spec.model if spec else None,
+        model_id=option.model_id if option else None,
+        declared_memory_gb=round(option.vram_gib, 3) if option else None,
+        last_used=sel.status.get("lastUsed"),  # a model pod's report, or a user's patch
+        observed_generation=sel.generation,
+    )
     if r.problem is not None:
-        phase, reason, message = r.problem
-        status.update(phase=phase.value, message=message)
-        status["_conditions"] = [("Scheduled", phase == Phase.READY, reason, message)]
-        if phase == Phase.READY:  # external API
-            status["device"] = "external"
-        return status
+        p = r.problem
+        external = p.reason == Reason.EXTERNAL_API
+        status = base.model_copy(
+            update={
+                "phase": p.phase,
+                "message": p.message,
+                "device": "external" if external else None,
+            }
+        )
+        scheduled = ConditionValue.of(ConditionType.SCHEDULED, external, p.reason, p.message)
+        ready = ConditionValue.of(ConditionType.READY, external, p.reason, p.message)
+        return _Decided(status, scheduled, ready)
     assert place is not None and option is not None and spec is not None and catalog is not None
     if place.outcome in (Outcome.EVICTED, Outcome.UNSCHEDULABLE):
-        phase = Phase.EVICTED if place.outcome == Outcome.EVICTED else Phase.UNSCHEDULABLE
-        status.update(phase=phase.value, message=place.reason)
-        status["_conditions"] = [("Scheduled", False, phase.value, place.reason)]
-        if sel.status.get("phase") != phase.value:
-            actions.events.append(
-                Event(sel.namespace, sel.name, sel.uid, "Warning", phase.value, place.reason)
-            )
-        return status
+        evicted = place.outcome == Outcome.EVICTED
+        phase = Phase.EVICTED if evicted else Phase.UNSCHEDULABLE
+        reason = Reason.EVICTED if evicted else Reason.UNSCHEDULABLE
+        status = base.model_copy(update={"phase": phase, "message": place.reason})
+        return _Decided(
+            status,
+            ConditionValue.of(ConditionType.SCHEDULED, False, reason, place.reason),
+            ConditionValue.of(ConditionType.READY, False, reason, place.reason),
+        )
 
     on_gpu = place.outcome == Outcome.GPU
     target = Target(place.node, place.gpu_index) if on_gpu else Target(cpu_node, None)
@@ -274,159 +441,314 @@ def _status_for(
         target,
         settings,
         batch_size=catalog.inference.default_batch_size,
+        avoid_nodes=refusals(own_pods).nodes,
     )
-    name = pod["metadata"]["name"]
-    status["_desired_pod"] = name
-    actions.namespaces.add(sel.namespace)
+    name = str(pod["metadata"]["name"])
     existing = next((p for p in own_pods if p["metadata"]["name"] == name), None)
     create, keep = _handover(pod, existing, own_pods, spare_gib)
-    if create:
-        actions.create.append(pod)
-    status["_keep"] = keep
     fallback = place.outcome == Outcome.CPU and spec.device_policy != DevicePolicy.CPU
-    status.update(node=target.node, gpuIndex=target.gpu_index, pod=name)
-    status["device"] = "cuda:0" if on_gpu else "cpu"
+    cpu_reason = Reason.CPU_FALLBACK if fallback else Reason.ON_CPU
+    sched_reason = Reason.PLACED if on_gpu else cpu_reason
+    scheduled = ConditionValue.of(ConditionType.SCHEDULED, True, sched_reason, place.reason)
+
     runtime = sel.status.get("runtime") or {}
-    runtime_current = runtime.get("pod") == name
-    conditions = [("Scheduled", True, "CPUFallback" if fallback else "Placed", place.reason)]
-    if fallback and sel.status.get("phase") != Phase.CPU_FALLBACK.value:
-        actions.events.append(
-            Event(sel.namespace, sel.name, sel.uid, "Warning", "CPUFallback", place.reason)
-        )
-    if runtime_current:
-        status["measuredMemoryGb"] = runtime.get("measuredMemoryGb")
-        status["loadTimeSeconds"] = runtime.get("loadTimeSeconds")
-        if runtime.get("lastUsed"):
-            status["lastUsed"] = runtime["lastUsed"]
-        if runtime.get("device"):
-            status["device"] = runtime["device"]
-    state = runtime.get("state") if runtime_current else None
+    current = runtime.get("pod") == name
+    device = "cuda:0" if on_gpu else "cpu"  # what the pod is given (FOVEA_DEVICE)
+    measured = runtime.get("measuredMemoryGb") if current else None
+    load_time = runtime.get("loadTimeSeconds") if current else None
+    if current and runtime.get("device"):
+        device = str(runtime["device"])
+    state = runtime.get("state") if current else None
     pod_ready = existing is not None and _pod_ready(existing)
-    if state == "Failed":
-        phase, message = Phase.FAILED, f"Failed to load model: {runtime.get('reason') or 'unknown'}"
-        conditions.append(("Ready", False, "LoadFailed", message))
-    elif state == "Ready" and pod_ready:
+    if state == RuntimeState.FAILED:
+        phase = Phase.FAILED
+        message = f"Failed to load model: {runtime.get('reason') or 'unknown'}"
+        ready = ConditionValue.of(ConditionType.READY, False, Reason.LOAD_FAILED, message)
+    elif state == RuntimeState.READY and pod_ready:
         phase = Phase.CPU_FALLBACK if fallback else Phase.READY
-        message = place.reason if fallback else f"{spec.model} ready on {status['device']}"
+        message = place.reason if fallback else f"{spec.model} ready on {device}"
         if runtime.get("simulatedGpu"):
             message += f" (node {target.node} has a simulated GPU: the model runs on the CPU)"
-        conditions.append(("Ready", True, "Loaded", message))
+        if measured is None:
+            message += f" ({NOT_MEASURED})"
+        ready = ConditionValue.of(ConditionType.READY, True, Reason.LOADED, message)
     elif existing is not None and existing.get("spec", {}).get("nodeName"):
         phase, message = Phase.LOADING, f"Pod {name} is loading {option.model_id}"
-        conditions.append(("Ready", False, "Loading", message))
+        ready = ConditionValue.of(ConditionType.READY, False, Reason.LOADING, message)
     else:
         phase, message = Phase.SCHEDULING, f"Pod {name} is waiting to be scheduled"
-        conditions.append(("Ready", False, "Scheduling", message))
-    status.update(phase=phase.value, message=message)
-    status["_conditions"] = conditions
-    return status
+        ready = ConditionValue.of(ConditionType.READY, False, Reason.POD_SCHEDULING, message)
+    status = base.model_copy(
+        update={
+            "phase": phase,
+            "message": message,
+            "node": target.node,
+            "planned_gpu_index": target.gpu_index,
+            "gpu_index": _visible_gpu(device) if current else None,
+            "pod": name,
+            "device": device,
+            "measured_memory_gb": measured,
+            "load_time_seconds": load_time,
+        }
+    )
+    if current and runtime.get("lastUsed"):
+        status = status.model_copy(update={"last_used": runtime["lastUsed"]})
+    return _Decided(status, scheduled, ready, pod, create, frozenset(keep))
+
+
+def _finish(
+    sel: Selection, d: _Decided, move: placement.Move | None, stamp: str
+) -> SelectionDecision:
+    """Set the conditions on the status, compare with what is stored, and tell the transitions."""
+    previous = list(sel.status.get("conditions") or [])
+    conditions = [
+        Condition.model_validate(set_condition(previous, v, now=stamp, generation=sel.generation))
+        for v in (d.scheduled, d.ready)
+    ]
+    status = d.status.model_copy(update={"conditions": conditions})
+    patch = status_patch(status)
+    current = {k: sel.status.get(k) for k in patch}
+    events = _events(sel, d, move, previous)
+    key = sel.key
+    if current == patch:
+        return SelectionDecision(key, d.desired_pod, d.create_pod, d.keep, status, None, ())
+    return SelectionDecision(key, d.desired_pod, d.create_pod, d.keep, status, patch, events)
+
+
+def status_patch(status: SelectionStatus) -> dict[str, Any]:
+    """The merge patch of the operator's fields (null removes a field; runtime is the pod's)."""
+    return status.model_dump(by_alias=True, mode="json", exclude={"runtime"})
+
+
+# Scheduled=False reasons that are a user's choice rather than a problem.
+_QUIET = frozenset({Reason.NO_MODEL_SELECTED, Reason.WAITING_FOR_DEMAND})
+
+
+def _events(
+    sel: Selection, d: _Decided, move: placement.Move | None, previous: list[dict[str, object]]
+) -> tuple[Event, ...]:
+    def event(type_: EventType, reason: Reason, message: str) -> Event:
+        return Event(
+            sel.namespace, sel.name, sel.uid, type_, reason, truncate(message, MAX_EVENT_MESSAGE)
+        )
+
+    out = []
+    s, r = d.scheduled, d.ready
+    if transitioned(previous, s):
+        warn = s.status == ConditionStatus.FALSE and s.reason not in _QUIET
+        warn = warn or s.reason == Reason.CPU_FALLBACK
+        out.append(event(EventType.WARNING if warn else EventType.NORMAL, s.reason, s.message))
+    elif move is not None and s.reason == Reason.PLACED:
+        out.append(event(EventType.NORMAL, Reason.RESCHEDULED, f"{move.reason}"))
+    old_pod = sel.status.get("pod")
+    new_pod = d.status.pod
+    if (
+        old_pod
+        and new_pod
+        and old_pod != new_pod
+        and sel.status.get("model") == d.status.model
+        and sel.status.get("node") == d.status.node
+        and sel.status.get("plannedGpuIndex") == d.status.planned_gpu_index
+    ):
+        msg = f"The pod spec changed (image or settings): pod {new_pod} replaces {old_pod}"
+        out.append(event(EventType.NORMAL, Reason.POD_REPLACED, msg))
+    if r.reason in (Reason.LOADED, Reason.LOAD_FAILED) and transitioned(previous, r):
+        warn = r.reason == Reason.LOAD_FAILED
+        out.append(event(EventType.WARNING if warn else EventType.NORMAL, r.reason, r.message))
+    return tuple(out)
 
 
 def _handover(
-    pod: dict[str, Any],
-    existing: Mapping[str, Any] | None,
-    own_pods: list[Mapping[str, Any]],
+    pod: Raw,
+    existing: Raw | None,
+    own_pods: list[Raw],
     spare_gib: float,
 ) -> tuple[bool, list[Key]]:
     """Make-before-break when both fit, break-before-make when they don't.
 
-    Returns whether to create the new pod now, and which old pods of the same
-    selection to keep for the moment. An old pod is kept while its successor
-    loads if the successor's GPU still has room for it; otherwise the old pod
-    goes first and the new one is created once the old one is gone.
+    Returns whether to create the new pod now, and which pods of the selection
+    to keep for the moment (the desired one included). An old pod is kept
+    while its successor loads if the successor's GPU still has room for it;
+    otherwise the old pod goes first and the new one is created once the old
+    one is gone. A spec change gives a new pod name, so it rolls the same way.
     """
     name = pod["metadata"]["name"]
-    old = [p for p in own_pods if p["metadata"]["name"] != name]
+    own = (pod["metadata"]["namespace"], name)
+    # A pod the scheduler refused is on no node: it holds nothing and is not kept.
+    old = [p for p in own_pods if p["metadata"]["name"] != name and unschedulable(p) is None]
     if existing is not None:
         if _pod_ready(existing):
-            return False, []
-        return False, [_pod_key(p) for p in old if not p["metadata"].get("deletionTimestamp")]
+            return False, [own]
+        going = [_pod_key(p) for p in old if not p["metadata"].get("deletionTimestamp")]
+        return False, [own, *going]
     gpu_old = [p for p in old if _holds_gpu(p)]
     if any(p["metadata"].get("deletionTimestamp") for p in gpu_old):
-        return False, []  # wait until the GPU memory is really released
+        return False, [own]  # wait until the GPU memory is really released
     room = spare_gib
-    for p in gpu_old:
-        room -= float(_ann(p, c.ANNOTATION_VRAM_GIB) or 0)
+    for p in gpu_old:  # only an old pod on the same GPU takes room from its successor
+        if _gpu_of(p) == _gpu_of(pod):
+            room -= float(_ann(p, c.ANNOTATION_VRAM_GIB) or 0)
     if room < 0:
-        return False, []  # break-before-make: old pods are deleted, create next pass
-    return True, [_pod_key(p) for p in old]
+        return False, [own]  # break-before-make: old pods are deleted, create next pass
+    return True, [own] + [_pod_key(p) for p in old]
 
 
-def _pod_key(pod: Mapping[str, Any]) -> Key:
-    return (pod["metadata"]["namespace"], pod["metadata"]["name"])
+# --- what the scheduler checks and says ---------------------------------------------
 
 
-def _holds_gpu(pod: Mapping[str, Any]) -> bool:
-    return bool(_ann(pod, c.ANNOTATION_PLANNED_GPU))
+def _unplanned_pods(
+    world: World, resolved: Sequence[Resolved], pods_by_owner: Mapping[str, list[Raw]]
+) -> list[Raw]:
+    """Pods on nodes that the plan does not place: all but the planned selections' own."""
+    planned = {
+        _pod_key(p) for r in resolved if _needs_compute(r) for p in pods_by_owner.get(r.sel.uid, [])
+    }
+    every = {_pod_key(p): p for p in [*world.pods, *world.node_pods]}
+    return [p for key, p in sorted(every.items()) if key not in planned]
 
 
-def _record_status(sel: Selection, status: dict[str, Any], now: datetime, actions: Actions) -> None:
-    conditions = status.pop("_conditions", [])
-    previous = {cond.get("type"): cond for cond in sel.status.get("conditions") or []}
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    new_conditions = []
-    for ctype, ok, reason, message in conditions:
-        value = "True" if ok else "False"
-        prev = previous.get(ctype, {})
-        changed = prev.get("status") != value
-        new_conditions.append(
-            {
-                "type": ctype,
-                "status": value,
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": stamp if changed else prev.get("lastTransitionTime", stamp),
-                "observedGeneration": sel.generation,
-            }
+def _scheduler_refused(sel: Selection, d: _Decided, refused: Refusals) -> _Decided:
+    """The scheduler refused this selection's pod: its words go into the status.
+
+    The planner has already re-planned the selection away from that node
+    (`Demand.excluded_nodes`). When there is nowhere else, the refused pod
+    stays: it is pinned to its node and the scheduler binds it once there is room.
+    """
+    if refused.message is None or refused.pod is None:
+        return d
+    said = f"the scheduler could not place pod {refused.pod}: {refused.message}"
+    message = f"{d.status.message}; {said}" if d.status.message else said
+    s = d.scheduled
+    scheduled = ConditionValue.of(
+        s.type, s.status == ConditionStatus.TRUE, s.reason, f"{s.message}; {said}"
+    )
+    keep = d.keep
+    if d.status.phase in (Phase.UNSCHEDULABLE, Phase.EVICTED):
+        keep = keep | {(sel.namespace, refused.pod)}
+    status = d.status.model_copy(update={"message": message})
+    return replace(d, status=status, scheduled=scheduled, keep=keep)
+
+
+def _gpu_still_held(
+    pod: Raw | None, result: placement.Plan, pods: Sequence[Raw], sel: Selection
+) -> bool:
+    """Other selections' pods (moving or evicted, leaving or not) still fill pod's GPU."""
+    if pod is None or not _holds_gpu(pod):
+        return False
+    node, gpu = _gpu_of(pod)
+    usage = result.usage(node or "", int(gpu) if gpu else None)
+    if usage is None:
+        return False
+    held = sum(
+        float(_ann(p, c.ANNOTATION_VRAM_GIB) or 0)
+        for p in pods
+        if _holds_gpu(p) and _gpu_of(p) == (node, gpu) and _owner_uid(p) != sel.uid
+    )
+    need = float(_ann(pod, c.ANNOTATION_VRAM_GIB) or 0)
+    return held + need > usage.capacity_gib + placement.EPSILON
+
+
+def _gpu_of(pod: Raw) -> tuple[str | None, str | None]:
+    return (_ann(pod, c.ANNOTATION_PLANNED_NODE), _ann(pod, c.ANNOTATION_PLANNED_GPU))
+
+
+# --- catalogs -------------------------------------------------------------------
+
+
+def _catalog_decision(
+    cat: Catalog, spec: CatalogSpec | None, errors: list[str] | None, stamp: str
+) -> CatalogDecision:
+    previous = list(cat.status.get("conditions") or [])
+    if spec is not None:
+        options = {task: sorted(t.options) for task, t in sorted(spec.tasks.items())}
+        count = sum(len(o) for o in options.values())
+        msg = f"{len(options)} tasks, {count} options"
+        value = ConditionValue.of(ConditionType.ACCEPTED, True, Reason.VALID, msg)
+        problems: list[str] = []
+    else:
+        options, problems = {}, list(errors or ["does not parse"])
+        msg = f"{len(problems)} problem(s): {problems[0]}"
+        value = ConditionValue.of(ConditionType.ACCEPTED, False, Reason.INVALID, msg)
+    status = CatalogStatus(
+        observed_generation=cat.generation,
+        conditions=[
+            Condition.model_validate(
+                set_condition(previous, value, now=stamp, generation=cat.generation)
+            )
+        ],
+        options=options,
+        problems=problems,
+    )
+    patch = status.model_dump(by_alias=True, mode="json")
+    if {k: cat.status.get(k) for k in patch} == patch:
+        return CatalogDecision(cat.key, status, None, ())
+    events: tuple[Event, ...] = ()
+    if transitioned(previous, value) and value.status != ConditionStatus.TRUE:
+        events = (
+            Event(
+                cat.namespace,
+                cat.name,
+                cat.uid,
+                EventType.WARNING,
+                Reason.INVALID,
+                truncate(msg, MAX_EVENT_MESSAGE),
+                kind=c.CATALOG_KIND,
+            ),
         )
-    status["conditions"] = new_conditions
-    status["observedGeneration"] = sel.generation
-    current = {k: sel.status.get(k) for k in status}
-    if current != status:
-        actions.status[sel.key] = status
+    return CatalogDecision(cat.key, status, patch, events)
 
 
 # --- small helpers ----------------------------------------------------------
 
 
-def _cpu_node(nodes: Sequence[Mapping[str, Any]]) -> str | None:
+def _visible_gpu(device: str) -> int | None:
+    """The GPU index the pod reports using ("cuda:N" -> N); None on the CPU."""
+    if not device.startswith("cuda"):
+        return None
+    _, _, index = device.partition(":")
+    return int(index) if index.isdigit() else 0
+
+
+def _cpu_node(nodes: Sequence[Raw]) -> str | None:
     """Where CPU pods go: the first node without GPUs, else anywhere the scheduler likes."""
     plain = [n.name for n in cpu_nodes(nodes) if not n.has_gpu]
     return plain[0] if plain else None
 
 
-def _pods_by_owner(pods: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    out: dict[str, list[Mapping[str, Any]]] = {}
-    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+def _pods_by_owner(pods: Sequence[Raw]) -> dict[str, list[Raw]]:
+    out: dict[str, list[Raw]] = {}
+    for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
         owner = _owner_uid(pod)
         if owner:
             out.setdefault(owner, []).append(pod)
     return out
 
 
-def _owner_uid(pod: Mapping[str, Any]) -> str | None:
+def _owner_uid(pod: Raw) -> str | None:
     for ref in pod["metadata"].get("ownerReferences") or []:
         if ref.get("kind") == c.SELECTION_KIND and ref.get("controller"):
             return str(ref.get("uid"))
     return None
 
 
-def _pod_ready(pod: Mapping[str, Any]) -> bool:
+def _pod_key(pod: Raw) -> Key:
+    return (str(pod["metadata"]["namespace"]), str(pod["metadata"]["name"]))
+
+
+def _holds_gpu(pod: Raw) -> bool:
+    return bool(_ann(pod, c.ANNOTATION_PLANNED_GPU))
+
+
+def _pod_ready(pod: Raw) -> bool:
     for cond in pod.get("status", {}).get("conditions") or []:
         if cond.get("type") == "Ready":
             return bool(cond.get("status") == "True")
     return False
 
 
-def _ann(pod: Mapping[str, Any], key: str) -> str | None:
+def _ann(pod: Raw, key: str) -> str | None:
     value = (pod["metadata"].get("annotations") or {}).get(key)
     return None if value is None else str(value)
-
-
-def _label(value: str | None) -> str:
-    from fovea.operator.podspec import label_value
-
-    return label_value(value or "")
 
 
 def _epoch(stamp: object) -> float:
@@ -438,7 +760,9 @@ def _epoch(stamp: object) -> float:
         return 0.0
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
+def _all_errors(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        out.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return out

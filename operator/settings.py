@@ -9,6 +9,7 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fovea.domain.quota import Quota, parse_gib
 from fovea.domain.resources import SharingMode
 
 
@@ -32,6 +33,17 @@ class OperatorSettings(BaseSettings):
     lease_seconds: float = 15.0
     identity: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     liveness_port: int = 0  # 0: no liveness endpoint
+    metrics_port: int = 0  # 0: no Prometheus endpoint (write failures, quotas)
+    # Tenants (docs/tenants.md): the quota of a namespace without the
+    # fovea.dev/gpu-memory-quota or fovea.dev/max-priority annotation.
+    # "" / None: unlimited. A bare number is GiB ("40"), else a quantity ("40Gi").
+    default_gpu_memory_quota: str = ""
+    default_max_priority: int | None = None
+
+    def default_quota(self) -> Quota:
+        """The cluster default quota (ValueError if the setting does not parse)."""
+        gib = parse_gib(self.default_gpu_memory_quota) if self.default_gpu_memory_quota else None
+        return Quota(gib, self.default_max_priority)
 
 
 @lru_cache

@@ -66,6 +66,8 @@ MUST: dict[str, list[Ask]] = {
         cluster("watch", "namespaces"),
         cluster("get", "namespaces"),  # quota annotations, terminating (docs/tenants.md)
         elsewhere("create", "events"),
+        elsewhere("get", "events"),  # a repeated Event is counted on the existing one
+        elsewhere("patch", "events"),
         # The planner's reads, cluster-wide.
         everywhere("list", SELECTIONS),
         everywhere("watch", SELECTIONS),
@@ -77,6 +79,7 @@ MUST: dict[str, list[Ask]] = {
         everywhere("watch", "pods"),
         # Its writes, in any namespace with selections.
         elsewhere("patch", SELECTIONS, "status"),
+        elsewhere("patch", CATALOGS, "status"),
         elsewhere("create", "pods"),
         elsewhere("delete", "pods"),
         elsewhere("get", "secrets"),
@@ -100,6 +103,8 @@ MUST: dict[str, list[Ask]] = {
         own("watch", "pods"),
         cluster("list", "nodes"),
         cluster("watch", "nodes"),
+        cluster("list", "namespaces"),  # its own Namespace's quota annotations
+        cluster("watch", "namespaces"),
         # Other namespaces' selections: which GPUs they hold (cluster-wide mode).
         everywhere("list", SELECTIONS),
         everywhere("watch", SELECTIONS),
