@@ -18,6 +18,7 @@ from fovea.domain.resources import (
     ModelOption,
     Phase,
     RuntimeReport,
+    SelectionStatus,
 )
 
 # The option fields of the original models.yaml, served back as the catalog has them.
@@ -184,11 +185,12 @@ def gpu_holdings(state: ClusterState, gpus: GpuView) -> list[dict[str, Any]]:
     held: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for key, sel in holders(state):
         status = sel.status
-        assert status.node is not None and status.gpu_index is not None
+        index = planned_gpu(status)
+        assert status.node is not None and index is not None
         measured = status.runtime.measured_memory_gb if status.runtime else None
         if measured is None:
             measured = status.measured_memory_gb
-        held.setdefault((status.node, status.gpu_index), []).append(
+        held.setdefault((status.node, index), []).append(
             {
                 "selection": key,
                 "task": sel.spec.task,
@@ -217,9 +219,20 @@ def holders(state: ClusterState) -> list[tuple[str, Selection]]:
         (key, sel)
         for key, sel in [*own, *state.peers.items()]
         if sel.status.node is not None
-        and sel.status.gpu_index is not None
+        and planned_gpu(sel.status) is not None
         and sel.status.phase in HOLDING
     )
+
+
+def planned_gpu(sel_status: SelectionStatus) -> int | None:
+    """The GPU index the operator counts the selection against (else the one its pod reports).
+
+    Pods are not pinned to a GPU index yet, so the operator keeps the two apart:
+    `plannedGpuIndex` for accounting, `gpuIndex` for what the pod says it uses.
+    """
+    if sel_status.planned_gpu_index is not None:
+        return sel_status.planned_gpu_index
+    return sel_status.gpu_index
 
 
 def vram_by_gpu(state: ClusterState, loaded: Sequence[LoadedModel]) -> dict[tuple[str, int], float]:
@@ -229,7 +242,7 @@ def vram_by_gpu(state: ClusterState, loaded: Sequence[LoadedModel]) -> dict[tupl
         status = m.selection.status
         if m.gpu_device is None or status.node is None:
             continue
-        key = (status.node, status.gpu_index or 0)
+        key = (status.node, planned_gpu(sel_status=status) or 0)
         out[key] = out.get(key, 0.0) + (m.memory_gib or 0.0)
     return out
 
@@ -255,6 +268,6 @@ def _gpu_device(sel: Selection, runtime: RuntimeReport) -> str | None:
     if device.startswith("cuda"):
         return device
     # On a simulated GPU the process runs on the CPU but holds the GPU's share of VRAM.
-    if runtime.simulated_gpu or sel.status.gpu_index is not None:
+    if runtime.simulated_gpu or planned_gpu(sel.status) is not None:
         return sel.status.device if (sel.status.device or "").startswith("cuda") else "cuda:0"
     return None

@@ -70,7 +70,9 @@ def build_state(
     """
     raw_catalog = catalogs.get(catalog_name)
     catalog: CatalogSpec | None = None
-    catalog_error: str | None = f"ModelCatalog '{catalog_name}' not found in namespace '{namespace}'"
+    catalog_error: str | None = (
+        f"ModelCatalog '{catalog_name}' not found in namespace '{namespace}'"
+    )
     if raw_catalog is not None:
         catalog, catalog_error = parse_catalog(raw_catalog)
     return ClusterState(

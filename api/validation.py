@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fovea.api.responses import GpuView, holders
+from fovea.api.responses import GpuView, holders, planned_gpu
 from fovea.api.state import ClusterState, Selection
 from fovea.domain import budget
 from fovea.domain.placement import EPSILON
@@ -70,9 +70,9 @@ def validate_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
             status = sel.status
             view.update(reason=status.message or view["reason"])
             if decided in PLACED:
-                view.update(outcome="gpu", node=status.node, gpu_index=status.gpu_index)
+                view.update(outcome="gpu", node=status.node, gpu_index=planned_gpu(status))
                 continue
-            view.update(outcome=_outcome(decided), node=status.node, gpu_index=status.gpu_index)
+            view.update(outcome=_outcome(decided), node=status.node, gpu_index=None)
             missing[task] = (
                 f"{task}: {sel.spec.model} ({format_gb(vram)} GB) is {DISPLACED[decided]} "
                 f"(the operator's decision): {status.message or 'no reason given'}; "
@@ -91,7 +91,7 @@ def validate_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
             (key, s)
             for key, s in held
             if not key.startswith(own_prefix)
-            and (s.status.node, s.status.gpu_index) == (view["node"], view["gpu_index"])
+            and (s.status.node, planned_gpu(s.status)) == (view["node"], view["gpu_index"])
         ]
         if not others:
             continue
@@ -137,7 +137,7 @@ def _operator_decision(sel: Selection) -> Phase | None:
     if status.model != sel.spec.model:
         return None
     phase = Phase(status.phase)
-    if phase in PLACED and status.node is not None and status.gpu_index is not None:
+    if phase in PLACED and status.node is not None and planned_gpu(status) is not None:
         return phase
     if phase in DISPLACED:
         return phase
@@ -173,7 +173,7 @@ def _holding_text(
         here = [
             f"{key} ({format_gb(_size(s))} GB)"
             for key, s in held
-            if (s.status.node, s.status.gpu_index) == (g.node, g.index)
+            if (s.status.node, planned_gpu(s.status)) == (g.node, g.index)
         ]
         holds = ", ".join(here) if here else "nothing"
         parts.append(f"{g.node} GPU {g.index} ({format_gb(g.memory_gib)} GB) holds {holds}")

@@ -19,12 +19,13 @@ def api_factory(kubeconfig: str, namespace: str, crds: None) -> Iterator[Callabl
     servers: list[ApiServer] = []
 
     def start(**overrides: object) -> ApiServer:
-        settings = Settings(
-            kubeconfig=kubeconfig,
-            namespace=namespace,
-            reconnect_max_backoff_seconds=0.5,
-            **overrides,  # type: ignore[arg-type]
-        )
+        fields: dict[str, object] = {
+            "kubeconfig": kubeconfig,
+            "namespace": namespace,
+            "reconnect_max_backoff_seconds": 0.5,
+            **overrides,
+        }
+        settings = Settings(**fields)  # type: ignore[arg-type]
         server = ApiServer(settings).start()
         servers.append(server)
         return server

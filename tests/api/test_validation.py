@@ -5,9 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
+
 from api_builders import gpu_node, selection, state
 from fovea.api import responses
+from fovea.api.cache import Snapshot
+from fovea.api.errors import CatalogUnreadable
 from fovea.api.schemas import ValidateBody
+from fovea.api.service import ModelService
 from fovea.api.state import ClusterState, Selection, parse_selection
 from fovea.api.validation import validate_body
 
@@ -96,3 +101,25 @@ def test_namespaced_mode_says_its_scope() -> None:
     body = validate(state([selection("object_detection", "yolov8n")], nodes=[gpu_node("gpu-0")]))
     assert body["scope"] == "namespace"
     assert body["valid"] is True
+
+
+class _Holder:
+    """What the service reads of a cache: its current snapshot."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+
+def test_a_catalog_that_does_not_parse_is_an_error_not_default_values() -> None:
+    broken = {"tasks": {}, "inference": {"defaultBatchSize": 9, "maxBatchSize": 8}}
+    st = state(catalog=broken)
+    assert st.catalog is None
+    assert st.catalog_error is not None
+    assert st.catalog_error.startswith("ModelCatalog 'default' does not parse: inference: ")
+    assert "default_batch_size (9) exceeds max_batch_size (8)" in st.catalog_error
+    service = ModelService(_Holder(Snapshot(1, st, {}, [])), None, None, 60)  # type: ignore[arg-type]
+    for read in (service.config_json, service.validate_json):
+        with pytest.raises(CatalogUnreadable) as err:
+            read()
+        assert err.value.status_code == 500
+        assert err.value.message == st.catalog_error
