@@ -1,4 +1,4 @@
-"""The REST API as the command line reaches it: one httpx client, errors with exit codes."""
+"""The REST API as the command line reaches it: requests, and errors with exit codes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
 
 DEFAULT_API = "http://localhost:3001"
 ENV_API = "FOVEA_API"
@@ -69,14 +70,18 @@ class Target:
 
 
 class Api:
-    """GET and POST on the API; every failure becomes a CliError."""
+    """GET and POST on the API; every failure becomes a CliError.
+
+    The standard library's HTTP client: a command makes one to three
+    requests, and importing httpx would cost more than all of them (bench/cli.py).
+    """
 
     def __init__(self, target: Target, timeout_s: float = 30.0) -> None:
-        headers = {"Accept": "application/json"}
+        self.headers = {"Accept": "application/json"}
         if target.token:
-            headers["Authorization"] = f"Bearer {target.token}"
+            self.headers["Authorization"] = f"Bearer {target.token}"
         self.target = target
-        self.http = httpx.Client(base_url=target.url, headers=headers, timeout=timeout_s)
+        self.timeout_s = timeout_s
 
     def get(self, path: str, **params: Any) -> Any:
         return self._json("GET", path, params)
@@ -86,36 +91,36 @@ class Api:
 
     def stream(self, path: str, **params: Any) -> Iterator[bytes]:
         """The response body as it arrives (no read timeout: a followed log may be quiet)."""
-        timeout = httpx.Timeout(self.http.timeout.connect, read=None)
-        try:
-            with self.http.stream("GET", path, params=_clean(params), timeout=timeout) as resp:
-                if resp.status_code >= 400:
-                    raise self._failure(resp.status_code, resp.read())
-                yield from resp.iter_bytes()
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from exc
+        with self._open("GET", path, params, timeout_s=None) as resp:
+            while chunk := resp.read1(64 * 1024):
+                yield chunk
 
     def close(self) -> None:
-        self.http.close()
+        """Nothing to release: each request has its own connection."""
 
     def _json(self, method: str, path: str, params: dict[str, Any]) -> Any:
+        with self._open(method, path, params, self.timeout_s) as resp:
+            body = resp.read()
         try:
-            resp = self.http.request(method, path, params=_clean(params))
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from exc
-        if resp.status_code >= 400:
-            raise self._failure(resp.status_code, resp.content)
-        try:
-            return resp.json()
+            return json.loads(body)
         except ValueError as exc:
             raise CliError(f"{self.target.url}{path} did not answer JSON", UNREACHABLE) from exc
 
-    def _failure(self, status: int, body: bytes) -> CliError:
-        return CliError(error_message(status, body), exit_code_for(status))
-
-    def _unreachable(self, exc: httpx.TransportError) -> CliError:
-        why = str(exc) or type(exc).__name__
-        return CliError(f"cannot reach the API at {self.target.url}: {why}", UNREACHABLE)
+    def _open(self, method: str, path: str, params: dict[str, Any], timeout_s: float | None) -> Any:
+        query = urlencode(_clean(params), doseq=True)
+        url = f"{self.target.url}{path}" + (f"?{query}" if query else "")
+        request = Request(
+            url, method=method, headers=self.headers, data=b"" if method == "POST" else None
+        )
+        try:
+            return urlopen(request, timeout=timeout_s)
+        except HTTPError as exc:
+            raise CliError(error_message(exc.code, exc.read()), exit_code_for(exc.code)) from exc
+        except (URLError, OSError) as exc:
+            why = getattr(exc, "reason", None) or exc
+            raise CliError(
+                f"cannot reach the API at {self.target.url}: {why}", UNREACHABLE
+            ) from exc
 
 
 def _clean(params: dict[str, Any]) -> dict[str, Any]:

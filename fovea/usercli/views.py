@@ -83,8 +83,8 @@ def gpu_rows(status_body: dict[str, Any], threshold: float) -> list[Row]:
             {
                 "node": gpu["node"],
                 "index": gpu["index"],
-                "used_gb": round(used, 3),
-                "threshold_gb": round(gpu["memory_gb"] * threshold, 3),
+                "used_gb": round(used, 6),
+                "threshold_gb": round(gpu["memory_gb"] * threshold, 6),
                 "total_gb": gpu["memory_gb"],
                 "simulated": gpu["simulated"],
                 "held_by": [h["selection"] for h in gpu["held_by"]],

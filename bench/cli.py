@@ -1,0 +1,163 @@
+"""Benchmark of the command line's cold start (issue 17): `fovea-models ps` wall time.
+
+Runs `fovea-models ps` (the installed console script, a new process each
+time, so every import is paid) against a live API, and prints the wall
+time's min / median / max, beside a bare `python -c pass` for scale. It also
+runs it once under `python -X importtime` and checks that no torch, kopf,
+kubernetes or pydantic module is imported on this path, printing the
+slowest imports.
+
+Target: median <= 0.5 s, none of those imports.
+
+    .venv/bin/python bench/cli.py                  # a local cluster and API of its own
+    .venv/bin/python bench/cli.py --api URL        # an API already running
+    .venv/bin/python bench/cli.py --runs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from fovea.kube import apply_crds
+from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
+
+TARGET_S = 0.5
+FORBIDDEN = ("torch", "kopf", "kubernetes", "pydantic")
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CATALOG = REPO / "manifests" / "demo-catalog" / "catalog.yaml"
+NAMESPACE = "bench-cli"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def local_api(work: Path) -> Iterator[str]:
+    """A local cluster with the demo catalog, and `fovea-models api` on a free port."""
+    from fovea.localcluster.cluster import LocalCluster
+
+    put_kubectl_on_path(ensure_binaries())
+    cluster = LocalCluster(work / "cluster", gpus="2x24GiB,1x80GiB", log=lambda m: None)
+    cluster.start()
+    try:
+        kubeconfig = str(cluster.kubeconfig)
+        apply_crds(kubeconfig)
+        env = {**os.environ, "KUBECONFIG": kubeconfig}
+        subprocess.run(["kubectl", "create", "namespace", NAMESPACE], env=env, check=True)
+        subprocess.run(
+            ["kubectl", "apply", "-n", NAMESPACE, "-f", str(DEMO_CATALOG)], env=env, check=True
+        )
+        port = free_port()
+        api_env = {**env, "FOVEA_API_NAMESPACE": NAMESPACE}
+        with open(work / "api.log", "wb") as log:
+            proc = subprocess.Popen(
+                [str(BIN / "fovea-models"), "api", "--port", str(port)],
+                env=api_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    finally:
+        cluster.stop()
+
+
+def wait_ready(url: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def wall(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(argv, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {result.returncode}: {result.stderr}")
+    return elapsed
+
+
+def imports(url: str, env: dict[str, str]) -> list[tuple[int, str]]:
+    """(cumulative microseconds, module) of every import of `fovea-models ps`."""
+    result = subprocess.run(
+        [sys.executable, "-P", "-X", "importtime", "-m", "fovea.cli", "ps", "--api", url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = []
+    for line in result.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = (part.strip() for part in line[len("import time:") :].split("|"))
+        out.append((int(cumulative), name))
+    return out
+
+
+def measure(url: str, runs: int) -> bool:
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    ps = [str(BIN / "fovea-models"), "ps", "--api", url]
+    wall(ps, env)  # the first run warms the file-system cache
+    times = [wall(ps, env) for _ in range(runs)]
+    bare = statistics.median(wall([sys.executable, "-c", "pass"], env) for _ in range(5))
+    median = statistics.median(times)
+    print(f"`fovea-models ps` cold start, {runs} runs against {url} ({os.cpu_count()} CPUs)")
+    print(
+        f"  wall: min {min(times):.3f} s, median {median:.3f} s, max {max(times):.3f} s "
+        f"(target <= {TARGET_S} s); bare python -c pass: {bare:.3f} s"
+    )
+    modules = imports(url, env)
+    heavy = sorted({name for _, name in modules if name.split(".")[0] in FORBIDDEN}, key=len)
+    top = sorted(modules, reverse=True)[:8]
+    print(
+        "  slowest imports (cumulative): " + ", ".join(f"{n} {us / 1000:.0f} ms" for us, n in top)
+    )
+    print(f"  torch/kopf/kubernetes/pydantic imported: {', '.join(heavy[:5]) if heavy else 'none'}")
+    ok = median <= TARGET_S and not heavy
+    print(f"  {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--api", help="an API already running (default: start one)")
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    if args.api:
+        return 0 if measure(args.api.rstrip("/"), args.runs) else 1
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp, local_api(Path(tmp)) as url:
+        return 0 if measure(url, args.runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
