@@ -44,7 +44,8 @@ SELECTIONS = c.SELECTION_PLURAL
 NODES = "nodes"
 PODS = "pods"
 PEERS = "peer-selections"  # every namespace's ModelSelections (cluster-wide mode)
-KINDS = (CATALOGS, SELECTIONS, NODES, PODS, PEERS)
+NAMESPACE = "namespace"  # the API's own Namespace: its GPU-memory quota annotations
+KINDS = (CATALOGS, SELECTIONS, NODES, PODS, PEERS, NAMESPACE)
 REBUILD = "rebuild"  # the key of `unsynced` while building a snapshot fails
 FIRST_REBUILD_RETRY_S = 0.1
 MODEL_POD_SELECTOR = f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
@@ -134,7 +135,7 @@ class ClusterCache:
         self._watch_timeout_s = watch_timeout_s
         self._max_backoff_s = max_backoff_s
         self._lock = threading.Lock()
-        self._stores = _Stores(KINDS if cluster_wide else (CATALOGS, SELECTIONS, NODES, PODS))
+        self._stores = _Stores(KINDS if cluster_wide else tuple(k for k in KINDS if k != PEERS))
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._synced_event = threading.Event()
@@ -311,6 +312,7 @@ class ClusterCache:
             raw[NODES],
             raw[PODS],
             raw[PEERS] if self.cluster_wide else None,
+            raw[NAMESPACE].get(self.namespace),
         )
         self._version += 1
         return Snapshot(self._version, state, unsynced, changes)
@@ -325,6 +327,12 @@ class ClusterCache:
             Source(CATALOGS, custom, (c.GROUP, c.VERSION, ns, c.CATALOG_PLURAL)),
             Source(SELECTIONS, custom, (c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL)),
             Source(NODES, lambda api: client.CoreV1Api(api).list_node),
+            Source(
+                NAMESPACE,
+                lambda api: client.CoreV1Api(api).list_namespace,
+                (),
+                (("field_selector", f"metadata.name={ns}"),),
+            ),
             Source(
                 PODS,
                 lambda api: client.CoreV1Api(api).list_namespaced_pod,

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fovea.api.cache import Snapshot
+from fovea.api.quota_view import quota_view
 from fovea.api.responses import vram_by_gpu
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0)
@@ -117,3 +118,21 @@ class SnapshotCollector(Collector):
             allocated.add_metric(labels, used.get((gpu.node, gpu.index), 0.0))
         yield total
         yield allocated
+
+        view = quota_view(snap.state)  # this namespace's GPU-memory quota (docs/tenants.md)
+        quota = GaugeMetricFamily(
+            "fovea_api_namespace_gpu_memory_quota_gb",
+            "The API's namespace's GPU-memory quota (GiB), when it has one",
+            labels=["namespace"],
+        )
+        quota_used = GaugeMetricFamily(
+            "fovea_api_namespace_gpu_memory_used_gb",
+            "Declared memory (GiB) of the namespace's selections placed on GPUs, under a quota",
+            labels=["namespace"],
+        )
+        if view is not None:
+            if view["gpu_memory_quota_gb"] is not None:
+                quota.add_metric([view["namespace"]], view["gpu_memory_quota_gb"])
+            quota_used.add_metric([view["namespace"]], view["used_gb"])
+        yield quota
+        yield quota_used

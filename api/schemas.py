@@ -99,6 +99,18 @@ class GpuHoldingBody(BaseModel):
     held_by: list[HolderBody] = Field(description="Selections the operator placed on this GPU")
 
 
+class QuotaBody(BaseModel):
+    """A namespace's GPU-memory quota and what the operator placed (docs/tenants.md)."""
+
+    namespace: str
+    gpu_memory_quota_gb: float | None = Field(description="The quota, GiB; null: no memory cap")
+    max_priority: int | None = Field(description="Priorities above are clamped; null: none")
+    used_gb: float = Field(description="Declared memory of its selections placed on GPUs, GiB")
+    available_gb: float | None = Field(description="Quota left, GiB; null: no memory cap")
+    quota_exceeded: list[str] = Field(description="Tasks refused for the quota (QuotaExceeded)")
+    problem: str | None = Field(description="An annotation that did not parse; null: none")
+
+
 class StatusBody(BaseModel):
     loaded_models: dict[str, LoadedModelBody] = Field(description="Loaded models by task")
     total_vram_allocated_gb: float = Field(description="Measured memory of models on GPUs, GiB")
@@ -110,6 +122,9 @@ class StatusBody(BaseModel):
         description="cluster: held_by covers every namespace; namespace: only this one"
     )
     gpus: list[GpuHoldingBody] = Field(description="The GPUs the totals cover")
+    quota: QuotaBody | None = Field(
+        default=None, description="This namespace's GPU-memory quota; null: none"
+    )
 
 
 class SelectBody(BaseModel):
@@ -152,4 +167,7 @@ class ValidateBody(BudgetReport):
     placements: dict[str, PlacementBody]  # type: ignore[assignment]
     scope: Literal["cluster", "namespace"] = Field(
         description="Whether other namespaces' selections were visible"
+    )
+    quota: QuotaBody | None = Field(
+        default=None, description="This namespace's GPU-memory quota; null: none"
     )
