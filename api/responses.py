@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fovea.api.quota_view import quota_view
 from fovea.api.state import ClusterState, Selection
 from fovea.domain.gpus import Gpu, gpus_from_nodes
 from fovea.domain.resources import (
@@ -173,6 +174,7 @@ def status_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
         "simulated_gpu": gpus.simulated,
         "vram_scope": "cluster" if state.cluster_wide else "namespace",
         "gpus": gpu_holdings(state, gpus),
+        "quota": quota_view(state),  # this namespace's GPU-memory quota (docs/tenants.md)
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fovea.api.parsing import parse_lenient
+from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import CatalogSpec, SelectionSpec, SelectionStatus, selection_name
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class ClusterState:
     # Selections of the other namespaces, by "namespace/name"; empty in namespaced mode.
     peers: Mapping[str, Selection] = field(default_factory=dict)
     cluster_wide: bool = False  # whether `peers` is watched (else other namespaces are unseen)
+    quota: Quota = UNLIMITED  # this namespace's GPU-memory quota (its annotations)
 
     def selection_for(self, task: str) -> Selection | None:
         """The task's selection: the one named `selection_name(task)`, else any for the task."""
@@ -62,6 +64,7 @@ def build_state(
     nodes: Mapping[str, Raw],
     pods: Mapping[str, Raw],
     peers: Mapping[str, Raw] | None = None,
+    namespace_object: Raw | None = None,
 ) -> ClusterState:
     """Assemble a ClusterState from the cache's stores (all keyed by name).
 
@@ -88,6 +91,9 @@ def build_state(
         catalog_error=catalog_error,
         peers=_peers(namespace, peers or {}),
         cluster_wide=peers is not None,
+        quota=quota_from_annotations(
+            (namespace_object or {}).get("metadata", {}).get("annotations"), UNLIMITED
+        ),
     )
 
 

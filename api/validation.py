@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fovea.api.quota_view import quota_view
 from fovea.api.responses import GpuView, holders, planned_gpu
 from fovea.api.state import ClusterState, Selection
 from fovea.domain import budget
@@ -126,6 +127,7 @@ def validate_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
     body["valid"] = valid
     body["warnings"] = warnings
     body["scope"] = "cluster" if state.cluster_wide else "namespace"
+    body["quota"] = quota_view(state)
     return body
 
 
