@@ -1,0 +1,228 @@
+"""Benchmark: one tenant's refusals never slow another's model switch.
+
+Prints, from one run on the local cluster (simulated GPUs; the node agent
+runs the model pods, so Ready means the model really loaded):
+1. select -> Ready p50 and p95 in `default`, alone;
+2. the same while another namespace refuses every write: a ResourceQuota
+   that allows no pods, service accounts, roles or role bindings, with a
+   catalog and `--refused` selections that all want pods;
+3. the ratio of the two medians (target: within 1.2x), and the operator's
+   write failures in the refusing namespace (its own metric).
+
+Each switch alternates the selection between two small models; the clock
+stops when the selection's status says Ready with the new model.
+
+Usage: .venv/bin/python -P bench/tenants.py [--switches 15] [--refused 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client
+
+from fovea.domain import constants as c
+from fovea.domain.resources import selection_name
+from fovea.kube import api_client, apply_crds
+from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
+from fovea.localcluster.cluster import LocalCluster
+
+HOME, REFUSING = "default", "noplace"
+TASK = "det"
+READY_TIMEOUT_S = 180.0
+TARGET_RATIO = 1.2
+
+
+def catalog(tasks: list[str]) -> dict[str, Any]:
+    def option(vram_gb: float) -> dict[str, Any]:
+        return {
+            "modelId": "mlp-tiny",
+            "framework": "pytorch",
+            "vramGb": vram_gb,
+            "architecture": "mlp-tiny",
+            "allowRandomWeights": True,
+        }
+
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.CATALOG_KIND,
+        "metadata": {"name": "default"},
+        "spec": {
+            "tasks": {t: {"options": {"one": option(1.0), "two": option(1.5)}} for t in tasks},
+            "inference": {"offloadThreshold": 0.8, "warmupOnStartup": True},
+        },
+    }
+
+
+def selection(task: str, model: str) -> dict[str, Any]:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.SELECTION_KIND,
+        "metadata": {"name": selection_name(task)},
+        "spec": {"task": task, "model": model},
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def status(custom: client.CustomObjectsApi, ns: str, task: str) -> dict[str, Any]:
+    obj = custom.get_namespaced_custom_object(
+        c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, selection_name(task)
+    )
+    return dict(obj.get("status") or {})
+
+
+def switch(custom: client.CustomObjectsApi, model: str) -> float:
+    """Seconds from the spec change to Ready with `model`."""
+    start = time.monotonic()
+    custom.patch_namespaced_custom_object(
+        c.GROUP,
+        c.VERSION,
+        HOME,
+        c.SELECTION_PLURAL,
+        selection_name(TASK),
+        {"spec": {"model": model}},
+    )
+    while time.monotonic() - start < READY_TIMEOUT_S:
+        now = status(custom, HOME, TASK)
+        if now.get("phase") == "Ready" and now.get("model") == model:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise TimeoutError(f"{model} not Ready after {READY_TIMEOUT_S:.0f}s: {now}")
+
+
+def switches(custom: client.CustomObjectsApi, n: int) -> list[float]:
+    current = status(custom, HOME, TASK).get("model")
+    out = []
+    for _ in range(n):
+        current = "two" if current == "one" else "one"
+        out.append(switch(custom, current))
+    return out
+
+
+def refuse_everything(core: client.CoreV1Api, custom: client.CustomObjectsApi, n: int) -> None:
+    """A namespace whose ResourceQuota refuses every object the operator would create there."""
+    core.create_namespace({"metadata": {"name": REFUSING}})
+    hard = {
+        "pods": "0",
+        "count/serviceaccounts": "0",
+        "count/roles.rbac.authorization.k8s.io": "0",
+        "count/rolebindings.rbac.authorization.k8s.io": "0",
+        "count/events": "0",
+    }
+    core.create_namespaced_resource_quota(
+        REFUSING, {"metadata": {"name": REFUSING}, "spec": {"hard": hard}}
+    )
+    deadline = time.monotonic() + 60
+    while not core.read_namespaced_resource_quota(REFUSING, REFUSING).status.hard:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the ResourceQuota controller never set the quota's status")
+        time.sleep(0.1)
+    tasks = [f"t{i:02d}" for i in range(n)]
+    custom.create_namespaced_custom_object(
+        c.GROUP, c.VERSION, REFUSING, c.CATALOG_PLURAL, catalog(tasks)
+    )
+    for task in tasks:
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, REFUSING, c.SELECTION_PLURAL, selection(task, "one")
+        )
+
+
+def failures(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("fovea_operator_write_failures_total{")
+        and f'namespace="{REFUSING}"' in line
+    )
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(label: str, values: list[float]) -> str:
+    return (
+        f"{label}: select -> Ready over {len(values)} switches: "
+        f"p50 {statistics.median(values) * 1000:.0f} ms, p95 {p(values, 0.95) * 1000:.0f} ms"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--switches", type=int, default=15)
+    parser.add_argument("--refused", type=int, default=10, help="selections in the refusing ns")
+    args = parser.parse_args()
+
+    put_kubectl_on_path(ensure_binaries())
+    state = Path(tempfile.mkdtemp(prefix="fovea-bench-tenants-"))
+    cluster = LocalCluster(state, log=lambda _: None)
+    cluster.start()
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        kubeconfig = str(cluster.kubeconfig)
+        apply_crds(kubeconfig)
+        api = api_client(kubeconfig)
+        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, HOME, c.CATALOG_PLURAL, catalog([TASK])
+        )
+        port = free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": kubeconfig,
+            "FOVEA_OPERATOR_LEASE_NAMESPACE": HOME,
+            "FOVEA_OPERATOR_METRICS_PORT": str(port),
+        }
+        log = open(state / "operator.log", "wb")  # noqa: SIM115
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "fovea.cli", "operator"],  # cluster-wide: every namespace
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, HOME, c.SELECTION_PLURAL, selection(TASK, "one")
+        )
+        switch(custom, "one")  # warm-up: the first load imports torch from a cold cache
+        alone = switches(custom, args.switches)
+        print(summary("alone", alone))
+
+        refuse_everything(core, custom, args.refused)
+        time.sleep(2)  # the refusals start (and are retried on their own backoff)
+        shared = switches(custom, args.switches)
+        print(
+            summary(f"beside a namespace refusing every write ({args.refused} selections)", shared)
+        )
+        ratio = statistics.median(shared) / statistics.median(alone)
+        verdict = "ok" if ratio <= TARGET_RATIO else "over target"
+        print(f"ratio of medians: {ratio:.2f}x (target <= {TARGET_RATIO}x: {verdict})")
+        print(f"write failures counted in {REFUSING}: {failures(port):.0f}")
+        stalls = (state / "operator.log").read_text(errors="replace").count("pass failed")
+        print(f"failed passes in the operator's log: {stalls}")
+    finally:
+        if operator is not None:
+            operator.terminate()
+            operator.wait(timeout=30)
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
