@@ -264,7 +264,17 @@ class CatalogSpec(Wire):
     @field_validator("tasks")
     @classmethod
     def _task_names(cls, tasks: dict[str, TaskSpec]) -> dict[str, TaskSpec]:
-        return _check_names(tasks, "task")
+        _check_names(tasks, "task")
+        seen: dict[str, str] = {}
+        for task in tasks:  # the CRD cannot say this: one ModelSelection name per task
+            first = seen.setdefault(selection_name(task), task)
+            if first != task:
+                raise ValueError(
+                    f"tasks {first!r} and {task!r} would share the ModelSelection name "
+                    f"{selection_name(task)!r} (task names may not differ only by case, '_', "
+                    "'-' or '.'): rename one of them"
+                )
+        return tasks
 
     @field_validator("gpu_overrides")
     @classmethod

@@ -123,10 +123,14 @@ def test_names_columns_and_subresources() -> None:
     version = selection["versions"][0]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["Task", "Model", "Phase", "VRAM", "Device", "Node", "Age"]
+    assert columns == ["Task", "Model", "Phase", "Ready", "VRAM", "Device", "Node", "Age"]
     catalog = crds.catalog_crd()["spec"]
     assert catalog["names"]["shortNames"] == ["mcat"]
-    assert "subresources" not in catalog["versions"][0]
+    assert catalog["versions"][0]["subresources"] == {"status": {}}
+    columns = [c["name"] for c in catalog["versions"][0]["additionalPrinterColumns"]]
+    assert columns == ["Accepted", "Threshold", "Sharing", "Age"]
+    status = version_schema(crds.catalog_crd())["properties"]["status"]
+    assert status["properties"]["conditions"]["x-kubernetes-list-type"] == "map"
     assert crds.catalog_crd()["metadata"]["name"] == "modelcatalogs.fovea.dev"
 
 

@@ -211,3 +211,135 @@ def test_catalog_change_replans(kube: Kube, operator: None) -> None:
         return [p["metadata"]["labels"][c.LABEL_TASK] for p in kube.model_pods()]
 
     assert eventually(lambda: tasks_with_pods() == ["det"] or None), tasks_with_pods()
+
+
+def selection_events(kube: Kube, kind: str, name: str) -> list[dict[str, Any]]:
+    """The Events about one object, as `kubectl describe` reads them."""
+    items = kube.core.list_namespaced_event(
+        kube.namespace,
+        field_selector=f"involvedObject.kind={kind},involvedObject.name={name}",
+    ).items
+    return [kube.api.sanitize_for_serialization(e) for e in items]
+
+
+def test_an_external_api_selection_is_ready_for_kubectl_wait(kube: Kube, operator: None) -> None:
+    kube.apply_catalog(
+        catalog({"summary": {"hosted": {"modelId": "claude", "framework": "external_api"}}})
+    )
+    kube.select("summary", "hosted")
+    result = kube.kubectl(
+        [
+            "wait",
+            "--for=condition=Ready",
+            "modelselection/summary",
+            "-n",
+            kube.namespace,
+            "--timeout=60s",
+        ],
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    conditions = {c["type"]: c for c in kube.status("summary")["conditions"]}
+    assert set(conditions) == {"Scheduled", "Ready"}
+    assert conditions["Ready"]["reason"] == "ExternalAPI"
+    assert (
+        conditions["Ready"]["observedGeneration"]
+        == kube.selection("summary")["metadata"]["generation"]
+    )
+
+
+def test_kubectl_describe_tells_the_story_of_a_selection(kube: Kube, operator: None) -> None:
+    kube.apply_catalog(catalog({"det": {"one": option(1.0)}}))
+    kube.select("det", "one")
+    result = kube.kubectl(
+        [
+            "wait",
+            "--for=condition=Ready",
+            "modelselection/det",
+            "-n",
+            kube.namespace,
+            "--timeout=120s",
+        ],
+        check=False,
+    )
+    assert result.returncode == 0, (result.stderr, kube.status("det"))
+
+    def story() -> list[dict[str, Any]] | None:
+        events = selection_events(kube, c.SELECTION_KIND, "det")
+        return events if {"Placed", "Loaded"} <= {e["reason"] for e in events} else None
+
+    events = eventually(story)
+    assert events is not None, selection_events(kube, "ModelSelection", "det")
+    for event in events:
+        assert event["firstTimestamp"] and event["lastTimestamp"] and event["eventTime"]
+        assert event["count"] >= 1 and event["source"]["component"] == "fovea-models-operator"
+        assert len(event["message"]) <= 1024
+    described = kube.kubectl(["describe", "modelselection", "det", "-n", kube.namespace])
+    assert "Placed" in described.stdout and "Loaded" in described.stdout
+    # Only the current model's measurement: unset until measured, never 0.0 placeholders.
+    status = kube.status("det")
+    assert status.get("measuredMemoryGb") is None or status["measuredMemoryGb"] > 0
+
+
+def test_an_invalid_catalog_is_not_accepted_and_a_repeat_is_counted(
+    kube: Kube, operator: None
+) -> None:
+    # The CRD schema accepts it; the domain parser refuses two tasks whose selections would
+    # share one name.
+    bad = catalog({"det": {"one": option(1.0)}, "DET": {"two": option(1.0)}})
+    good = catalog({"det": {"one": option(1.0)}})
+    kube.apply_catalog(bad)
+
+    def accepted() -> str | None:
+        conditions = _catalog_status(kube).get("conditions") or []
+        return next((c["status"] for c in conditions if c["type"] == "Accepted"), None)
+
+    assert eventually(lambda: accepted() == "False" or None), _catalog_status(kube)
+    status = _catalog_status(kube)
+    (problem,) = status["problems"]
+    assert "'DET' and 'det'" in problem and "share the ModelSelection name 'det'" in problem
+    assert status["options"] == {} and status["observedGeneration"] == 1
+    listed = kube.kubectl(["get", "modelcatalog", "default", "-n", kube.namespace])
+    assert "ACCEPTED" in listed.stdout and "False" in listed.stdout
+    kube.apply_catalog(good)
+    assert eventually(lambda: accepted() == "True" or None), _catalog_status(kube)
+    assert _catalog_status(kube)["options"] == {"det": ["one"]}
+    kube.apply_catalog(bad)  # the same problem again: the same Event, counted
+
+    def repeated() -> list[dict[str, Any]] | None:
+        events = selection_events(kube, c.CATALOG_KIND, "default")
+        return [e for e in events if e["count"] == 2] or None
+
+    counted = eventually(repeated)
+    assert counted is not None, selection_events(kube, c.CATALOG_KIND, "default")
+    assert counted[0]["reason"] == "Invalid" and counted[0]["type"] == "Warning"
+    assert counted[0]["lastTimestamp"] >= counted[0]["firstTimestamp"]
+
+
+def test_a_pod_settings_change_replaces_the_pod(kube: Kube, operator: None) -> None:
+    kube.apply_catalog(catalog({"det": {"one": option(1.0)}}))
+    kube.select("det", "one")
+    old = eventually(lambda: kube.status("det").get("pod"))
+    assert old is not None
+    old_hash = eventually(
+        lambda: (p := kube.pod(old)) and p["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH]
+    )
+    changed = catalog({"det": {"one": option(1.0)}})
+    changed["inference"]["defaultBatchSize"] = 2  # FOVEA_BATCH_SIZE in the pod's env
+    kube.apply_catalog(changed)
+    new = eventually(lambda: p if (p := kube.status("det").get("pod")) not in (None, old) else None)
+    assert new is not None
+    pod = eventually(lambda: kube.pod(new))
+    assert pod is not None
+    assert pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH] != old_hash
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env[c.ENV_BATCH_SIZE] == "2"
+    assert eventually(lambda: [p["metadata"]["name"] for p in kube.model_pods()] == [new] or None)
+    assert eventually(lambda: any(e["reason"] == "PodReplaced" for e in kube.events("det")) or None)
+
+
+def _catalog_status(kube: Kube) -> dict[str, Any]:
+    obj = kube.custom.get_namespaced_custom_object(
+        c.GROUP, c.VERSION, kube.namespace, c.CATALOG_PLURAL, "default"
+    )
+    return dict(obj.get("status") or {})
