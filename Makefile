@@ -32,9 +32,15 @@ $(STAMP): pyproject.toml
 binaries:
 	@localcluster/gobuild/build.sh >/dev/null
 
+# Layering (.importlinter) is checked on a view shaped like the installed package: the
+# folders map into `fovea` through setuptools package-dir, which import-linter cannot follow.
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@rm -rf build/importlint && mkdir -p build/importlint/fovea
+	@for f in fovea/*; do case $$f in *__pycache__) ;; *) ln -s ../../../$$f build/importlint/fovea/;; esac; done
+	@for d in domain operator api model_pod localcluster; do ln -s ../../../$$d build/importlint/fovea/$$d; done
+	cd build/importlint && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../.importlinter --no-cache
 
 # The folders map into the `fovea` namespace through setuptools package-dir, which
 # mypy cannot follow; it checks a symlinked view of the same files instead.
