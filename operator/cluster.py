@@ -66,10 +66,11 @@ QUOTA_REFUSED = Gauge(
     ["namespace"],
 )
 # The kinds of write (the `write` label, and the first part of a retry key).
-CREATE_POD, DELETE_POD, PATCH_STATUS, CREATE_IDENTITY, POST_EVENT = (
+CREATE_POD, DELETE_POD, PATCH_STATUS, PATCH_CATALOG, CREATE_IDENTITY, POST_EVENT = (
     "create-pod",
     "delete-pod",
     "patch-status",
+    "patch-catalog-status",
     "create-identity",
     "post-event",
 )
@@ -303,7 +304,7 @@ class Cluster:
         self._each(done, seen, now, PATCH_STATUS, statuses, lambda i: i[0], write_selection)
         catalogs = sorted(actions.catalog_status.items())
         write_catalog = patch(c.CATALOG_KIND, c.CATALOG_PLURAL)
-        self._each(done, seen, now, PATCH_STATUS, catalogs, lambda i: i[0], write_catalog)
+        self._each(done, seen, now, PATCH_CATALOG, catalogs, lambda i: i[0], write_catalog)
         events = [
             e
             for e in actions.events
