@@ -90,7 +90,7 @@ def create_app(
     routes_models.add_polled_reads(app, app.state.service)
     app.include_router(routes_models.read_router)
     app.include_router(routes_ops.router)
-    app.include_router(routes_inspect.router)  # tasks, describe, logs, what-if (token-guarded)
+    routes_inspect.install(app, guarded=settings.api_token is not None)  # tasks, logs, ...
     if settings.api_token is not None:
         app.include_router(
             routes_models.write_router,

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import Response, StreamingResponse
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -28,11 +28,11 @@ from fovea.api.deps import CacheDep, ServiceDep, SettingsDep, require_token
 from fovea.api.errors import ApiError, BadRequest
 from fovea.api.responses import to_json
 from fovea.api.routes_models import PREFIX, _errors
-from fovea.api.schemas import ValidateBody
+from fovea.api.schemas import ErrorBody, ValidateBody
 from fovea.api.validation import validate_body
 from fovea.localcluster.state import StateDir
 
-router = APIRouter(prefix=PREFIX, tags=["inspect"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix=PREFIX, tags=["inspect"])
 
 FOLLOW_POLL_S = 0.2
 CHUNK = 16 * 1024
@@ -55,7 +55,7 @@ class PodLogUnavailable(ApiError):
 TaskQuery = Annotated[str, Query(description="Task type (a task of the catalog)")]
 
 
-@router.get("/tasks", responses=_errors(401, 500, 503), summary="Every task, in full")
+@router.get("/tasks", responses=_errors(500, 503), summary="Every task, in full")
 async def tasks(service: ServiceDep) -> Response:
     """Every task of the catalog: options, ModelSelection spec and status, load outcome."""
     snap = service.synced_snapshot()
@@ -64,7 +64,7 @@ async def tasks(service: ServiceDep) -> Response:
 
 @router.get(
     "/describe",
-    responses=_errors(400, 401, 500, 503),
+    responses=_errors(400, 500, 503),
     summary="One task: options, ModelSelection spec, status and conditions, and Events",
 )
 async def describe(service: ServiceDep, cache: CacheDep, task_type: TaskQuery) -> Response:
@@ -73,7 +73,11 @@ async def describe(service: ServiceDep, cache: CacheDep, task_type: TaskQuery) -
     body = inspect.task_view(snap.state, task_type)
     objects = [name for name in (body["selection"], _pod_of(body)) if name]
     core = client.CoreV1Api(cache.clients.get())
-    body["events"] = await asyncio.to_thread(_events, core, snap.state.namespace, objects)
+    try:
+        body["events"] = await asyncio.to_thread(_events, core, snap.state.namespace, objects)
+    except ApiException as exc:  # say why, and still describe the rest
+        body["events"] = []
+        body["events_error"] = f"Events unavailable: {_reason(exc)}"
     return Response(to_json(body), media_type="application/json")
 
 
@@ -82,8 +86,8 @@ async def describe(service: ServiceDep, cache: CacheDep, task_type: TaskQuery) -
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
-        **_errors(400, 401, 404, 500, 503),
-        502: {"description": "The pod's log could not be read"},
+        **_errors(400, 404, 500, 503),
+        502: {"model": ErrorBody, "description": "The pod's log could not be read"},
     },
     summary="The log of the task's model pod (streamed with follow=true)",
 )
@@ -120,7 +124,7 @@ async def logs(
 @router.post(
     "/validate/what-if",
     response_model=ValidateBody,
-    responses=_errors(400, 401, 404, 500, 503),
+    responses=_errors(400, 404, 500, 503),
     summary="The budget as if each TASK=MODEL were selected (nothing is changed)",
 )
 async def validate_what_if(
@@ -137,6 +141,18 @@ async def validate_what_if(
         raise BadRequest("Missing required parameter: select")
     state = inspect.with_selections(snap.state, inspect.parse_what_if(select))
     return Response(to_json(validate_body(state, snap.gpus)), media_type="application/json")
+
+
+def install(app: FastAPI, guarded: bool) -> None:
+    """Add the routes to `app`; `guarded` (a token is configured): they require it."""
+    if guarded:
+        app.include_router(
+            router,
+            dependencies=[Depends(require_token)],
+            responses={401: {"model": ErrorBody, "description": "Bearer token missing or wrong"}},
+        )
+    else:
+        app.include_router(router)
 
 
 # --- Kubernetes reads (run in a thread) ---------------------------------------------------------

@@ -360,7 +360,9 @@ def _describe(api: Api, args: argparse.Namespace) -> int:
         out.print("  none")
     events = views.event_rows(body)
     out.print("\nEvents:", style="bold")
-    if events:
+    if body.get("events_error"):
+        out.print(f"  {body['events_error']}", style="yellow")
+    elif events:
         output.print_table(out, events, [(h, _cell(k)) for h, k in _EVENT_COLUMNS])
     else:
         out.print("  none")
