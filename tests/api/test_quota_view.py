@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from api_builders import CONTRACT_CATALOG, gpu_node, selection
+import pytest
+
+from api_builders import CONTRACT_CATALOG, examples_catalog, gpu_node, selection
+from api_server import ApiServer
 from fovea.api.quota_view import quota_view
 from fovea.api.responses import GpuView, status_body
 from fovea.api.schemas import StatusBody
 from fovea.api.state import Selection, build_state
 from fovea.domain import constants as c
 from fovea.domain.gpus import gpus_from_nodes
+from kube_testing import Kube, eventually
 
 
 def placed(task: str, model: str, gb: float, phase: str = "Ready") -> Selection:
@@ -91,3 +95,27 @@ def test_an_annotation_that_does_not_parse_is_reported() -> None:
         state_with({c.ANNOTATION_GPU_MEMORY_QUOTA: "lots", c.ANNOTATION_MAX_PRIORITY: "5"})
     )
     assert view is not None and view["problem"] and "lots" in view["problem"]
+
+
+# --- against the real API server: the namespace's annotations are watched -------------------
+
+
+@pytest.mark.integration
+def test_validate_and_status_follow_the_namespace_annotation(kube: Kube, api: ApiServer) -> None:
+    kube.apply_catalog(examples_catalog())
+    kube.core.patch_namespace(
+        kube.namespace, {"metadata": {"annotations": {c.ANNOTATION_GPU_MEMORY_QUOTA: "6Gi"}}}
+    )
+
+    def quota(path: str, gb: float) -> dict[str, Any] | None:
+        response = api.http.post(path) if path.endswith("validate") else api.http.get(path)
+        body: dict[str, Any] | None = response.json().get("quota")
+        return body if body and body["gpu_memory_quota_gb"] == gb else None
+
+    validated = eventually(lambda: quota("/api/models/validate", 6.0), 10)
+    assert validated is not None
+    assert validated["namespace"] == kube.namespace and validated["used_gb"] == 0.0
+    kube.core.patch_namespace(
+        kube.namespace, {"metadata": {"annotations": {c.ANNOTATION_GPU_MEMORY_QUOTA: "12"}}}
+    )
+    assert eventually(lambda: quota("/api/models/status", 12.0), 10)
