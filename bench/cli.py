@@ -2,7 +2,9 @@
 
 Runs `fovea-models ps` (the installed console script, a new process each
 time, so every import is paid) against a live API, and prints the wall
-time's min / median / max, beside a bare `python -c pass` for scale. It also
+time's min / median / max and the CPU time it used, beside a bare
+`python -c pass` and the load average for scale (on a shared machine the
+wall time follows the load; the CPU time much less). It also
 runs it once under `python -X importtime` and checks that no torch, kopf,
 kubernetes or pydantic module is imported on this path, printing the
 slowest imports.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -96,12 +99,20 @@ def wait_ready(url: str, timeout_s: float = 120.0) -> None:
 
 
 def wall(argv: list[str], env: dict[str, str]) -> float:
+    return timed(argv, env)[0]
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system) of one run of `argv`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {result.returncode}: {result.stderr}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def imports(url: str, env: dict[str, str]) -> list[tuple[int, str]]:
@@ -126,13 +137,20 @@ def measure(url: str, runs: int) -> bool:
     env = {**os.environ, "PYTHONSAFEPATH": "1"}
     ps = [str(BIN / "fovea-models"), "ps", "--api", url]
     wall(ps, env)  # the first run warms the file-system cache
-    times = [wall(ps, env) for _ in range(runs)]
+    samples = [timed(ps, env) for _ in range(runs)]
+    times = [w for w, _ in samples]
+    cpu = statistics.median(c for _, c in samples)
     bare = statistics.median(wall([sys.executable, "-c", "pass"], env) for _ in range(5))
     median = statistics.median(times)
-    print(f"`fovea-models ps` cold start, {runs} runs against {url} ({os.cpu_count()} CPUs)")
+    load = os.getloadavg()[0]
+    print(
+        f"`fovea-models ps` cold start, {runs} runs against {url} "
+        f"({os.cpu_count()} CPUs, load average {load:.1f})"
+    )
     print(
         f"  wall: min {min(times):.3f} s, median {median:.3f} s, max {max(times):.3f} s "
-        f"(target <= {TARGET_S} s); bare python -c pass: {bare:.3f} s"
+        f"(target <= {TARGET_S} s); CPU (user+sys) median {cpu:.3f} s; "
+        f"bare `python -c pass`: {bare:.3f} s wall"
     )
     modules = imports(url, env)
     heavy = sorted({name for _, name in modules if name.split(".")[0] in FORBIDDEN}, key=len)

@@ -26,8 +26,6 @@ STYLES = {
     "Failed": "red",
     "Unschedulable": "red",
     "Evicted": "yellow",
-    "gpu": "green",
-    "cpu": "yellow",
     "unschedulable": "red",
     "evicted": "yellow",
     "Warning": "yellow",
@@ -39,16 +37,18 @@ Column = tuple[str, Callable[[dict[str, Any]], str]]  # (header, the cell of a r
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console: colour and live views on a terminal; plain, unwrapped text elsewhere."""
+    """A rich console: colour and live views on a terminal; plain text elsewhere."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     terminal = stream.isatty()
+    # Tables keep their natural width (a terminal wraps long lines, as with kubectl);
+    # a live view (stderr on a terminal) fits the terminal.
     return Console(
         file=stream,
         highlight=False,
-        soft_wrap=not terminal,
-        width=None if terminal else 10_000,
+        soft_wrap=True,
+        width=None if stderr and terminal else 10_000,
     )
 
 
@@ -85,7 +85,8 @@ def print_fields(out: Console, fields: Sequence[tuple[str, str]]) -> None:
 
     width = max(len(label) for label, _ in fields) + 2
     for label, value in fields:
-        line = Text(f"{label + ':':<{width}}", style="bold")
+        line = Text()
+        line.append(f"{label + ':':<{width}}", style="bold")
         line.append(value, style=STYLES.get(value, ""))
         out.print(line)
 
