@@ -229,6 +229,18 @@ def test_a_namespace_whose_quota_refuses_every_pod_stalls_no_one(
     )
     assert "pass failed" not in tenants.log()
 
+    # The cause goes away: each refused pod is retried on its own backoff and created.
+    noplace.core.patch_namespaced_resource_quota(
+        "noplace", noplace.namespace, {"spec": {"hard": {"pods": "10"}}}
+    )
+    created = eventually(lambda: len(noplace.model_pods()) == 3 or None, timeout=120)
+    assert created, [noplace.status(t) for t in ("a", "b", "c")]
+    for task in ("a", "b", "c"):
+        placed = eventually(
+            lambda t=task: condition(noplace.status(t), "Scheduled").get("reason") == "Placed"
+        )
+        assert placed, noplace.status(task)
+
 
 def test_a_terminating_namespace_is_skipped_and_stalls_no_one(tenants: Tenants, kube: Kube) -> None:
     ending = tenants.namespace("ending")
