@@ -73,6 +73,7 @@ the plan puts on another GPU is listed in `Plan.moves`.
 from __future__ import annotations
 
 import heapq
+import itertools
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -91,6 +92,8 @@ MAX_MOVES = 10
 # Step 4: tiers of at most this many demands are packed exactly, within this many steps.
 EXACT_MAX_DEMANDS = 12
 EXACT_STEPS = 50_000
+# Step 3a looks at most at this many placed models per run (large, overfull clusters).
+MOVE_WORK = 50_000
 _BLOCKED = 1e18  # "used" figure that makes a GPU look full to a strategy
 
 
@@ -445,7 +448,7 @@ def _need(d: Demand, on_gpu: bool) -> tuple[int, int, int, int]:
 
 
 def _room(free: Sequence[int], need: tuple[int, int, int, int]) -> bool:
-    return all(f >= n for f, n in zip(free, need, strict=True))
+    return free[0] >= need[0] and free[1] >= need[1] and free[2] >= need[2] and free[3] >= need[3]
 
 
 # --- one run of the algorithm --------------------------------------------------
@@ -480,6 +483,18 @@ class _Run:
         for node in ctx.untolerated:
             for pos in ctx.gpus_on_node.get(node, []):
                 self.strategy.update(pos, _BLOCKED, True)
+        # Nodes without room for even the smallest GPU pod: their GPUs stay hidden.
+        self.full: set[str] = set()
+        wanting = [self.demands[i] for i in ctx.gpu_candidates]
+        self.smallest_pod = (
+            min((d.cpu_millis for d in wanting), default=0),
+            min((d.memory_mib for d in wanting), default=0),
+            1,
+            1,
+        )
+        self.move_work = MOVE_WORK
+        for node in sorted(self.node_free):
+            self._check_full(node)
         self.min_kept_rank: tuple[int, float] | None = None
         self.evict_failed: list[tuple[float, int, int]] = []  # (size, CPU, memory) that failed
         self.move_failed: list[tuple[int, float, int, int]] = []  # (priority, size, CPU, memory)
@@ -573,13 +588,34 @@ class _Run:
                         blocked.append(p)
         finally:
             for p in blocked:
-                self.strategy.update(p, self.used[p], bool(self.members[p]))
+                self._show(p)
+
+    def _show(self, pos: int) -> None:
+        """Tell the strategy a GPU's use (hidden while its node is full)."""
+        if self.ctx.node_of[pos] in self.full:
+            self.strategy.update(pos, _BLOCKED, True)
+        else:
+            self.strategy.update(pos, self.used[pos], bool(self.members[pos]))
+
+    def _check_full(self, node: str) -> None:
+        free = self.node_free.get(node)
+        if free is None:
+            return
+        full = not _room(free, self.smallest_pod)
+        if full == (node in self.full):
+            return
+        if full:
+            self.full.add(node)
+        else:
+            self.full.discard(node)
+        for p in self.ctx.gpus_on_node.get(node, []):
+            self._show(p)
 
     # step 3a: moves
     def _move_for(self, i: int) -> bool:
         """Move models of lower or equal priority off one GPU so that demand i fits there."""
         d = self.demands[i]
-        if any(
+        if self.move_work <= 0 or any(
             p >= d.priority and s <= d.vram_gib and c <= d.cpu_millis and m <= d.memory_mib
             for p, s, c, m in self.move_failed
         ):
@@ -591,6 +627,9 @@ class _Run:
                     continue
                 if not self.ctx.allowed(d, self.ctx.node_of[pos]):
                     continue
+                self.move_work -= len(members)
+                if self.move_work < 0:
+                    return False  # the run's budget for looking at moves is spent
                 movable = [
                     m
                     for m in members
@@ -706,11 +745,19 @@ class _Run:
         if self.ctx.limits is None:
             return
         waiting = [i for i, p in self.fallback.items() if p.outcome == Outcome.CPU]
+        smallest = (
+            min((self.demands[i].cpu_millis for i in waiting), default=0),
+            min((self.demands[i].memory_mib for i in waiting), default=0),
+            1,
+            0,
+        )
+        open_homes = list(self.ctx.cpu_homes)  # nodes that may still take a CPU pod
         for i in sorted(waiting, key=lambda i: self._precedence(self.demands[i])):
             d = self.demands[i]
-            homes = list(self.ctx.cpu_homes)
+            open_homes = [n for n in open_homes if _room(self.node_free[n], smallest)]
+            homes = open_homes
             if d.current is not None and d.current.gpu_index is None:
-                homes.insert(0, d.current.node)  # stays where it runs if there is room
+                homes = [d.current.node, *open_homes]  # stays where it runs if there is room
             home = next((n for n in homes if self._node_room(i, n, on_gpu=False)), None)
             p = self.fallback[i]
             if home is None:
@@ -769,7 +816,8 @@ class _Run:
         self.total_used += d.vram_gib
         self.where[i] = pos
         self._take(d, self.ctx.node_of[pos], _need(d, on_gpu=True), 1)
-        self.strategy.update(pos, self.used[pos], True)
+        self._show(pos)
+        self._check_full(self.ctx.node_of[pos])
 
     def _remove(self, i: int) -> None:
         d = self.demands[i]
@@ -778,7 +826,8 @@ class _Run:
         self.used[pos] = sum(self.demands[m].vram_gib for m in self.members[pos])
         self.total_used -= d.vram_gib
         self._take(d, self.ctx.node_of[pos], _need(d, on_gpu=True), -1)
-        self.strategy.update(pos, self.used[pos], bool(self.members[pos]))
+        self._show(pos)
+        self._check_full(self.ctx.node_of[pos])
 
     def _moved_running(self) -> list[int]:
         """Demands that ran on a GPU and are placed on another one."""
@@ -836,7 +885,7 @@ class _Run:
                 "and no model of lower priority (or equal priority, used less recently) "
                 "can be evicted to make room"
             )
-        if i in self.node_refused:
+        if i in self.node_refused or self._room_on_full_nodes(d):
             why += (
                 f" (GPUs with room are on nodes without room for its pod: "
                 f"{d.cpu_millis / 1000:g} CPU, {format_gb(d.memory_mib / 1024)} GB memory, "
@@ -845,6 +894,17 @@ class _Run:
         if d.excluded_nodes:
             why += f" (avoiding {', '.join(sorted(d.excluded_nodes))}: the scheduler refused it)"
         return self._without_gpu(d, why, evicted=d.was_evicted)
+
+    def _room_on_full_nodes(self, d: Demand, limit: int = 256) -> bool:
+        """Whether a GPU of a node without room for any pod has the memory (for the reason)."""
+        gpus = (p for node in sorted(self.full) for p in self.ctx.gpus_on_node.get(node, []))
+        for p in itertools.islice(gpus, limit):
+            if self.ctx.allowed(d, self.ctx.node_of[p]) and (
+                self.used[p] + d.vram_gib <= self.cap[p] + EPSILON
+                and not (self.whole and self.members[p])
+            ):
+                return True
+        return False
 
     def _without_gpu(self, d: Demand, why: str, *, evicted: bool) -> Placement:
         if d.cpu_allowed:
