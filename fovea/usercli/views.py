@@ -268,7 +268,8 @@ def age(timestamp: str | None, now: datetime | None = None) -> str | None:
 
 def gpu_index(status: dict[str, Any]) -> int | None:
     """The GPU the selection holds (gpuIndex), else the one the operator planned for it."""
-    return _first(status.get("gpuIndex"), status.get("plannedGpuIndex"))
+    index: int | None = _first(status.get("gpuIndex"), status.get("plannedGpuIndex"))
+    return index
 
 
 def _first(*values: Any) -> Any:
