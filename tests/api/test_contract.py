@@ -76,9 +76,11 @@ def test_config_is_the_catalog_with_the_current_selections(
         "default_batch_size": 1,
         "max_batch_size": 8,
     }
-    assert body["cuda_available"] is True
+    # The local cluster's GPUs are simulated, and say so: no CUDA device really exists.
+    assert body["cuda_available"] is False
     assert body["total_vram_gb"] == cluster_gpu_gib(kube)
-    assert body["simulated_gpu"] is True  # the local cluster's GPUs are simulated, and say so
+    assert body["simulated_gpu"] is True
+    assert body["simulated_vram_gb"] == cluster_gpu_gib(kube)
 
 
 @pytest.mark.parametrize(
@@ -209,13 +211,15 @@ def test_status_reports_what_the_model_pods_measured(
         "pod": None,
         "simulated_gpu": True,
         "random_weights": False,
+        "measured": True,
     }
     assert body["loaded_models"]["object_detection"]["memory_usage_gb"] == 0.5
     assert body["loaded_models"]["object_detection"]["load_time"] == 0.8
     assert body["total_vram_allocated_gb"] == 8.3
     assert body["total_vram_available_gb"] == cluster_gpu_gib(kube)
-    assert body["cuda_available"] is True
-    assert body["device"] == "cuda:0"
+    # Their pods claim cuda:0, but on a simulated GPU node: the real device is the CPU.
+    assert body["cuda_available"] is False
+    assert body["device"] == "cpu"
     assert body["simulated_gpu"] is True
 
 

@@ -84,7 +84,7 @@ def test_concurrent_selects_never_answer_5xx_and_settle_on_one_model(
 ) -> None:
     kube.apply_catalog(catalog({TASK: {"one": option(1.0), "two": option(2.0)}}))
     assert eventually(lambda: TASK in models(api), 20)
-    models = ["one", "two"] * 100
+    choices = ["one", "two"] * 100
 
     def select(model: str) -> int:
         with httpx.Client(base_url=api.url, timeout=60) as http:
@@ -92,7 +92,7 @@ def test_concurrent_selects_never_answer_5xx_and_settle_on_one_model(
             return answer.status_code
 
     with ThreadPoolExecutor(32) as pool:
-        codes = Counter(pool.map(select, models))
+        codes = Counter(pool.map(select, choices))
     assert codes == {200: 200}, codes
 
     final = kube.selection(TASK)["spec"]["model"]
@@ -139,14 +139,28 @@ def test_concurrent_selects_never_answer_5xx_and_settle_on_one_model(
 def test_a_task_whose_selection_name_is_taken_by_another_task_is_refused(
     kube: Kube, api: ApiServer
 ) -> None:
-    kube.apply_catalog(catalog({"obj_det": {"a": option(1.0)}, "Obj-Det": {"b": option(1.0)}}))
-    assert eventually(lambda: len(models(api)) == 2, 20)
-    kube.select("obj_det", "a")  # ModelSelection obj-det
+    # A catalog cannot hold two such tasks (import and the API refuse it), but a selection
+    # left from another catalog can hold the name: `Obj-Det` and `obj_det` share `obj-det`.
+    kube.apply_catalog(catalog({"Obj-Det": {"b": option(1.0)}}))
+    kube.select("obj_det", "a")  # ModelSelection obj-det, of a task this catalog lacks
+    assert eventually(lambda: "Obj-Det" in models(api), 20)
     answer = api.http.post(SELECT, params={"task_type": "Obj-Det", "model_name": "b"})
     assert answer.status_code == 409, answer.text
     assert "belongs to task 'obj_det', not 'Obj-Det'" in answer.json()["error"]
     spec = kube.selection("obj_det")["spec"]
     assert (spec["task"], spec["model"]) == ("obj_det", "a")  # untouched
+
+
+def test_a_catalog_with_colliding_task_names_is_refused_by_name(kube: Kube, api: ApiServer) -> None:
+    kube.apply_catalog(catalog({"obj_det": {"a": option(1.0)}, "Obj-Det": {"b": option(1.0)}}))
+    config = eventually(
+        lambda: r if "would share" in (r := api.http.get("/api/models/config")).text else None, 20
+    )
+    assert config is not None and config.status_code == 500
+    assert (
+        "tasks 'Obj-Det' and 'obj_det' would share the ModelSelection name 'obj-det'"
+        in (config.json()["error"])
+    )
 
 
 # --- item 11: a catalog that does not parse ----------------------------------------------------

@@ -93,8 +93,21 @@ def test_a_prediction_onto_a_gpu_full_of_other_namespaces_models_is_invalid() ->
     body = validate(st)
     assert body["valid"] is False
     warning = next(w for w in body["warnings"] if w.startswith("object_detection:"))
-    assert "other namespaces hold 18.0 GB" in warning
+    assert "groundingdino (2.0 GB) cannot be placed on a GPU" in warning
     assert "gpu-0 GPU 0 (24.0 GB) holds team-a/s (18.0 GB)" in warning
+    assert body["gpus"][0]["used_gb"] == 18.0
+    assert body["total_vram_gb"] == 24.0  # the contract's totals: the GPUs as they are
+
+
+def test_the_prediction_uses_the_gpu_other_namespaces_leave_free() -> None:
+    holder = peer("team-a", "summary", 18.0, phase="Ready", node="gpu-0", gpuIndex=0)
+    own = selection("object_detection", "groundingdino")
+    st = with_peers(
+        state([own], nodes=[gpu_node("gpu-0"), gpu_node("gpu-1")]), ("team-a/s", holder)
+    )
+    body = validate(st)
+    assert body["valid"] is True
+    assert body["placements"]["object_detection"]["node"] == "gpu-1"
 
 
 def test_namespaced_mode_says_its_scope() -> None:
