@@ -54,7 +54,8 @@ def mlp(sizes: list[int]) -> nn.Module:
 def _resnet18() -> nn.Module:
     from torchvision.models import resnet18  # type: ignore[import-untyped]
 
-    return resnet18(weights=None)
+    model: nn.Module = resnet18(weights=None)
+    return model
 
 
 ARCHITECTURES: dict[str, TorchArchitecture] = {

@@ -209,7 +209,8 @@ class TransformersAdapter:
         hidden = getattr(outputs, "last_hidden_state", None)
         if hidden is None:
             hidden = outputs[0]
-        return hidden
+        result: torch.Tensor = hidden
+        return result
 
     def warmup(self, batch_size: int) -> None:
         self._forward(self.dummy_inputs(batch_size))

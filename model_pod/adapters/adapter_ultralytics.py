@@ -63,7 +63,7 @@ class UltralyticsAdapter:
     def load(self, device: str) -> LoadedModel:
         self.device = str(check_device(device))
         prepare_environment()
-        from ultralytics import YOLO
+        from ultralytics import YOLO  # type: ignore[attr-defined]  # not re-exported explicitly
 
         path = Path(self.spec.model_id)
         if path.is_file() and path.suffix == ".pt":
