@@ -93,7 +93,7 @@ MAX_MOVES = 10
 EXACT_MAX_DEMANDS = 12
 EXACT_STEPS = 50_000
 # Step 3a looks at most at this many placed models per run (large, overfull clusters).
-MOVE_WORK = 50_000
+MOVE_WORK = 20_000
 _BLOCKED = 1e18  # "used" figure that makes a GPU look full to a strategy
 
 
@@ -751,10 +751,10 @@ class _Run:
             1,
             0,
         )
-        open_homes = list(self.ctx.cpu_homes)  # nodes that may still take a CPU pod
+        # Nodes that may still take a CPU pod.
+        open_homes = [n for n in self.ctx.cpu_homes if _room(self.node_free[n], smallest)]
         for i in sorted(waiting, key=lambda i: self._precedence(self.demands[i])):
             d = self.demands[i]
-            open_homes = [n for n in open_homes if _room(self.node_free[n], smallest)]
             homes = open_homes
             if d.current is not None and d.current.gpu_index is None:
                 homes = [d.current.node, *open_homes]  # stays where it runs if there is room
@@ -771,6 +771,8 @@ class _Run:
                 self.fallback[i] = Placement(d.key, outcome, why)
                 continue
             self._take(d, home, _need(d, on_gpu=False), 1)
+            if home in open_homes and not _room(self.node_free[home], smallest):
+                open_homes.remove(home)
             self.cpu_node[i] = home
             self.fallback[i] = Placement(d.key, Outcome.CPU, f"{p.reason}, on {home}", home)
 
