@@ -1,14 +1,16 @@
-"""The watch-fed cache: four watches in, one immutable Snapshot out.
+"""The watch-fed cache: one watch per kind in, one immutable Snapshot out.
 
 Watcher threads (`watch.py`) keep raw stores of the configured namespace's
-ModelCatalogs, ModelSelections and model-server pods, and of all Nodes. After
-any change a single rebuild thread (which coalesces bursts) builds a new
-`Snapshot` with the response bytes of /config and /status precomputed, swaps
-it in, and tells listeners. A request reads one attribute: O(1).
+ModelCatalogs, ModelSelections, model-server pods and Namespace object, of
+all Nodes, and (cluster-wide mode) of every namespace's ModelSelections.
+After any change a single rebuild thread (which coalesces bursts) builds a
+new `Snapshot` with the response bytes of /config and /status precomputed,
+swaps it in, and tells listeners. A request reads one attribute: O(1).
 
-Reads are served only from a synced cache: while any watch is broken the
-snapshot says `synced=False` and the API answers 503 rather than serve
-state it can no longer vouch for.
+Reads are served only from a synced cache: while any watch is broken, or
+while building a snapshot fails (retried with backoff; the changes it could
+not publish are kept for the next one), the snapshot says `synced=False`
+and the API answers 503 rather than serve state it can no longer vouch for.
 """
 
 from __future__ import annotations

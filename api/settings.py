@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     # longer, so a dead connection is noticed even when no FIN ever arrives.
     watch_timeout_seconds: int = Field(default=60, ge=1)
     reconnect_max_backoff_seconds: float = Field(default=5.0, gt=0)
-    write_retries: int = Field(default=5, ge=1, description="Attempts on a 409 Conflict")
+    write_retries: int = Field(
+        default=5, ge=1, description="Attempts of a create that loses a race to another create"
+    )
     request_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one write to the API server"
     )
