@@ -3,7 +3,6 @@
 - GET  /api/models/tasks: every task, its options and its ModelSelection (spec, status, load)
 - GET  /api/models/describe?task_type=T: one task as above, plus its Kubernetes Events
 - GET  /api/models/logs?task_type=T[&follow=true][&tail_lines=N]: the model pod's log
-- POST /api/models/validate/what-if?select=TASK=MODEL...: the budget as if those were selected
 
 They reach further into the cluster than the contract's routes (events and
 pod logs), so when a bearer token is configured they require it, like writes.
@@ -12,10 +11,10 @@ pod logs), so when a bearer token is configured they require it, like writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
+import socket
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -24,17 +23,14 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fovea.api import inspect
-from fovea.api.deps import CacheDep, ServiceDep, SettingsDep, require_token
-from fovea.api.errors import ApiError, BadRequest
+from fovea.api.deps import CacheDep, ServiceDep, require_token
+from fovea.api.errors import ApiError
 from fovea.api.responses import to_json
 from fovea.api.routes_models import PREFIX, _errors
-from fovea.api.schemas import ErrorBody, ValidateBody
-from fovea.api.validation import validate_body
-from fovea.localcluster.state import StateDir
+from fovea.api.schemas import ErrorBody
 
 router = APIRouter(prefix=PREFIX, tags=["inspect"])
 
-FOLLOW_POLL_S = 0.2
 CHUNK = 16 * 1024
 
 
@@ -94,13 +90,12 @@ async def describe(service: ServiceDep, cache: CacheDep, task_type: TaskQuery) -
 async def logs(
     service: ServiceDep,
     cache: CacheDep,
-    settings: SettingsDep,
     task_type: TaskQuery,
     follow: Annotated[bool, Query(description="Keep streaming new lines")] = False,
     tail_lines: Annotated[int | None, Query(ge=1, description="Only the last N lines")] = None,
 ) -> StreamingResponse:
-    """Read through the Kubernetes pod-log endpoint; on the local cluster (no kubelet
-    serves logs) from the pod's log file in the cluster's state directory."""
+    """Read through the Kubernetes pod-log endpoint (the node's kubelet; on the local
+    cluster, the node agent's log endpoint)."""
     snap = service.synced_snapshot()
     view = inspect.task_view(snap.state, task_type)
     pod = _pod_of(view)
@@ -112,35 +107,8 @@ async def logs(
     try:
         stream = await asyncio.to_thread(_open_pod_log, core, namespace, pod, follow, tail_lines)
     except ApiException as exc:
-        path = local_pod_log(_kubeconfig(settings.kubeconfig), namespace, pod)
-        if path is None:
-            raise PodLogUnavailable(pod, _reason(exc)) from exc
-        body: AsyncIterator[bytes] = _tail_file(path, follow, tail_lines)
-    else:
-        body = _iterate_in_thread(stream)
-    return StreamingResponse(body, media_type="text/plain; charset=utf-8")
-
-
-@router.post(
-    "/validate/what-if",
-    response_model=ValidateBody,
-    responses=_errors(400, 404, 500, 503),
-    summary="The budget as if each TASK=MODEL were selected (nothing is changed)",
-)
-async def validate_what_if(
-    service: ServiceDep,
-    select: Annotated[
-        list[str], Query(description="TASK=MODEL, repeated; the other tasks keep theirs")
-    ],
-) -> Response:
-    """/validate's answer for the current selections with these replaced."""
-    snap = service.synced_snapshot()
-    if snap.state.catalog is None:
-        service.validate_json()  # raises CatalogUnreadable with the reason
-    if not select:
-        raise BadRequest("Missing required parameter: select")
-    state = inspect.with_selections(snap.state, inspect.parse_what_if(select))
-    return Response(to_json(validate_body(state, snap.gpus)), media_type="application/json")
+        raise PodLogUnavailable(pod, _reason(exc)) from exc
+    return StreamingResponse(_iterate_in_thread(stream), media_type="text/plain; charset=utf-8")
 
 
 def install(app: FastAPI, guarded: bool) -> None:
@@ -198,53 +166,33 @@ def _open_pod_log(
 
 
 async def _iterate_in_thread(response: Any) -> AsyncIterator[bytes]:
-    """The response's chunks as they come; closing it unblocks a read when the client leaves."""
+    """The response's chunks as they come, read in a worker thread.
+
+    When the client leaves mid-stream, a worker may be blocked reading: closing
+    the response from the event loop would wait for that read (the buffered
+    reader's lock) and freeze every route. The socket is shut down first, which
+    ends the blocked read, and the close itself runs in a worker too."""
     chunks: Iterator[bytes] = response.stream(CHUNK, decode_content=True)
+    finished = False
     try:
         while True:
             chunk = await asyncio.to_thread(next, chunks, None)
             if chunk is None:
+                finished = True
                 return
             if chunk:
                 yield chunk
     finally:
-        response.close()
+        if not finished:
+            _shut_down(response)
+        await asyncio.shield(asyncio.to_thread(response.close))
 
 
-def _kubeconfig(configured: str | None) -> str | None:
-    return configured or os.environ.get("KUBECONFIG") or None
-
-
-def local_pod_log(kubeconfig: str | None, namespace: str, pod: str) -> Path | None:
-    """The pod's log file when the kubeconfig is a local cluster's (newest run of the pod)."""
-    if not kubeconfig:
-        return None
-    state = StateDir(Path(kubeconfig).resolve().parent)
-    if state.kubeconfig != Path(kubeconfig).resolve() or not state.pod_logs.is_dir():
-        return None
-    runs = sorted(state.pod_logs.glob(f"{namespace}_{pod}_*.log"), key=lambda p: p.stat().st_mtime)
-    return runs[-1] if runs else None
-
-
-def last_lines(data: bytes, count: int | None) -> bytes:
-    """The last `count` lines of `data` (all when None)."""
-    if count is None:
-        return data
-    lines = data.splitlines(keepends=True)
-    return b"".join(lines[-count:])
-
-
-async def _tail_file(path: Path, follow: bool, tail_lines: int | None) -> AsyncIterator[bytes]:
-    with path.open("rb") as handle:
-        first = last_lines(handle.read(), tail_lines)
-        if first:
-            yield first
-        while follow:
-            chunk = handle.read(CHUNK)
-            if chunk:
-                yield chunk
-            else:
-                await asyncio.sleep(FOLLOW_POLL_S)
+def _shut_down(response: Any) -> None:
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _reason(exc: ApiException) -> str:

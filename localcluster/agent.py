@@ -15,11 +15,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fovea.domain import constants as c
 from fovea.localcluster import nodes
+from fovea.localcluster.logserver import KubeletLogServer
 from fovea.localcluster.nodes import NodePlan
+from fovea.localcluster.pki import Pki
 from fovea.localcluster.podrunner import AgentContext, PodRunner
 from fovea.localcluster.podstatus import rfc3339, rfc3339_micro
 from fovea.localcluster.rest import MERGE_PATCH, ApiError, Rest
@@ -34,9 +37,18 @@ RETRY_S = 1.0
 class NodeAgent:
     """Registers the nodes and runs the pods bound to them, until `stop()`."""
 
-    def __init__(self, ctx: AgentContext, kube_version: str) -> None:
+    def __init__(self, ctx: AgentContext, kube_version: str, pki: Pki | None = None) -> None:
         self.ctx = ctx
         self.kube_version = kube_version
+        # The kubelet's log endpoint for `kubectl logs`, with the cluster's certificates.
+        self._logs = (
+            KubeletLogServer(
+                self.pod_log, pki.kubelet_serving_cert, pki.kubelet_serving_key, pki.ca_cert
+            )
+            if pki is not None
+            else None
+        )
+        self.kubelet_port = self._logs.port if self._logs is not None else 0
         self.kernel = os.uname().release
         self._runners: dict[str, PodRunner] = {}
         self._runner_node: dict[str, str] = {}
@@ -55,6 +67,8 @@ class NodeAgent:
 
     def start(self) -> None:
         """Register nodes, then list (and start) their pods and watch them from there."""
+        if self._logs is not None:
+            self._logs.start()
         self.register_nodes()
         for name in self.ctx.nodes:
             listed = threading.Event()
@@ -74,6 +88,26 @@ class NodeAgent:
             runner.shutdown()
         for runner in runners:
             runner.join(30)
+        if self._logs is not None:
+            self._logs.stop()
+
+    def pod_log(self, namespace: str, name: str) -> tuple[Path, bool] | None:
+        """The log file of pod `namespace/name`, and whether its process may still write it."""
+        with self._lock:
+            mine = [
+                (uid, runner.running)
+                for uid, runner in self._runners.items()
+                if (runner.namespace, runner.name) == (namespace, name)
+            ]
+        if mine:
+            uid, running = mine[0]
+            path = self.ctx.state.pod_log(namespace, name, uid)
+            return (path, running) if path.exists() else None
+        runs = sorted(
+            self.ctx.state.pod_logs.glob(f"{namespace}_{name}_*.log"),
+            key=lambda p: p.stat().st_mtime,
+        )
+        return (runs[-1], False) if runs else None
 
     # --- nodes ----------------------------------------------------------------------------
 
@@ -95,7 +129,7 @@ class NodeAgent:
                         raise
 
     def _register(self, plan: NodePlan, now: str) -> str:
-        body = nodes.node_object(plan, self.kube_version, now, self.kernel)
+        body = nodes.node_object(plan, self.kube_version, now, self.kernel, self.kubelet_port)
         try:
             created = self.rest.request("POST", "/api/v1/nodes", body=body)
             return str(created["metadata"]["uid"])
@@ -120,7 +154,7 @@ class NodeAgent:
         return str(existing["metadata"]["uid"])
 
     def _patch_node_status(self, plan: NodePlan, now: str) -> None:
-        status = nodes.node_status(plan, self.kube_version, now, self.kernel)
+        status = nodes.node_status(plan, self.kube_version, now, self.kernel, self.kubelet_port)
         self.rest.request(
             "PATCH",
             f"/api/v1/nodes/{plan.name}/status",

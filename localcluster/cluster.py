@@ -158,6 +158,7 @@ class LocalCluster:
                 log=self.log,
             ),
             kube_version=self.version,
+            pki=pki,
         )
         self._agent.start()
         controller_manager.wait_healthy(deadline)

@@ -110,6 +110,11 @@ def apiserver_args(bin_dir: Path, pki: Pki, cert_dir: Path, ports: Ports) -> lis
         f"--tls-cert-file={pki.serving_cert}",
         f"--tls-private-key-file={pki.serving_key}",
         f"--client-ca-file={pki.ca_cert}",
+        # pods/log: the node agent serves the kubelet's log path on each node's InternalIP.
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-certificate-authority={pki.ca_cert}",
+        f"--kubelet-client-certificate={pki.client_cert('apiserver-kubelet-client')}",
+        f"--kubelet-client-key={pki.client_key('apiserver-kubelet-client')}",
         "--authorization-mode=Node,RBAC",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         f"--service-account-issuer={SA_ISSUER}",

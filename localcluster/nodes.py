@@ -190,8 +190,13 @@ def node_conditions(now: str) -> list[dict[str, str]]:
     ]
 
 
-def node_status(plan: NodePlan, kube_version: str, now: str, kernel: str = "") -> dict[str, Any]:
-    """The Node status the agent reports: resources, Ready, addresses and node info."""
+def node_status(
+    plan: NodePlan, kube_version: str, now: str, kernel: str = "", kubelet_port: int = 0
+) -> dict[str, Any]:
+    """The Node status the agent reports: resources, Ready, addresses and node info.
+
+    `kubelet_port` is the agent's log endpoint (0: none), where the API server
+    reads pods' logs."""
     resources = node_resources(plan)
     return {
         "capacity": resources,
@@ -201,7 +206,7 @@ def node_status(plan: NodePlan, kube_version: str, now: str, kernel: str = "") -
             {"type": "InternalIP", "address": "127.0.0.1"},
             {"type": "Hostname", "address": plan.name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         "nodeInfo": {
             "machineID": "",
             "systemUUID": "",
@@ -217,14 +222,16 @@ def node_status(plan: NodePlan, kube_version: str, now: str, kernel: str = "") -
     }
 
 
-def node_object(plan: NodePlan, kube_version: str, now: str, kernel: str = "") -> dict[str, Any]:
+def node_object(
+    plan: NodePlan, kube_version: str, now: str, kernel: str = "", kubelet_port: int = 0
+) -> dict[str, Any]:
     """The whole Node, as created on registration (a kubelet creates it with status)."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": plan.name, "labels": node_labels(plan)},
         "spec": {},
-        "status": node_status(plan, kube_version, now, kernel),
+        "status": node_status(plan, kube_version, now, kernel, kubelet_port),
     }
 
 

@@ -42,6 +42,8 @@ CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     # One agent serves several nodes, so it cannot be one `system:node:<name>`;
     # it acts as a cluster admin, like a single-machine kubelet would need to.
     "node-agent": ("fovea-node-agent", ("system:masters",)),
+    # What the API server shows the node agent's kubelet log endpoint (pods/log).
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ()),
 }
 
 
@@ -66,6 +68,14 @@ class Pki:
     @property
     def serving_key(self) -> Path:
         return self.directory / "apiserver.key"
+
+    @property
+    def kubelet_serving_cert(self) -> Path:
+        return self.directory / "kubelet.crt"
+
+    @property
+    def kubelet_serving_key(self) -> Path:
+        return self.directory / "kubelet.key"
 
     @property
     def sa_key(self) -> Path:
@@ -216,6 +226,7 @@ def ensure_pki(directory: Path) -> Pki:
     pki = Pki(directory)
     ca = _ensure_ca(pki)
     _issue(ca, pki.serving_cert, pki.serving_key, _name("kube-apiserver"), server=True)
+    _issue(ca, pki.kubelet_serving_cert, pki.kubelet_serving_key, _name("kubelet"), server=True)
     for who, (user, groups) in CLIENTS.items():
         _issue(ca, pki.client_cert(who), pki.client_key(who), _name(user, groups), server=False)
     _ensure_sa_keys(pki)

@@ -96,6 +96,12 @@ class PodRunner:
 
     # --- called from the agent's threads -------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """Whether the pod's process is alive now (it may still write its log)."""
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
     def start(self) -> None:
         self._thread.start()
 
