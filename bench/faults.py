@@ -56,8 +56,9 @@ MODELS = ("one", "two")
 GPUS = "2x24GiB,1x80GiB"
 SETTLE_S = 180.0
 SELECT = "/api/models/select"
-# The operator's Lease and resync as the integration tests run it: a restarted
-# operator waits for the dead one's Lease to expire (at most this long).
+# The operator's Lease and resync as the integration tests run it. A restarted
+# operator keeps its identity, so it renews its own Lease at once; a replica with
+# another identity would wait for it to expire (at most this long).
 LEASE_S = 6
 PYTHON = [sys.executable, "-P", "-m", "fovea.cli"]
 
@@ -143,6 +144,9 @@ class Bench:
             "FOVEA_OPERATOR_LEASE_NAMESPACE": NAMESPACE,
             "FOVEA_OPERATOR_LEASE_SECONDS": str(LEASE_S),
             "FOVEA_OPERATOR_RESYNC_SECONDS": "5",
+            # Stable across restarts, as the pod name is in a cluster (manager/operator.yaml)
+            # and as `fovea-models up` sets it: a restarted operator renews its own Lease.
+            "FOVEA_OPERATOR_IDENTITY": "fovea-models-bench-operator",
         }
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

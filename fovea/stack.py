@@ -15,6 +15,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -67,7 +68,14 @@ def run(args: argparse.Namespace) -> int:
     cluster = LocalCluster(args.state_dir, gpus=args.gpus)
     cluster.start()
     kubeconfig = str(cluster.kubeconfig)
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": kubeconfig,
+        "PYTHONUNBUFFERED": "1",
+        # One identity across restarts, as a pod's name is across container restarts:
+        # a restarted operator renews its own Lease at once instead of waiting it out.
+        "FOVEA_OPERATOR_IDENTITY": f"fovea-models-up@{socket.gethostname()}",
+    }
     command = [*_DIE_WITH_US, sys.executable, "-P", "-m", "fovea.cli"]
     children = {
         "operator": Child("operator", [*command, "operator"]),
