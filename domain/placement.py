@@ -645,7 +645,8 @@ class _Run:
                         continue
                 candidates.append((need, len(members), self.ctx.order[pos], pos, movable))
             candidates.sort(key=lambda c: c[:4])
-            for need, _, _, pos, movable in candidates[:64]:
+            for need, _, _, pos, movable in candidates[:16]:
+                self.move_work -= 10 * len(movable)  # a try costs more than a look
                 if self._try_moves(i, pos, need, movable):
                     return True
         if not d.excluded_nodes:
@@ -897,7 +898,7 @@ class _Run:
             why += f" (avoiding {', '.join(sorted(d.excluded_nodes))}: the scheduler refused it)"
         return self._without_gpu(d, why, evicted=d.was_evicted)
 
-    def _room_on_full_nodes(self, d: Demand, limit: int = 256) -> bool:
+    def _room_on_full_nodes(self, d: Demand, limit: int = 64) -> bool:
         """Whether a GPU of a node without room for any pod has the memory (for the reason)."""
         gpus = (p for node in sorted(self.full) for p in self.ctx.gpus_on_node.get(node, []))
         for p in itertools.islice(gpus, limit):
