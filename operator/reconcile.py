@@ -632,20 +632,43 @@ def _scheduler_refused(sel: Selection, d: _Decided, refused: Refusals) -> _Decid
 def _gpu_still_held(
     pod: Raw | None, result: placement.Plan, pods: Sequence[Raw], sel: Selection
 ) -> bool:
-    """Other selections' pods (moving or evicted, leaving or not) still fill pod's GPU."""
+    """Make-before-break: other selections' pods still fill pod's GPU and are on their way out
+    (moved or evicted by this plan, or terminating); the new pod waits for them to go.
+
+    Not when one of them waits for this selection's own old pod in turn (two models
+    swapping GPUs): that would wait for ever.
+    """
     if pod is None or not _holds_gpu(pod):
         return False
-    node, gpu = _gpu_of(pod)
-    usage = result.usage(node or "", int(gpu) if gpu else None)
+    here = _gpu_of(pod)
+    usage = result.usage(here[0] or "", int(here[1]) if here[1] else None)
     if usage is None:
         return False
-    held = sum(
-        float(_ann(p, c.ANNOTATION_VRAM_GIB) or 0)
-        for p in pods
-        if _holds_gpu(p) and _gpu_of(p) == (node, gpu) and _owner_uid(p) != sel.uid
-    )
-    need = float(_ann(pod, c.ANNOTATION_VRAM_GIB) or 0)
-    return held + need > usage.capacity_gib + placement.EPSILON
+    others = [p for p in pods if _holds_gpu(p) and _gpu_of(p) == here and _owner_uid(p) != sel.uid]
+    held = sum(float(_ann(p, c.ANNOTATION_VRAM_GIB) or 0) for p in others)
+    if (
+        held + float(_ann(pod, c.ANNOTATION_VRAM_GIB) or 0)
+        <= usage.capacity_gib + placement.EPSILON
+    ):
+        return False
+    mine = {_gpu_of(p) for p in pods if _owner_uid(p) == sel.uid}
+    for p in others:
+        if p["metadata"].get("deletionTimestamp"):
+            return True
+        owner = _owner_name(p)
+        target = result.placements.get(f"{p['metadata']['namespace']}/{owner}")
+        slot = target.slot if target is not None else None
+        going_to = (slot.node, str(slot.gpu_index)) if slot and slot.gpu_index is not None else None
+        if going_to != here and going_to not in mine:
+            return True
+    return False
+
+
+def _owner_name(pod: Raw) -> str | None:
+    for ref in pod["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == c.SELECTION_KIND and ref.get("controller"):
+            return str(ref.get("name"))
+    return None
 
 
 def _gpu_of(pod: Raw) -> tuple[str | None, str | None]:
