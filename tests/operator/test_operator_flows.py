@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -343,3 +344,54 @@ def _catalog_status(kube: Kube) -> dict[str, Any]:
         c.GROUP, c.VERSION, kube.namespace, c.CATALOG_PLURAL, "default"
     )
     return dict(obj.get("status") or {})
+
+
+def test_the_liveness_endpoint_reports_the_planner(
+    kube: Kube, kubeconfig: str, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "KUBECONFIG": kubeconfig,
+        "FOVEA_OPERATOR_LEASE_NAMESPACE": kube.namespace,
+        "FOVEA_OPERATOR_RESYNC_SECONDS": "5",
+    }
+    with open(tmp_path / "operator.log", "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fovea.cli",
+                "operator",
+                "-n",
+                kube.namespace,
+                "--liveness-port",
+                str(port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def health() -> dict[str, Any] | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    body: dict[str, Any] = json.loads(r.read())
+                    return body if body.get("planner") == "planning" else None
+            except OSError:
+                return None
+
+        assert eventually(health, timeout=60), (tmp_path / "operator.log").read_text()[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
