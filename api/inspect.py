@@ -7,10 +7,9 @@ logs, the Kubernetes API) and hands the state to these functions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from typing import Any
 
-from fovea.api.errors import BadRequest, CatalogUnreadable, InvalidTaskType, ModelNotFound
+from fovea.api.errors import CatalogUnreadable, InvalidTaskType, ModelNotFound
 from fovea.api.loading import load_outcome
 from fovea.api.state import ClusterState, Selection, index_by_task
 from fovea.domain.resources import CatalogSpec, ModelOption, SelectionSpec, SelectionStatus
@@ -65,17 +64,6 @@ def tasks_view(state: ClusterState) -> dict[str, Any]:
         "offload_threshold": catalog.inference.offload_threshold,
         "tasks": {task: task_view(state, task) for task in catalog.tasks},
     }
-
-
-def parse_what_if(values: Iterable[str]) -> dict[str, str]:
-    """`TASK=MODEL` strings as {task: model}; BadRequest naming the first malformed one."""
-    out: dict[str, str] = {}
-    for value in values:
-        task, sep, model = value.partition("=")
-        if not sep or not task or not model:
-            raise BadRequest(f"Invalid value for select: '{value}' is not TASK=MODEL")
-        out[task] = model
-    return out
 
 
 def with_selections(state: ClusterState, what_if: dict[str, str]) -> ClusterState:

@@ -21,6 +21,7 @@ from fovea.api.schemas import (
     ValidateBody,
 )
 from fovea.api.service import ModelService
+from fovea.api.what_if import what_if_json
 
 PREFIX = "/api/models"
 KEEPALIVE_S = 15.0
@@ -77,15 +78,35 @@ def add_polled_reads(app: FastAPI, service: ModelService) -> None:
         )
 
 
+WhatIfQuery = Annotated[
+    list[str] | None,
+    Query(description="What-if: a task and the model it would select (repeat in pairs)"),
+]
+
+
 @read_router.post(
     "/validate",
     response_model=ValidateBody,
-    responses=_errors(500, 503),
-    summary="Whether the current selections fit in GPU memory (with the operator's planner)",
+    responses=_errors(400, 404, 500, 503),
+    summary="Whether the selections (now, or as if changed) fit in GPU memory",
 )
-async def validate(service: ServiceDep) -> Response:
-    """The budget of the current selections, from the placement plan the operator uses."""
-    return _json(service.validate_json())
+async def validate(
+    service: ServiceDep,
+    task_type: WhatIfQuery = None,
+    model_name: WhatIfQuery = None,
+    task_type_camel: Annotated[list[str] | None, Query(alias="taskType")] = None,
+    model_name_camel: Annotated[list[str] | None, Query(alias="modelName")] = None,
+) -> Response:
+    """The budget of the current selections, from the placement plan the operator uses.
+
+    With task_type/model_name pairs (repeatable): the budget as if those were
+    selected, plus the plan (per GPU, evictions, CPU fallbacks); nothing is written.
+    """
+    tasks = [*(task_type or []), *(task_type_camel or [])]
+    models = [*(model_name or []), *(model_name_camel or [])]
+    if not tasks and not models:
+        return _json(service.validate_json())
+    return _json(what_if_json(service, tasks, models))
 
 
 TaskQuery = Annotated[str | None, Query(description="Task type (a task of the catalog)")]

@@ -275,16 +275,8 @@ def _validate(api: Api, args: argparse.Namespace) -> int:
         if not (sep and task and model):
             raise CliError(f"'{item}' is not TASK=MODEL", REFUSED)
     if args.what_if:
-        try:
-            body = api.post("/api/models/validate/what-if", select=list(args.what_if))
-        except CliError as exc:
-            if exc.message in ("Not Found", "HTTP 404: Not Found"):
-                raise CliError(
-                    f"the API at {api.target.url} offers no what-if selections "
-                    "(POST /api/models/validate/what-if); validate without TASK=MODEL",
-                    REFUSED,
-                ) from exc
-            raise
+        tasks, models = zip(*(item.split("=", 1) for item in args.what_if), strict=True)
+        body = api.post("/api/models/validate", task_type=list(tasks), model_name=list(models))
     else:
         body = api.post("/api/models/validate")
     code = OK if body["valid"] else NOT_SO
