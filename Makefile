@@ -40,7 +40,7 @@ lint:
 	@rm -rf build/importlint && mkdir -p build/importlint/fovea
 	@for f in fovea/*; do case $$f in *__pycache__) ;; *) ln -s ../../../$$f build/importlint/fovea/;; esac; done
 	@for d in domain operator api model_pod localcluster; do ln -s ../../../$$d build/importlint/fovea/$$d; done
-	cd build/importlint && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../.importlinter --no-cache
+	cd build/importlint && PYTHONPATH=. ../../$(BIN)/lint-imports ../../.importlinter --no-cache
 
 # The folders map into the `fovea` namespace through setuptools package-dir, which
 # mypy cannot follow; it checks a symlinked view of the same files instead.
