@@ -7,7 +7,9 @@
 - `POST /predict`: one request for the model; JSON in the framework's shape
   (see each adapter), or raw image bytes (`image/*` or
   `application/octet-stream`) for detectors. 503 while not ready, 400 on bad
-  input, errors as `{"error": "<message>"}`.
+  input, 413 on a body over MAX_BODY_BYTES (refused from its Content-Length
+  before any of it is read; a chunked body is read only up to the limit),
+  errors as `{"error": "<message>"}`.
 - `GET /info`: who this is and the latest runtime report.
 """
 
@@ -31,14 +33,43 @@ log = logging.getLogger("fovea.model_pod.server")
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
+class BodyTooLarge(Exception):
+    """The request body is over MAX_BODY_BYTES (answered 413)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"request body over {MAX_BODY_BYTES} bytes")
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message})
 
 
+def declared_too_large(content_length: str | None, limit: int = MAX_BODY_BYTES) -> bool:
+    """Whether a Content-Length header announces a body over `limit` (or is not a number)."""
+    if content_length is None:
+        return False
+    try:
+        return int(content_length) > limit or int(content_length) < 0
+    except ValueError:
+        return True
+
+
+async def _bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused as soon as it is announced or read past `limit`."""
+    if declared_too_large(request.headers.get("content-length"), limit):
+        raise BodyTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _payload(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise PredictError(f"request body over {MAX_BODY_BYTES} bytes")
+    body = await _bounded_body(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type.startswith("image/") or content_type == "application/octet-stream":
         return {"image_bytes": body}
@@ -90,6 +121,8 @@ def create_app(service: ModelService, on_shutdown: Callable[[], None] | None = N
             payload = await _payload(request)
             # The forward pass blocks: run it off the event loop so probes still answer.
             return await run_in_threadpool(service.predict, payload)
+        except BodyTooLarge as exc:
+            return _error(413, str(exc))
         except NotReady as exc:
             return _error(503, f"model not ready: {exc}")
         except PredictError as exc:

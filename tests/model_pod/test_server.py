@@ -6,8 +6,9 @@ import base64
 import io
 import os
 import signal
+import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ from fovea.model_pod.adapters.adapter_torch import TorchAdapter
 from fovea.model_pod.adapters.adapter_ultralytics import UltralyticsAdapter
 from fovea.model_pod.identity import Identity
 from fovea.model_pod.lifecycle import ModelService
-from fovea.model_pod.server import create_app
+from fovea.model_pod.server import MAX_BODY_BYTES, create_app, declared_too_large
 from kube_testing import eventually
 
 
@@ -75,6 +76,35 @@ def test_detector_takes_raw_image_bytes(make_identity: Callable[..., Identity]) 
     assert encoded.status_code == 200
 
 
+def announced_too_large(url: str) -> bytes:
+    """The status line a server answers to headers announcing a body over the limit."""
+    host, port = httpx.URL(url).host, httpx.URL(url).port
+    assert port is not None
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: pod\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+        )
+        return conn.recv(4096).split(b"\r\n", 1)[0] + b" "
+
+
+def test_a_body_over_the_limit_is_refused_413(make_identity: Callable[..., Identity]) -> None:
+    identity = make_identity("pytorch", "mlp-tiny")
+    service = ModelService(identity, TorchAdapter(identity.spec), reporter=None)
+    service.load()
+    http = TestClient(create_app(service))
+
+    def chunks() -> Iterator[bytes]:  # chunked: no Content-Length to refuse it by
+        for _ in range(MAX_BODY_BYTES // (1 << 20) + 4):
+            yield b" " * (1 << 20)
+
+    refused = http.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert refused.status_code == 413 and "over" in refused.json()["error"]
+    assert declared_too_large(str(MAX_BODY_BYTES + 1)) and declared_too_large("-1")
+    assert declared_too_large("nope") and not declared_too_large(str(MAX_BODY_BYTES))
+    assert not declared_too_large(None)
+
+
 def test_the_command_serves_on_port_and_stops_on_sigterm(
     start_model_pod: Callable[..., Any],
 ) -> None:
@@ -92,6 +122,9 @@ def test_the_command_serves_on_port_and_stops_on_sigterm(
     answer = httpx.post(f"{pod.url}/predict", json={"texts": ["hello"]}, timeout=30)
     assert answer.status_code == 200
     assert len(answer.json()["embeddings"][0]) == 128
+    # A body announced over the limit is refused from its headers alone: none
+    # of it is ever sent, so a server that waited for it would never answer.
+    assert announced_too_large(pod.url).startswith(b"HTTP/1.1 413 ")
     pod.process.send_signal(signal.SIGTERM)
     # uvicorn shuts down, then re-raises SIGTERM: the exit Kubernetes expects (143).
     assert pod.process.wait(timeout=30) in (0, -signal.SIGTERM)
