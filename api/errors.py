@@ -9,6 +9,21 @@ from __future__ import annotations
 # The contract's message when the Kubernetes API (the "model service") cannot be reached.
 CONNECTION_FAILED = "Connection to model service failed"
 LOAD_TIMEOUT = "Model service timeout during model loading"
+# The most of a client's own input an error echoes back (and the log repeats).
+MAX_ECHO_CHARS = 100
+
+
+def shown(value: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """Client input as an error may echo it: at most `limit` characters, each printable.
+
+    A longer value is cut and says how long it was; control characters (newlines
+    that would forge log lines, terminal escapes) are written as escapes.
+    """
+    cut = value[:limit]
+    printable = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in cut)
+    if len(value) <= limit:
+        return printable
+    return f"{printable}… ({len(value)} characters)"
 
 
 class ApiError(Exception):
@@ -29,19 +44,19 @@ class BadRequest(ApiError):
 
 class InvalidTaskType(BadRequest):
     def __init__(self, task: str) -> None:
-        super().__init__(f"Invalid task_type: {task}")
+        super().__init__(f"Invalid task_type: {shown(task)}")
 
 
 class NoModelSelected(BadRequest):
     def __init__(self, task: str) -> None:
-        super().__init__(f"No model selected for task '{task}'")
+        super().__init__(f"No model selected for task '{shown(task)}'")
 
 
 class ModelNotFound(ApiError):
     status_code = 404
 
     def __init__(self, task: str, model: str) -> None:
-        super().__init__(f"Model '{model}' not found for task '{task}'")
+        super().__init__(f"Model '{shown(model)}' not found for task '{shown(task)}'")
 
 
 class Unauthorized(ApiError):
@@ -81,7 +96,7 @@ class TaskMismatch(ApiError):
 
     def __init__(self, name: str, owner: str, task: str) -> None:
         super().__init__(
-            f"ModelSelection '{name}' belongs to task '{owner}', not '{task}': "
+            f"ModelSelection '{name}' belongs to task '{owner}', not '{shown(task)}': "
             "task names that differ only by case, '_', '-' or '.' share a selection name; "
             "rename one of the tasks in the catalog"
         )

@@ -9,9 +9,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fovea.api.errors import ApiError
+from fovea.api.errors import ApiError, shown
 
 log = logging.getLogger(__name__)
+
+MAX_LOGGED_CHARS = 1000  # an error's message in the log (it echoes at most MAX_ECHO_CHARS of input)
 
 # The contract's words for an unexpected failure, per route.
 UNEXPECTED = {
@@ -33,7 +35,11 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     if exc.status_code >= 500:
         log.warning(
-            "%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.message
+            "%s %s -> %d: %s",
+            request.method,
+            shown(request.url.path),
+            exc.status_code,
+            shown(exc.message, MAX_LOGGED_CHARS),
         )
     return error_response(exc.status_code, exc.message)
 
@@ -49,7 +55,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    log.exception("%s %s failed", request.method, shown(request.url.path), exc_info=exc)
     return error_response(500, UNEXPECTED.get(request.url.path, "Internal server error"))
 
 
@@ -62,8 +68,8 @@ def validation_message(exc: RequestValidationError) -> str:
     loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")]
     where = ".".join(loc) or "request"
     if first.get("type") == "missing":
-        return f"Missing required parameter: {where}"
-    return f"Invalid value for {where}: {first.get('msg', 'invalid')}"
+        return f"Missing required parameter: {shown(where)}"
+    return f"Invalid value for {shown(where)}: {shown(str(first.get('msg', 'invalid')))}"
 
 
 def install(app: FastAPI) -> None:
