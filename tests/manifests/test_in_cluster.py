@@ -13,6 +13,7 @@ model-server pod that the in-cluster operator created.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -86,6 +87,9 @@ def installed(kubeconfig: str, namespace: str, crds: None, tmp_path: Path) -> It
     wrapper = write_wrapper(tmp_path / "install", overlay, namespace, [CONFINE_OPERATOR])
     text = without_namespace_object(render_text(wrapper))
     objects = [o for o in yaml.safe_load_all(text) if o]
+    # The install namespace's Pod Security level: every pod must pass "restricted".
+    restricted = "pod-security.kubernetes.io/enforce=restricted"
+    kubectl(["label", "--overwrite", "namespace", namespace, restricted], kubeconfig)
     try:
         kubectl(["apply", "--server-side", "-f", "-"], kubeconfig, text)
         yield Install(namespace, kubeconfig, objects, local)
@@ -134,6 +138,12 @@ def api_url(install: Install) -> Iterator[str]:
         proc.wait(10)
 
 
+def api_token(install: Install) -> str:
+    """The bearer token the API requires: the Secret the overlay made, filled by the cluster."""
+    secret = install.get("secret", "fovea-models-api-token")
+    return base64.b64decode(secret.get("data", {}).get("token", "")).decode()
+
+
 def contract_example(script: str, url: str) -> list[str]:
     """What one of the contract's JavaScript examples prints (examples/js, run by node)."""
     binary = shutil.which("node")
@@ -167,14 +177,28 @@ def test_the_overlay_runs_in_cluster_and_a_select_loads_the_model(
         pods = installed.pods(component)
         assert len(pods) == 1 and pods[0]["spec"]["serviceAccountName"] == account
 
+    token = api_token(installed)
+    assert token, "the cluster did not fill the API token Secret"
+    auth = {"Authorization": f"Bearer {token}"}
     with api_url(installed) as url, httpx.Client(base_url=url, timeout=LOAD_S + 30) as http:
         assert eventually(lambda: http.get("/readyz").status_code == 200, timeout=60)
+        # Writes take the overlay's token, and nothing else.
+        anonymous = http.post("/api/models/select", params={"task_type": TASK, "model_name": MODEL})
+        assert anonymous.status_code == 401, anonymous.text
+        wrong = http.post(
+            "/api/models/select",
+            params={"task_type": TASK, "model_name": MODEL},
+            headers={"Authorization": "Bearer nope"},
+        )
+        assert wrong.status_code == 401, wrong.text
         config = http.get("/api/models/config").json()
         assert MODEL in config["models"][TASK]["options"]
         assert config["models"][TASK]["selected"] is None  # the overlay selects nothing
 
         answer = http.post(
-            "/api/models/select", params={"task_type": TASK, "model_name": MODEL, "wait": LOAD_S}
+            "/api/models/select",
+            params={"task_type": TASK, "model_name": MODEL, "wait": LOAD_S},
+            headers=auth,
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["selected_model"] == MODEL
@@ -182,7 +206,9 @@ def test_the_overlay_runs_in_cluster_and_a_select_loads_the_model(
         loaded = http.get("/api/models/status").json()["loaded_models"]
         assert loaded[TASK]["model_id"] == MODEL_ID
 
-        unknown = http.post("/api/models/select", params={"task_type": TASK, "model_name": "nope"})
+        unknown = http.post(
+            "/api/models/select", params={"task_type": TASK, "model_name": "nope"}, headers=auth
+        )
         assert unknown.status_code == 404 and "nope" in unknown.json()["error"]
 
         # The contract's own usage examples, unchanged, against the in-cluster API.

@@ -281,3 +281,45 @@ def test_gitops_examples_point_at_kustomizations_that_render() -> None:
     site_catalog = find(site, c.CATALOG_KIND)["spec"]
     source = Path(gitops / "example-site" / "models.yaml").read_text()
     assert set(site_catalog["tasks"]) == set(parse_models_yaml(source).spec.tasks)
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_the_install_namespace_enforces_pod_security_restricted(name: str) -> None:
+    labels = find(overlay(name), "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    for deployment in (o for o in overlay(name) if o["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_in_cluster_writes_require_the_token_the_overlay_makes(name: str) -> None:
+    objects = overlay(name)
+    ref = env_of(find(objects, "Deployment", "fovea-models-api"))["FOVEA_API_API_TOKEN"]
+    assert ref["secretKeyRef"] == {"name": "fovea-models-api-token", "key": "token"}  # required
+    secret = find(objects, "Secret", "fovea-models-api-token")
+    assert secret["type"] == "kubernetes.io/service-account-token"
+    account = secret["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+    find(objects, "ServiceAccount", account)
+    # The token's account holds no right: nothing binds it.
+    for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        assert account not in [s["name"] for s in binding.get("subjects") or []]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_network_policies_admit_only_labelled_namespaces(name: str) -> None:
+    objects = overlay(name)
+    access = {"matchLabels": {"fovea.dev/api-access": "true"}}
+    api = find(objects, "NetworkPolicy", "fovea-models-api")["spec"]
+    api_pods = find(objects, "Deployment", "fovea-models-api")["spec"]["selector"]
+    assert api["podSelector"] == api_pods and api["policyTypes"] == ["Ingress"]
+    assert api["ingress"] == [
+        {"from": [{"namespaceSelector": access}], "ports": [{"port": 3001, "protocol": "TCP"}]}
+    ]
+    servers = find(objects, "NetworkPolicy", "fovea-models-model-servers")["spec"]
+    assert servers["podSelector"] == {"matchLabels": {c.LABEL_COMPONENT: c.COMPONENT_MODEL_POD}}
+    assert servers["ingress"] == [
+        {"from": [{"podSelector": api_pods}, {"namespaceSelector": access}]}
+    ]
+    operator = find(objects, "NetworkPolicy", "fovea-models-operator")["spec"]
+    assert operator["policyTypes"] == ["Ingress"] and not operator.get("ingress")
