@@ -12,20 +12,25 @@ PYTHON  ?= python3
 # shadow the standard library's `operator` (it is importable only as fovea.operator).
 export PYTHONSAFEPATH := 1
 
-.PHONY: run test install binaries lint typecheck pytest bench crds catalog images kind-e2e clean
+.PHONY: run test install binaries browser lint typecheck pytest bench crds catalog images kind-e2e clean
 
 run: install
 	$(BIN)/fovea-models up
 
 test: install lint typecheck pytest
 
-install: $(STAMP) binaries
+install: $(STAMP) binaries browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[model,dev]'
 	touch $(STAMP)
+
+# Debian's Chromium for the GPU board's browser test (driven by Playwright from Python;
+# never `playwright install`). Installed once; a second run does nothing.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler and etcd once per
 # version into ~/.cache/fovea-models (a second run builds nothing).

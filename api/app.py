@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
-from fovea.api import exception_handlers, routes_inspect, routes_models, routes_ops
+from fovea.api import exception_handlers, routes_board, routes_inspect, routes_models, routes_ops
 from fovea.api.cache import ClusterCache
 from fovea.api.clients import ClientSource
 from fovea.api.deps import require_token
@@ -91,6 +91,7 @@ def create_app(
     app.include_router(routes_models.read_router)
     app.include_router(routes_ops.router)
     routes_inspect.install(app, guarded=settings.api_token is not None)  # tasks, logs, ...
+    routes_board.install(app)  # the GPU board at /
     if settings.api_token is not None:
         app.include_router(
             routes_models.write_router,

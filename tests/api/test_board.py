@@ -1,0 +1,137 @@
+"""The GPU board at `/`: its data (pure) and the page in Debian's Chromium on the real API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from board_browser import launch
+from playwright.sync_api import Page, expect, sync_playwright
+
+from api_builders import gpu_node, runtime_ready, selection, state
+from api_server import ApiServer
+from fovea.api import responses
+from fovea.api.board import board_body
+from fovea.domain.gpus import gpus_from_nodes
+from kube_testing import Kube, eventually
+
+TASK = "object_detection"
+
+
+def test_each_gpu_shows_its_models_declared_planned_and_measured_memory_and_threshold() -> None:
+    loaded = {
+        "phase": "Ready",
+        "model": "yolov8n",
+        "node": "gpu-0",
+        "plannedGpuIndex": 0,
+        "declaredMemoryGb": 0.5,
+        "runtime": runtime_ready("p1", "yolov8n", 0.7),
+    }
+    loading = {
+        "phase": "Loading",
+        "model": "samurai",
+        "node": "gpu-0",
+        "plannedGpuIndex": 0,
+        "declaredMemoryGb": 4.0,
+        "runtime": {"state": "Loading", "reason": "downloading weights 42%"},
+    }
+    st = state(
+        [
+            selection(TASK, "yolov8n", status=loaded),
+            selection("object_tracking", "samurai", status=loading),
+        ],
+        nodes=[gpu_node("gpu-0", simulated=True)],
+    )
+    body = board_body(st, responses.gpu_view(st))
+    [gpu] = body["gpus"]
+    assert (gpu["memory_gb"], gpu["threshold_gb"], gpu["simulated"]) == (24.0, 19.2, True)
+    by_model = {m["model"]: m for m in gpu["models"]}
+    assert by_model["yolov8n"]["declared_gb"] == 0.5
+    assert by_model["yolov8n"]["measured_gb"] == 0.7
+    assert by_model["samurai"]["measured_gb"] is None and by_model["samurai"]["planned"]
+    tasks = {t["task"]: t for t in body["tasks"]}
+    assert tasks["object_tracking"]["progress"] == {
+        "state": "Loading",
+        "reason": "downloading weights 42%",
+        "percent": 42.0,
+    }
+    assert [o["name"] for o in tasks[TASK]["options"]] == ["yolov8n", "groundingdino"]
+    assert tasks["video_summarization"]["selected"] is None
+
+
+def test_a_model_on_the_cpu_for_want_of_memory_shows_as_degraded() -> None:
+    status = {"phase": "CPUFallback", "model": "samurai", "message": "no GPU has room"}
+    st = state([selection("object_tracking", "samurai", status=status)])
+    [task] = [t for t in board_body(st, responses.gpu_view(st))["tasks"] if t["degraded"]]
+    assert task["task"] == "object_tracking" and task["degraded"] == "no GPU has room"
+
+
+# --- the page in a real browser -------------------------------------------------------------
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Page]:
+    with sync_playwright() as pw:
+        context = launch(pw, tmp_path / "chromium-profile")
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+def cluster_gpus(kube: Kube) -> list[str]:
+    nodes = kube.api.sanitize_for_serialization(kube.core.list_node().items)
+    return sorted(f"{g.node}/{g.index}" for g in gpus_from_nodes(nodes))
+
+
+@pytest.mark.integration
+def test_the_page_shows_gpus_and_selections_and_selects_through_the_api(
+    kube: Kube, api: ApiServer, page: Page
+) -> None:
+    from api_builders import examples_catalog
+
+    kube.apply_catalog(examples_catalog())
+    kube.select(TASK, "yolov8n")
+    gpus = cluster_gpus(kube)
+    node, index = gpus[0].split("/")
+    kube.patch_status(  # the operator's part, played here: yolov8n holds the first GPU
+        TASK,
+        {
+            "phase": "Ready",
+            "model": "yolov8n",
+            "node": node,
+            "plannedGpuIndex": int(index),
+            "declaredMemoryGb": 0.5,
+            "observedGeneration": 1,
+        },
+    )
+    assert eventually(lambda: _board(api)["tasks"][TASK]["phase"] == "Ready" or None, 10)
+
+    page.goto(api.url + "/")
+    expect(page.locator("#conn")).to_have_text("live")
+    shown = page.locator(".gpu").evaluate_all("els => els.map(e => e.dataset.gpu)")
+    assert sorted(shown) == gpus  # every GPU of the cluster, one bar each
+    holder = page.locator(f'.gpu[data-gpu="{gpus[0]}"] .seg[data-model="yolov8n"]')
+    expect(holder).to_have_count(1)
+    expect(page.locator(".gpu .threshold")).to_have_count(len(gpus))
+    row = page.locator(f'#tasks tr[data-task="{TASK}"]')
+    expect(row.locator(".selected")).to_have_text("yolov8n")
+    expect(row.locator(".phase")).to_contain_text("Ready")
+
+    row.locator(".model-choice").select_option("groundingdino")
+    row.locator(".do-select").click()
+    assert eventually(lambda: kube.selection(TASK)["spec"]["model"] == "groundingdino" or None, 10)
+    expect(page.locator("#events li").filter(has_text=f"{TASK}: groundingdino")).not_to_have_count(
+        0
+    )
+    expect(row.locator(".selected")).to_have_text("groundingdino")
+
+    row.locator(".do-whatif").click()  # what-if from the page: the plan, nothing written
+    expect(page.locator("#whatif")).to_contain_text("Nothing was changed.")
+
+
+def _board(api: ApiServer) -> dict[str, Any]:
+    body = api.http.get("/api/models/board").json()
+    return {**body, "tasks": {t["task"]: t for t in body["tasks"]}}
