@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from fovea.domain import constants as c
 from fovea.domain.resources import (
+    MODEL_DIR,
     NAME_PATTERN,
     PRIORITY_MAX,
     PRIORITY_MIN,
@@ -42,6 +43,24 @@ HEADER = "# Generated from fovea.domain.resources by `fovea-models crds --write`
 # CEL rules per model class (by class name, as pydantic titles its schemas).
 RULES: dict[str, list[dict[str, str]]] = {
     "ModelOption": [
+        # model_id_problem (domain/resources.py), rule by rule.
+        {
+            "rule": "!self.modelId.startsWith('-')",
+            "message": "modelId must not start with '-' (an engine would read it as a flag)",
+            "fieldPath": ".modelId",
+        },
+        {
+            "rule": "!self.modelId.matches('(^|/)[.][.](/|$)')",
+            "message": "modelId must not contain a '..' path segment",
+            "fieldPath": ".modelId",
+        },
+        {
+            "rule": "!self.modelId.startsWith('/') || self.modelId.startsWith('"
+            + MODEL_DIR
+            + "/')",
+            "message": f"modelId: an absolute path must be under {MODEL_DIR}/",
+            "fieldPath": ".modelId",
+        },
         {
             "rule": "!(has(self.vramGb) && has(self.vramMb))",
             "message": "give either vramGb or vramMb, not both",

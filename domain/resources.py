@@ -37,6 +37,27 @@ OPTIONAL_NAME_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$"
 OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
+# Where a model pod finds local weights: the platform's model volume. A
+# catalog may name a file only there (an absolute path) or relative to it.
+MODEL_DIR = "/models"
+MAX_MODEL_ID_CHARS = 512
+
+
+def model_id_problem(model_id: str) -> str | None:
+    """Why a catalog's model_id may not be used, or None. The CRD's CEL rules say the same.
+
+    A model id becomes an engine's argument and a path the model pod opens:
+    it must not read as a flag, nor name a file outside the model directory.
+    """
+    if model_id.startswith("-"):
+        return "must not start with '-' (an engine would read it as a command-line flag)"
+    if ".." in model_id.split("/"):
+        return "must not contain a '..' path segment (it would leave the model directory)"
+    if model_id.startswith("/") and not model_id.startswith(f"{MODEL_DIR}/"):
+        return f"an absolute path must be under {MODEL_DIR}/ (the model directory)"
+    return None
+
+
 class Wire(BaseModel):
     """Base: camelCase on the wire, snake_case in Python, unknown keys refused."""
 
@@ -111,7 +132,11 @@ class Phase(StrEnum):
 class ModelOption(Wire):
     """One model a task can use: an entry of `models.yaml`."""
 
-    model_id: str = Field(min_length=1, description="Hugging Face model id or local name")
+    model_id: str = Field(
+        min_length=1,
+        max_length=MAX_MODEL_ID_CHARS,
+        description=f"Hugging Face model id, local name, or a file under {MODEL_DIR}/",
+    )
     framework: Framework = Framework.PYTORCH
     vram_gb: float | None = Field(default=None, ge=0, description="VRAM need in GiB")
     vram_mb: float | None = Field(default=None, ge=0, description="VRAM need in MiB")
@@ -137,6 +162,14 @@ class ModelOption(Wire):
         description="Build from the architecture config with random weights (demo, tests)",
     )
     mig_profile: str | None = Field(default=None, description="MIG profile, e.g. 1g.10gb")
+
+    @field_validator("model_id")
+    @classmethod
+    def _safe_model_id(cls, value: str) -> str:
+        problem = model_id_problem(value)
+        if problem is not None:
+            raise ValueError(f"model_id {value[:100]!r} {problem}")
+        return value
 
     @model_validator(mode="after")
     def _one_vram_figure(self) -> ModelOption:

@@ -82,6 +82,9 @@ def test_validation_rules_and_bounds() -> None:
     options = tasks["additionalProperties"]["properties"]["options"]
     option = options["additionalProperties"]
     assert [r["message"] for r in option["x-kubernetes-validations"]] == [
+        "modelId must not start with '-' (an engine would read it as a flag)",
+        "modelId must not contain a '..' path segment",
+        "modelId: an absolute path must be under /models/",
         "give either vramGb or vramMb, not both",
         "needs vramGb or vramMb (only framework external_api may have neither)",
     ]
