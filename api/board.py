@@ -122,10 +122,13 @@ def _measured(sel: Selection) -> float | None:
 
 
 def _progress(sel: Selection) -> dict[str, Any] | None:
-    """The pod's own report of its load: state, reason, and a percentage when it says one."""
+    """The pod's own report of its load: state, reason, and a percentage when it says one.
+
+    Only the current pod's: while a new model loads, the previous pod still reports.
+    """
     runtime = sel.status.runtime
-    if runtime is None:
-        return None
+    if runtime is None or (runtime.pod and sel.status.pod and runtime.pod != sel.status.pod):
+        return None  # none yet, or the previous pod's
     found = _PERCENT.search(runtime.reason or "")
     return {
         "state": str(runtime.state),

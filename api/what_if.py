@@ -18,6 +18,7 @@ cluster's GPUs. Nothing is written; everything but `what_if_json` is pure.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,8 +30,11 @@ from fovea.api.state import ClusterState, Selection
 from fovea.api.validation import validate_body
 from fovea.domain import budget, placement
 from fovea.domain.placement import Outcome
-from fovea.domain.resources import CatalogSpec, DevicePolicy, LoadPolicy, SelectionStatus
+from fovea.domain.resources import CatalogSpec, DevicePolicy, LoadPolicy, Phase, SelectionStatus
 from fovea.domain.units import round_half_up
+
+# Phases in which the status's node and planned GPU are a GPU the model holds (as budget's).
+_HOLDING = frozenset({Phase.SCHEDULING, Phase.LOADING, Phase.READY})
 
 
 def what_if_json(service: ModelService, tasks: Sequence[str], models: Sequence[str]) -> bytes:
@@ -152,8 +156,17 @@ def _own_demands(state: ClusterState, catalog: CatalogSpec) -> dict[str, placeme
         if policy == LoadPolicy.ON_DEMAND and not sel.spec.wanted:
             continue  # waits for /load: no pod, no room
         key = f"{state.namespace}/{sel.name}"
-        out[key] = budget.demand_for(budget.Selected(key, sel.spec, sel.status), option)
+        demand = budget.demand_for(budget.Selected(key, sel.spec, sel.status), option)
+        out[key] = dataclasses.replace(demand, current=_holding(sel) or demand.current)
     return out
+
+
+def _holding(sel: Selection) -> placement.Slot | None:
+    """The GPU the operator counts the selection against while it holds one (as it plans)."""
+    status, index = sel.status, planned_gpu(sel.status)
+    if status.phase in _HOLDING and status.node and index is not None:
+        return placement.Slot(status.node, index)
+    return None
 
 
 def _peer_demands(state: ClusterState) -> list[placement.Demand]:

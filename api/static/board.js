@@ -172,7 +172,7 @@ function drawTasks(board) {
     const where = t.node ? `${t.node}${t.gpu_index !== null && t.gpu_index !== undefined ? ` GPU ${t.gpu_index}` : ""}` : "";
     row.querySelector(".device").textContent = [t.device, where].filter(Boolean).join(" · ") || "–";
     row.querySelector(".memory").textContent = t.selected
-      ? `${gb(t.declared_gb)} declared · ${gb(t.measured_gb)} measured`
+      ? `${gb(t.declared_gb)} decl. / ${gb(t.measured_gb)} meas.`
       : "–";
     const cell = row.querySelector(".progress");
     cell.replaceChildren();
@@ -180,7 +180,9 @@ function drawTasks(board) {
       if (t.progress.percent !== null) {
         cell.append(el("progress", { max: "100", value: String(t.progress.percent) }), " ");
       }
-      cell.append(t.progress.state, t.progress.reason ? ` · ${t.progress.reason}` : "");
+      const reason = t.progress.reason || "";
+      cell.title = reason;
+      cell.append(t.progress.state, reason ? ` · ${reason.length > 48 ? `${reason.slice(0, 47)}…` : reason}` : "");
     }
   }
   for (const stale of rows.values()) stale.remove();
@@ -190,7 +192,7 @@ async function whatIf(task, model) {
   const body = await call("POST", `${API}/validate`, { task_type: task, model_name: model });
   const box = document.getElementById("whatif");
   const items = (list, text) => (list.length ? el("ul", {}, list.map((x) => el("li", {}, text(x)))) : null);
-  box.replaceChildren(
+  const parts = [
     el("strong", {}, `What if ${task} used ${model}? `),
     el("span", { class: body.valid ? "ok" : "bad" }, body.valid ? "fits" : "does not fit"),
     el("span", { class: "muted" }, ` · ${body.total_required_gb} GB of ${body.max_allowed_gb} GB allowed`),
@@ -201,7 +203,8 @@ async function whatIf(task, model) {
     items(body.plan.cpu, (c) => `on the CPU: ${c.key} (${c.model}): ${c.reason}`),
     items(body.warnings, (w) => w),
     el("p", { class: "muted" }, "Nothing was changed."),
-  );
+  ];
+  box.replaceChildren(...parts.filter(Boolean));
   box.hidden = false;
 }
 

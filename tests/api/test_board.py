@@ -135,3 +135,15 @@ def test_the_page_shows_gpus_and_selections_and_selects_through_the_api(
 def _board(api: ApiServer) -> dict[str, Any]:
     body = api.http.get("/api/models/board").json()
     return {**body, "tasks": {t["task"]: t for t in body["tasks"]}}
+
+
+def test_load_progress_is_the_current_pods_not_the_previous_ones() -> None:
+    status = {
+        "phase": "Loading",
+        "model": "groundingdino",
+        "pod": "new-pod",
+        "runtime": runtime_ready("old-pod", "yolov8n", 0.5),
+    }
+    st = state([selection(TASK, "groundingdino", status=status)])
+    [task] = [t for t in board_body(st, responses.gpu_view(st))["tasks"] if t["task"] == TASK]
+    assert task["progress"] is None

@@ -101,3 +101,15 @@ def test_selecting_the_model_already_selected_keeps_its_gpu() -> None:
     body = what_if(st, object_detection="yolov8n")
     assert body["placements"]["object_detection"]["decided_by"] == "operator"
     assert body["plan"]["gpus"][0]["models"][0]["model"] == "yolov8n"
+
+
+def test_a_model_held_on_its_planned_gpu_stays_there_in_the_plan() -> None:
+    status = {"phase": "Ready", "model": "yolov8n", "node": "gpu-1", "plannedGpuIndex": 0}
+    st = state(
+        [selection("object_detection", "yolov8n", status=status)],
+        nodes=[gpu_node("gpu-0"), gpu_node("gpu-1")],
+    )
+    body = what_if(st, object_tracking="bytetrack")
+    held = {g["node"]: [m["model"] for m in g["models"]] for g in body["plan"]["gpus"]}
+    assert held["gpu-1"][0] == "yolov8n"
+    assert body["plan"]["moves"] == []
