@@ -3,7 +3,9 @@
 - `model_id` a `.safetensors` path: the tensors are read straight into a module
   of the named architecture (built on the meta device, so no memory is spent
   on initial weights that would be overwritten; see `safetensors_cpu`).
-- `model_id` any other existing file: TorchScript (`torch.jit.load`).
+- `model_id` any other existing file: TorchScript (`torch.jit.load`) from the
+  trusted model directory only (see `trust`); elsewhere, with an architecture
+  named, a plain state dict read with `torch.load(weights_only=True)`.
 - otherwise: with random weights allowed, the architecture (`architecture`, or
   `model_id` itself when it names one) is built untrained, and says so.
 
@@ -28,6 +30,7 @@ from torch import nn
 from fovea.model_pod.adapters.base import LoadedModel, LoadError, ModelSpec, PredictError
 from fovea.model_pod.adapters.device import check_device
 from fovea.model_pod.adapters.safetensors_cpu import read_safetensors
+from fovea.model_pod.adapters.trust import pickle_refusal
 
 MAX_PREDICT_BATCH = 64
 
@@ -145,7 +148,7 @@ class TorchAdapter:
                     raise LoadError(f"{path} holds tensors only: name its architecture to load it")
                 module = load_safetensors_module(path, arch, self.device)
             else:
-                module = torch.jit.load(str(path), map_location=self.device)
+                module = self._load_pickled(path, arch)
             source = f"weights from {path}"
             random_weights = False
         elif spec.allow_random_weights and arch is not None:
@@ -158,6 +161,22 @@ class TorchAdapter:
             raise LoadError(self._missing_reason(path, arch_name))
         self.module = module.eval()
         return LoadedModel(device=str(self.device), random_weights=random_weights, source=source)
+
+    def _load_pickled(self, path: Path, arch: TorchArchitecture | None) -> nn.Module:
+        """TorchScript from the trusted directory; elsewhere only a state dict of tensors."""
+        refusal = pickle_refusal(path, "a TorchScript archive or a pickle")
+        if refusal is None:
+            return torch.jit.load(str(path), map_location=self.device)
+        if arch is None:
+            raise LoadError(refusal)
+        try:  # weights_only: tensors and plain containers, never code
+            state = torch.load(str(path), map_location=self.device, weights_only=True)
+            with self.device:
+                module = arch.build()
+            module.load_state_dict(state)
+        except Exception as exc:
+            raise LoadError(f"{refusal} ({path} is not a plain state dict: {exc})") from exc
+        return module
 
     def _missing_reason(self, path: Path, arch_name: str | None) -> str:
         if self.spec.allow_random_weights:

@@ -26,6 +26,7 @@ from typing import Any
 
 from fovea.model_pod.adapters.base import LoadedModel, LoadError, ModelSpec, PredictError
 from fovea.model_pod.adapters.device import check_device, decode_image
+from fovea.model_pod.adapters.trust import pickle_refusal
 
 WARMUP_IMAGE_SIZE = 640
 DEFAULT_CONFIDENCE = 0.25
@@ -67,6 +68,10 @@ class UltralyticsAdapter:
 
         path = Path(self.spec.model_id)
         if path.is_file() and path.suffix == ".pt":
+            # Its checkpoints pickle the model's classes: no weights_only load exists.
+            refusal = pickle_refusal(path, "an ultralytics checkpoint (a pickle)")
+            if refusal is not None:
+                raise LoadError(refusal)
             yolo = YOLO(str(path))
             source = f"weights from {path}"
             random_weights = False

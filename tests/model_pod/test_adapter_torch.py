@@ -18,6 +18,7 @@ from fovea.model_pod.adapters.adapter_torch import (
     mlp,
 )
 from fovea.model_pod.adapters.base import LoadError, PredictError
+from fovea.model_pod.adapters.trust import ENV_TRUSTED_WEIGHTS_DIR
 from fovea.model_pod.identity import Identity
 from fovea.model_pod.lifecycle import FAILED, READY, ModelService
 
@@ -85,7 +86,10 @@ def test_safetensors_of_another_architecture_is_refused(tmp_path: Path) -> None:
         adapter.load("cpu")
 
 
-def test_torchscript_file(tmp_path: Path, make_identity: Callable[..., Identity]) -> None:
+def test_torchscript_file(
+    tmp_path: Path, make_identity: Callable[..., Identity], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_TRUSTED_WEIGHTS_DIR, str(tmp_path))  # a pickle: trusted files only
     path = tmp_path / "scripted.pt"
     torch.jit.script(mlp([64, 256, 10])).save(str(path))
     service = loaded_service(make_identity("pytorch", str(path), architecture="mlp-tiny"))

@@ -14,6 +14,7 @@ from PIL import Image
 
 from fovea.model_pod.adapters.adapter_ultralytics import UltralyticsAdapter, config_for
 from fovea.model_pod.adapters.base import ModelSpec, PredictError
+from fovea.model_pod.adapters.trust import ENV_TRUSTED_WEIGHTS_DIR
 from fovea.model_pod.identity import Identity
 from fovea.model_pod.lifecycle import FAILED, READY, ModelService
 
@@ -80,7 +81,10 @@ def test_built_from_config_without_touching_the_network(
     assert no_network == []
 
 
-def test_a_pt_file_loads_its_real_weights(tmp_path: Path, no_network: list[Any]) -> None:
+def test_a_pt_file_loads_its_real_weights(
+    tmp_path: Path, no_network: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_TRUSTED_WEIGHTS_DIR, str(tmp_path))  # a pickle: trusted files only
     built = UltralyticsAdapter(ModelSpec("t", "yolov8n.yaml", allow_random_weights=True))
     built.load("cpu")
     path = tmp_path / "detector.pt"
