@@ -67,6 +67,7 @@ bench: install
 	$(PY) bench/model_load.py
 	$(PY) bench/faults.py
 	$(PY) bench/cli.py
+	$(PY) bench/board.py
 
 crds:
 	$(BIN)/fovea-models crds --write
