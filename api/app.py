@@ -18,6 +18,7 @@ from fovea.api.deps import require_token
 from fovea.api.feed import ChangeFeed
 from fovea.api.metrics import LatencyMiddleware, SnapshotCollector, request_histogram
 from fovea.api.schemas import ErrorBody
+from fovea.api.selection_metrics import SelectionCollector
 from fovea.api.service import ModelService
 from fovea.api.settings import Settings, get_settings
 from fovea.api.writes import SelectionWriter
@@ -79,6 +80,7 @@ def create_app(
     )
     registry = CollectorRegistry()
     registry.register(SnapshotCollector(lambda: live_cache.snapshot))
+    registry.register(SelectionCollector(lambda: live_cache.snapshot))  # alerts' gauges
     app.state.settings = settings
     app.state.cache = cache
     app.state.feed = feed
