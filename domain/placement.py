@@ -528,10 +528,10 @@ class _Run:
         kept_candidates.sort(key=lambda i: self._precedence(self.demands[i]))
         kept_ranks = []
         for i in kept_candidates:
-            pos = self.ctx.current_pos(self.demands[i])
-            assert pos is not None
-            if self._fits(i, pos):
-                self._add(i, pos)
+            at = self.ctx.current_pos(self.demands[i])
+            assert at is not None
+            if self._fits(i, at):
+                self._add(i, at)
                 kept_ranks.append(self.demands[i].rank)
             else:
                 self.pending.append(i)
@@ -1035,9 +1035,9 @@ class _Search:
         self.named: set[str] = set()
         for i in self.items:
             self.named.update(demands[i].excluded_nodes)
-            pos = ctx.current_pos(demands[i])
-            if pos is not None:
-                self.named.add(ctx.node_of[pos])
+            at = ctx.current_pos(demands[i])
+            if at is not None:
+                self.named.add(ctx.node_of[at])
         self.assign: dict[int, int] = {}
         self.moves = 0
         self.solution: dict[int, int] | None = None
