@@ -29,7 +29,7 @@ a GPU pod needs on the host to stage weights); the limit is 1.5 times that.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,11 +133,14 @@ def node_capacities(
             continue
         name = str((node.get("metadata") or {}).get("name", ""))
         allocatable = (node.get("status") or {}).get("allocatable") or {}
-        cpu = _millis(allocatable.get("cpu"))
-        memory = math.floor(_number(allocatable.get("memory")) / (1024 * 1024))
-        pod_count = _count(allocatable.get("pods"))
+        # What a node does not advertise is not counted (real kubelets advertise all four).
+        cpu = _or_unlimited(allocatable.get("cpu"), _millis)
+        memory = _or_unlimited(
+            allocatable.get("memory"), lambda v: math.floor(_number(v) / (1024 * 1024))
+        )
+        pod_count = _or_unlimited(allocatable.get("pods"), _count)
         gpu_raw = allocatable.get(c.RESOURCE_GPU)
-        gpu_slots = UNLIMITED if gpu_raw is None else _count(gpu_raw)
+        gpu_slots = _or_unlimited(gpu_raw, _count)
         u = used.get(name, [0, 0, 0, 0])
         out.append(
             NodeCapacity(
@@ -145,7 +148,7 @@ def node_capacities(
                 cpu_millis=cpu - u[0],
                 memory_mib=memory - u[1],
                 pods=pod_count - u[2],
-                gpu_slots=gpu_slots if gpu_slots == UNLIMITED else gpu_slots - u[3],
+                gpu_slots=gpu_slots - u[3],
                 tolerated=taints_tolerated((node.get("spec") or {}).get("taints") or []),
                 has_gpu=gpu_slots > 0 and gpu_raw is not None,
             )
@@ -195,6 +198,10 @@ def _container_requests(container: Mapping[str, Any]) -> tuple[int, int, int]:
         _mib(merged.get("memory")),
         _count(merged.get(c.RESOURCE_GPU)),
     )
+
+
+def _or_unlimited(value: object, parse: Callable[[object], int]) -> int:
+    return UNLIMITED if value is None else parse(value)
 
 
 def _number(value: object) -> float:

@@ -10,10 +10,14 @@ from fovea.domain.nodes import (
     UNLIMITED,
     NodeCapacity,
     PodRequests,
+    Refusals,
+    avoid_annotation,
     node_capacities,
     pod_requests,
+    refusals,
     requests_of,
     taints_tolerated,
+    unschedulable,
 )
 from fovea.domain.resources import Framework, ModelOption
 
@@ -82,3 +86,38 @@ def test_model_pods_tolerate_only_the_gpu_taint() -> None:
     assert not taints_tolerated([{"key": "dedicated", "value": "x", "effect": "NoSchedule"}])
     tainted = node("t", {"cpu": "1"}, taints=[{"key": "dedicated", "effect": "NoSchedule"}])
     assert node_capacities([tainted])[0].tolerated is False
+
+
+def test_nodes_not_advertised_are_not_counted() -> None:
+    bare = node("bare", {})
+    assert node_capacities([bare]) == [
+        NodeCapacity("bare", UNLIMITED, UNLIMITED, UNLIMITED, UNLIMITED, True, False)
+    ]
+
+
+def test_refusals_gather_the_schedulers_words_and_the_carried_nodes() -> None:
+    def model_pod(name: str, node_name: str, **extra: Any) -> dict[str, Any]:
+        meta = {"name": name, "annotations": {c.ANNOTATION_PLANNED_NODE: node_name}}
+        return {"metadata": meta, **extra}
+
+    said = "0/3 nodes are available: 1 Insufficient cpu."
+    pending = model_pod(
+        "new",
+        "gpu-1",
+        status={
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": said,
+                }
+            ]
+        },
+    )
+    carried = model_pod("old", "gpu-0")
+    carried["metadata"]["annotations"].update(avoid_annotation(["gpu-2"]))
+    assert unschedulable(pending) == said and unschedulable(carried) is None
+    assert refusals([carried, pending]) == Refusals(frozenset({"gpu-1", "gpu-2"}), said, "new")
+    assert refusals([carried]) == Refusals(frozenset({"gpu-2"}))
+    assert avoid_annotation([]) == {}
