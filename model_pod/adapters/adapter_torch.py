@@ -166,7 +166,8 @@ class TorchAdapter:
         """TorchScript from the trusted directory; elsewhere only a state dict of tensors."""
         refusal = pickle_refusal(path, "a TorchScript archive or a pickle")
         if refusal is None:
-            return torch.jit.load(str(path), map_location=self.device)
+            scripted: nn.Module = torch.jit.load(str(path), map_location=self.device)
+            return scripted
         if arch is None:
             raise LoadError(refusal)
         try:  # weights_only: tensors and plain containers, never code
