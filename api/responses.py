@@ -13,6 +13,7 @@ from typing import Any
 
 from fovea.api.quota_view import quota_view
 from fovea.api.state import ClusterState, Selection
+from fovea.domain.conditions import RuntimeState
 from fovea.domain.gpus import Gpu, gpus_from_nodes
 from fovea.domain.resources import (
     InferenceSettings,
@@ -132,7 +133,7 @@ def loaded_models(state: ClusterState) -> list[LoadedModel]:
     for task in sorted(state.by_task):
         sel = state.by_task[task]
         runtime = sel.status.runtime
-        if runtime is None or runtime.state != "Ready":
+        if runtime is None or runtime.state != RuntimeState.READY:
             continue
         pod = runtime.pod or sel.status.pod
         if pod is not None and pod not in state.live_pods:
