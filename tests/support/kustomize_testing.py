@@ -3,9 +3,10 @@ into a test's namespace.
 
 A test installs a kustomization into its own namespace through a small wrapper
 kustomization: every namespaced object and every ServiceAccount subject moves
-to the test's namespace, and the cluster-scoped RBAC objects get the
-namespace as a suffix, so no two installs (or a real one in fovea-system)
-share a ClusterRole or a ClusterRoleBinding.
+to the test's namespace, and the cluster-scoped RBAC and admission objects
+get the namespace as a suffix, so no two installs (or a real one in
+fovea-system) share a ClusterRole, a ClusterRoleBinding or an admission
+policy; an admission policy's binding is confined to the namespace.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ MANIFESTS = REPO / "manifests"
 INSTALL_NAMESPACE = "fovea-system"
 # Every directory that `kubectl apply -k` is documented to take.
 OVERLAYS = ("local", "kind", "gpu", "hami")
-CLUSTER_RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding")
+CLUSTER_RBAC_KINDS = (
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
+POLICY_BINDING = "ValidatingAdmissionPolicyBinding"
 
 
 def kubectl(
@@ -104,8 +111,28 @@ def write_wrapper(
             "kind": "PrefixSuffixTransformer",
             "metadata": {"name": "test-suffix"},
             "suffix": f"-{namespace}",
-            "fieldSpecs": [{"kind": kind, "path": "metadata/name"} for kind in CLUSTER_RBAC_KINDS],
+            "fieldSpecs": [
+                *({"kind": kind, "path": "metadata/name"} for kind in CLUSTER_RBAC_KINDS),
+                {"kind": POLICY_BINDING, "path": "spec/policyName"},
+            ],
         },
+    }
+    # An admission policy binding applies to the install's namespace only.
+    confine = {
+        "target": {"kind": POLICY_BINDING},
+        "patch": yaml.safe_dump(
+            [
+                {
+                    "op": "add",
+                    "path": "/spec/matchResources",
+                    "value": {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": namespace}
+                        }
+                    },
+                }
+            ]
+        ),
     }
     for name, body in transformers.items():
         (directory / name).write_text(yaml.safe_dump(body))
@@ -115,7 +142,7 @@ def write_wrapper(
         # Kustomize takes no absolute path: the resource relative to the wrapper.
         "resources": [os.path.relpath(resource, directory)],
         "transformers": list(transformers),
-        "patches": list(patches),
+        "patches": [confine, *patches],
     }
     (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return directory
