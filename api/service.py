@@ -6,6 +6,7 @@ Raises the errors of `errors.py`; knows nothing of HTTP beyond them.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from fovea.api.cache import ClusterCache, Snapshot
@@ -30,6 +31,7 @@ SELECTED = "Model selection updated"
 LOAD_REQUESTED = "Model load requested"
 LOADED = "Model loaded"
 UNLOAD_REQUESTED = "Model unload requested"
+RFC3339_MICROS = "%Y-%m-%dT%H:%M:%S.%fZ"
 OBSERVE_S = 2.0  # how long a write waits for the watch to bring it back
 
 
@@ -103,7 +105,9 @@ class ModelService:
         wait_s = self._check_wait(wait_s)
         snap = self.synced_snapshot()
         sel, model, option = _selected(snap, task)
-        stored = await self._write(sel, task, {"wanted": True}, create=False)
+        # A new loadRequestedAt is activity: it reloads a model unloaded for idleness (keepAlive).
+        fields = {"wanted": True, "loadRequestedAt": datetime.now(UTC).strftime(RFC3339_MICROS)}
+        stored = await self._write(sel, task, fields, create=False)
         if stored is None:
             raise NoModelSelected(task)
         await self._observe(stored)

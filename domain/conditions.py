@@ -50,9 +50,10 @@ class Reason(StrEnum):
     UNKNOWN_TASK = "UnknownTask"  # the catalog has no such task
     NO_MODEL_SELECTED = "NoModelSelected"  # spec.model is empty
     MODEL_NOT_FOUND = "ModelNotFound"  # the task has no such option
-    API_KEY_MISSING = "APIKeyMissing"  # an external API's key Secret does not exist
+    IMAGE_NOT_ALLOWED = "ImageNotAllowed"  # the option's image is not in the operator's allowlist
     EXCEEDS_MAX_MEMORY = "ExceedsMaxMemoryPerModel"  # above the catalog's maxMemoryPerModel
     WAITING_FOR_DEMAND = "WaitingForDemand"  # onDemand and not wanted yet
+    IDLE_UNLOADED = "IdleUnloaded"  # onDemand, unused for its keepAlive: pod removed
     EVICTED = "Evicted"  # a higher-priority selection took its GPU
     UNSCHEDULABLE = "Unschedulable"  # larger than any GPU (and no CPU fallback)
     QUOTA_EXCEEDED = "QuotaExceeded"  # over its namespace's GPU-memory quota
@@ -62,6 +63,7 @@ class Reason(StrEnum):
     LOADING = "Loading"  # the pod runs and loads the model
     POD_SCHEDULING = "PodScheduling"  # the pod waits for the scheduler (or to be created)
     LOAD_FAILED = "LoadFailed"  # the model pod reports Failed, with the reason
+    POD_CONFIG_ERROR = "PodConfigError"  # kubelet: CreateContainerConfigError (missing Secret...)
     # Events only
     RESCHEDULED = "Rescheduled"  # the planner moved the model to another node or GPU
     POD_REPLACED = "PodReplaced"  # the pod spec changed (image, settings): a new pod rolls out

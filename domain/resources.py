@@ -108,6 +108,14 @@ class DevicePolicy(StrEnum):
     CPU = "cpu"
 
 
+# keepAlive: how long an on-demand model stays loaded unused (fovea.domain.keepalive).
+KEEP_ALIVE_PATTERN = r"^(-1|0|\d+(\.\d+)?|((\d+(\.\d+)?)(h|m|s))+)$"
+KEEP_ALIVE_HELP = (
+    "How long an on-demand model stays loaded unused: a duration (30s, 5m, 1h30m) or seconds; "
+    "-1 pinned (never unloaded for idleness); 0 unloaded right after use"
+)
+
+
 class LoadPolicy(StrEnum):
     """eager: load now; onDemand: load once wanted (/load or first use)."""
 
@@ -162,6 +170,11 @@ class ModelOption(Wire):
         description="Build from the architecture config with random weights (demo, tests)",
     )
     mig_profile: str | None = Field(default=None, description="MIG profile, e.g. 1g.10gb")
+    keep_alive: str | None = Field(
+        default=None,
+        pattern=KEEP_ALIVE_PATTERN,
+        description=KEEP_ALIVE_HELP,
+    )
 
     @field_validator("model_id")
     @classmethod
@@ -357,6 +370,16 @@ class SelectionSpec(Wire):
     wanted: bool = Field(
         default=False, description="On-demand selections load once wanted (/load, first use)"
     )
+    keep_alive: str | None = Field(
+        default=None,
+        pattern=KEEP_ALIVE_PATTERN,
+        description=KEEP_ALIVE_HELP + "; overrides the option's",
+    )
+    load_requested_at: str | None = Field(
+        default=None,
+        description="RFC 3339 time of the last /load (written by the API): activity that "
+        "reloads a model unloaded for idleness",
+    )
 
     def effective_load_policy(self, inference: InferenceSettings) -> LoadPolicy:
         """The load policy in force: the selection's own, else the catalog's."""
@@ -421,6 +444,11 @@ class SelectionStatus(Wire):
     )
     load_time_seconds: float | None = Field(default=None, description="Unset: not measured")
     last_used: str | None = Field(default=None, description="RFC 3339 time of the last use")
+    idle_unloaded_at: str | None = Field(
+        default=None,
+        description="RFC 3339 time the operator unloaded the model for idleness (keepAlive); "
+        "unset once it loads again",
+    )
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     runtime: RuntimeReport | None = None

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fovea.domain import constants as c
-from fovea.domain import placement
+from fovea.domain import keepalive, placement
 from fovea.domain.budget import memory_limit_refusal
 from fovea.domain.conditions import (
     MAX_EVENT_MESSAGE,
@@ -48,6 +48,7 @@ from fovea.domain.resources import (
     SelectionSpec,
     SelectionStatus,
 )
+from fovea.operator.images import image_refusal
 from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod, label_value
 
 Key = tuple[str, str]  # (namespace, name)
@@ -92,7 +93,6 @@ class World:
     selections: Sequence[Selection]
     nodes: Sequence[Raw]
     pods: Sequence[Raw]  # model-server pods managed by fovea-models
-    secrets: frozenset[Key]  # API-key Secrets that exist (only those referenced)
     now: datetime = field(default_factory=lambda: datetime.fromtimestamp(0, UTC))
     quotas: Mapping[str, Quota] = field(default_factory=dict)  # namespace -> its quota
     # Pod creations the API server refused: selection -> (reason, message), from the executor.
@@ -188,6 +188,7 @@ class Problem:
     phase: Phase
     reason: Reason
     message: str
+    idle_unloaded_at: str | None = None  # status.idleUnloadedAt (keepAlive)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,9 @@ class Resolved:
 def reconcile(world: World, settings: PodSettings) -> Decisions:
     """Decide everything that brings the cluster to the planned state."""
     catalogs, catalog_errors = _parse_catalogs(world.catalogs)
-    resolved = [_resolve(sel, catalogs, catalog_errors, world.secrets) for sel in world.selections]
+    images = (*settings.allowed_images, settings.image)  # the operator's own image always runs
+    resolved = [_resolve(sel, catalogs, catalog_errors, images) for sel in world.selections]
+    resolved = [_idle(r, world.now) for r in resolved]  # keepAlive: idle on-demand models go
     pods_by_owner = _pods_by_owner(world.pods)
     demands = [
         _demand(r, pods_by_owner.get(r.sel.uid, []), settings)
@@ -286,7 +289,7 @@ def _resolve(
     sel: Selection,
     catalogs: Mapping[Key, CatalogSpec],
     catalog_errors: Mapping[Key, list[str]],
-    secrets: frozenset[Key],
+    allowed_images: Sequence[str],
 ) -> Resolved:
     if sel.spec is None:
         why = sel.spec_error or "invalid"
@@ -313,15 +316,13 @@ def _resolve(
     if option is None:
         msg = f"Model '{spec.model}' not found for task '{spec.task}'"
         return Resolved(sel, None, catalog, Problem(Phase.FAILED, Reason.MODEL_NOT_FOUND, msg))
-    if option.is_external:
-        secret = option.api_key_secret
-        if secret and (sel.namespace, secret) not in secrets:
-            msg = f"External API key Secret '{secret}' (key 'api-key') not found"
-            return Resolved(
-                sel, option, catalog, Problem(Phase.PENDING, Reason.API_KEY_MISSING, msg)
-            )
+    if option.is_external:  # its key is the caller's (docs/security.md): no pod, no Secret read
         msg = f"External API model '{option.model_id}' needs no pod"
         return Resolved(sel, option, catalog, Problem(Phase.READY, Reason.EXTERNAL_API, msg))
+    refusal = image_refusal(option.image, allowed_images) if option.image else None
+    if refusal is not None:
+        problem = Problem(Phase.FAILED, Reason.IMAGE_NOT_ALLOWED, refusal)
+        return Resolved(sel, option, catalog, problem)
     refusal = memory_limit_refusal(spec.model, option, catalog.inference)
     if refusal is not None:
         problem = Problem(Phase.FAILED, Reason.EXCEEDS_MAX_MEMORY, refusal)
@@ -333,6 +334,18 @@ def _resolve(
         problem = Problem(Phase.PENDING, Reason.WAITING_FOR_DEMAND, msg)
         return Resolved(sel, option, catalog, problem)
     return Resolved(sel, option, catalog, None)
+
+
+def _idle(r: Resolved, now: datetime) -> Resolved:
+    """An on-demand model unused for its keepAlive is unloaded (`fovea.domain.keepalive`)."""
+    if r.problem is not None or r.option is None or r.sel.spec is None or r.catalog is None:
+        return r
+    spec, inference = r.sel.spec, r.catalog.inference
+    idle = keepalive.for_selection(spec, r.option, inference, r.sel.status, now.timestamp())
+    if idle is None:
+        return r
+    problem = Problem(Phase.PENDING, Reason.IDLE_UNLOADED, idle.message, idle.stamp)
+    return replace(r, problem=problem)
 
 
 def _needs_compute(r: Resolved) -> bool:
@@ -416,6 +429,7 @@ def _decide(
                 "phase": p.phase,
                 "message": p.message,
                 "device": "external" if external else None,
+                "idle_unloaded_at": p.idle_unloaded_at,
             }
         )
         scheduled = ConditionValue.of(ConditionType.SCHEDULED, external, p.reason, p.message)
@@ -460,6 +474,7 @@ def _decide(
         device = str(runtime["device"])
     state = runtime.get("state") if current else None
     pod_ready = existing is not None and _pod_ready(existing)
+    config_error = _config_error(existing) if existing is not None else None
     if state == RuntimeState.FAILED:
         phase = Phase.FAILED
         message = f"Failed to load model: {runtime.get('reason') or 'unknown'}"
@@ -472,6 +487,9 @@ def _decide(
         if measured is None:
             message += f" ({NOT_MEASURED})"
         ready = ConditionValue.of(ConditionType.READY, True, Reason.LOADED, message)
+    elif config_error is not None:  # e.g. a Secret or ConfigMap it names does not exist
+        phase, message = Phase.PENDING, f"Pod {name} cannot start: {config_error}"
+        ready = ConditionValue.of(ConditionType.READY, False, Reason.POD_CONFIG_ERROR, message)
     elif existing is not None and existing.get("spec", {}).get("nodeName"):
         phase, message = Phase.LOADING, f"Pod {name} is loading {option.model_id}"
         ready = ConditionValue.of(ConditionType.READY, False, Reason.LOADING, message)
@@ -521,7 +539,7 @@ def status_patch(status: SelectionStatus) -> dict[str, Any]:
 
 
 # Scheduled=False reasons that are a user's choice rather than a problem.
-_QUIET = frozenset({Reason.NO_MODEL_SELECTED, Reason.WAITING_FOR_DEMAND})
+_QUIET = frozenset({Reason.NO_MODEL_SELECTED, Reason.WAITING_FOR_DEMAND, Reason.IDLE_UNLOADED})
 
 
 def _events(
@@ -760,6 +778,15 @@ def _pod_key(pod: Raw) -> Key:
 
 def _holds_gpu(pod: Raw) -> bool:
     return bool(_ann(pod, c.ANNOTATION_PLANNED_GPU))
+
+
+def _config_error(pod: Raw) -> str | None:
+    """The kubelet's message when the pod's container cannot be created as specified."""
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") == "CreateContainerConfigError":
+            return str(waiting.get("message") or "CreateContainerConfigError")
+    return None
 
 
 def _pod_ready(pod: Raw) -> bool:
