@@ -79,7 +79,9 @@ def world(mod: ModuleType, catalog: Callable[[str], Any]) -> Any:
     ]
     nodes = [gpu_node(f"gpu-{i:03d}", 80) for i in range(100)] + [cpu_node()]
     catalogs = {(f"ns-{n:02d}", "default"): catalog(f"ns-{n:02d}") for n in range(NAMESPACES)}
-    return mod.World(catalogs, selections, nodes, [], frozenset())
+    # Revisions before issue 12 also took the API-key Secrets that exist.
+    older = {"secrets": frozenset()} if "secrets" in mod.World.__dataclass_fields__ else {}
+    return mod.World(catalogs=catalogs, selections=selections, nodes=nodes, pods=[], **older)
 
 
 def settled(w: Any, actions: Any) -> Any:

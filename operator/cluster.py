@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +33,7 @@ from urllib3.exceptions import HTTPError
 
 from fovea.domain import constants as c
 from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
-from fovea.domain.resources import CatalogSpec, SelectionSpec
+from fovea.domain.resources import SelectionSpec
 from fovea.operator.reconcile import Actions, Catalog, Event, Key, Selection, World
 from fovea.operator.workqueue import RetryQueue
 
@@ -116,8 +116,10 @@ class Cluster:
         namespaces: list[str],
         service_account: str,
         default_quota: Quota = UNLIMITED,
+        cluster_role: str = "fovea-model-pod",
     ) -> None:
         self.api = api
+        self.cluster_role = cluster_role
         self.namespaces = namespaces  # empty: all namespaces
         self.service_account = service_account
         self.default_quota = default_quota
@@ -142,7 +144,6 @@ class Cluster:
         selections = [_selection(o) for o in self._list_custom(c.SELECTION_PLURAL)]
         nodes = _items(self._core.list_node(_preload_content=False))
         pods = self._list_pods()
-        secrets = frozenset(self._existing_secrets(catalogs, selections))
         namespaces = self._list_namespaces()
         self._terminating = frozenset(
             ns["metadata"]["name"] for ns in namespaces if _terminating(ns)
@@ -161,7 +162,6 @@ class Cluster:
             selections,
             nodes,
             pods,
-            secrets,
             now,
             quotas=quotas,
             write_failures=self.selection_failures(),
@@ -244,28 +244,6 @@ class Cluster:
             if exc.status != 403:
                 raise
             return []
-
-    def _existing_secrets(
-        self, catalogs: Mapping[Key, Catalog], selections: list[Selection]
-    ) -> Iterable[Key]:
-        wanted: set[Key] = set()
-        for sel in selections:
-            cat = catalogs.get((sel.namespace, sel.spec.catalog)) if sel.spec else None
-            if cat is None or sel.spec is None or not sel.spec.model:
-                continue
-            try:
-                option = CatalogSpec.model_validate(cat.spec).option(sel.spec.task, sel.spec.model)
-            except ValidationError:
-                continue
-            if option is not None and option.api_key_secret:
-                wanted.add((sel.namespace, option.api_key_secret))
-        for ns, name in sorted(wanted):
-            try:
-                self._core.read_namespaced_secret(name, ns, _preload_content=False)
-                yield (ns, name)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
 
     # --- writes ----------------------------------------------------------
 
@@ -396,27 +374,23 @@ class Cluster:
             )
 
     def _ensure_model_pod_identity(self, ns: str) -> None:
-        """A ServiceAccount per namespace that may only patch ModelSelection status."""
+        """The model pods' ServiceAccount, bound to the shipped ClusterRole, in namespace `ns`.
+
+        No Role is made: the binding names the one ClusterRole (manifests/rbac/model-pod.yaml),
+        which the operator may `bind` by name and nothing else.
+        """
         sa = self.service_account
         meta = {"name": sa, "namespace": ns, "labels": {c.LABEL_MANAGED_BY: c.MANAGED_BY}}
         account: Any = {"metadata": meta}
         with _tolerating(409):
             self._core.create_namespaced_service_account(ns, account)
-        role: Any = {
-            "metadata": meta,
-            "rules": [
-                {
-                    "apiGroups": [c.GROUP],
-                    "resources": [f"{c.SELECTION_PLURAL}/status"],
-                    "verbs": ["patch"],
-                }
-            ],
-        }
-        with _tolerating(409):
-            self._rbac.create_namespaced_role(ns, role)
         binding: Any = {
             "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": self.cluster_role,
+            },
             "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
         }
         with _tolerating(409):

@@ -36,13 +36,20 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     ours = get_settings()
     api = api_client()
     planner = Planner(
-        cluster=Cluster(api, ours.namespaces, ours.model_pod_service_account, ours.default_quota()),
+        cluster=Cluster(
+            api,
+            ours.namespaces,
+            ours.model_pod_service_account,
+            ours.default_quota(),
+            cluster_role=ours.model_pod_cluster_role,
+        ),
         lease=Lease(api, ours.lease_name, ours.lease_namespace, ours.identity, ours.lease_seconds),
         settings=ours,
         pod_settings=PodSettings(
             image=ours.model_pod_image,
             service_account=ours.model_pod_service_account,
             sharing_mode=ours.sharing_mode,
+            allowed_images=tuple(ours.allowed_images),
         ),
     )
     memo.planner = planner

@@ -21,6 +21,7 @@ from fovea.domain.nodes import (
     pod_requests,
 )
 from fovea.domain.resources import GIB, MIB, ModelOption, SharingMode
+from fovea.operator.images import PROJECT_IMAGES
 
 MAX_NAME = 63
 
@@ -57,6 +58,8 @@ class PodSettings:
     # need host memory to stage weights). CPU requests: `fovea.domain.nodes`.
     default_memory_gib: float = DEFAULT_MEMORY_GIB
     startup_seconds: int = 900  # a 16 GiB VLM can take minutes to load
+    # Images a catalog option may name (operator/images.py); `image` above always runs.
+    allowed_images: tuple[str, ...] = PROJECT_IMAGES
 
 
 def label_value(text: str) -> str:

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fovea.domain.quota import Quota, parse_gib
 from fovea.domain.resources import SharingMode
+from fovea.operator.images import PROJECT_IMAGES
 
 
 class OperatorSettings(BaseSettings):
@@ -21,6 +22,11 @@ class OperatorSettings(BaseSettings):
     )
     model_pod_image: str = "ghcr.io/fovea-models/model-pod:0.1.0"
     model_pod_service_account: str = "fovea-model-pod"
+    # The shipped ClusterRole that model pods are bound to, per namespace, by a RoleBinding.
+    model_pod_cluster_role: str = "fovea-model-pod"
+    # Images a catalog option may name (JSON list): repositories, or prefixes ending in
+    # "/" (operator/images.py). model_pod_image always runs. Default: the project's own.
+    allowed_images: list[str] = Field(default_factory=lambda: list(PROJECT_IMAGES))
     # How the cluster's device plugin shares GPUs; it decides pod limits and packing.
     sharing_mode: SharingMode = SharingMode.TIME_SLICED
     # A pass runs on every watched change (coalesced over `debounce_seconds`)

@@ -1,7 +1,7 @@
 """Every kustomization renders offline, and what it renders says what the docs say.
 
 No cluster: `kubectl kustomize` only. The server-side checks are in
-test_dry_run.py, RBAC answers in test_rbac.py, the running system in
+test_dry_run.py, RBAC answers in tests/security/test_rbac.py, the running system in
 test_in_cluster.py.
 """
 
@@ -234,7 +234,7 @@ def test_samples_select_a_real_option_for_every_task_of_the_default_catalog() ->
         assert spec.model is not None and catalog.option(spec.task, spec.model) is not None
 
 
-def test_the_shipped_model_pod_role_is_the_one_the_operator_creates(
+def test_the_shipped_model_pod_binding_is_the_one_the_operator_creates(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from kubernetes import client
@@ -243,24 +243,40 @@ def test_the_shipped_model_pod_role_is_the_one_the_operator_creates(
 
     created: dict[str, Any] = {}
     cluster = Cluster(client.ApiClient(client.Configuration()), [], "fovea-model-pod")
-    for api, method in (
-        (cluster._core, "create_namespaced_service_account"),
-        (cluster._rbac, "create_namespaced_role"),
-        (cluster._rbac, "create_namespaced_role_binding"),
-    ):
-        monkeypatch.setattr(api, method, lambda ns, body, _m=method: created.update({_m: body}))
+    monkeypatch.setattr(
+        cluster._core,
+        "create_namespaced_service_account",
+        lambda ns, body: created.update(account=body),
+    )
+    monkeypatch.setattr(
+        cluster._rbac,
+        "create_namespaced_role_binding",
+        lambda ns, body: created.update(binding=body),
+    )
+    monkeypatch.setattr(
+        cluster._rbac, "create_namespaced_role", lambda ns, body: created.update(role=body)
+    )
     cluster._ensure_model_pod_identity(INSTALL_NAMESPACE)
 
+    assert "role" not in created  # the operator makes no Role
     objects = rendered("rbac")
-    role = find(objects, "Role", "fovea-model-pod")
-    assert role["rules"] == created["create_namespaced_role"]["rules"]
     binding = find(objects, "RoleBinding", "fovea-model-pod")
-    runtime_binding = created["create_namespaced_role_binding"]
-    assert binding["roleRef"] == runtime_binding["roleRef"]
+    assert binding["roleRef"] == created["binding"]["roleRef"]
+    assert binding["roleRef"]["kind"] == "ClusterRole"
+    find(objects, "ClusterRole", binding["roleRef"]["name"])
     assert [s["name"] for s in binding["subjects"]] == ["fovea-model-pod"]
-    find(
-        objects, "ServiceAccount", created["create_namespaced_service_account"]["metadata"]["name"]
-    )
+    find(objects, "ServiceAccount", created["account"]["metadata"]["name"])
+    # The operator may bind that ClusterRole, by name, and no other.
+    operator = find(objects, "ClusterRole", "fovea-models-operator")
+    binds = [r for r in operator["rules"] if "bind" in r["verbs"]]
+    assert binds == [
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["clusterroles"],
+            "resourceNames": [binding["roleRef"]["name"]],
+            "verbs": ["bind"],
+        }
+    ]
 
 
 def test_gitops_examples_point_at_kustomizations_that_render() -> None:

@@ -39,7 +39,7 @@ class BuggyCluster:
         self.snapshots += 1
         if self.snapshots <= self.failures:
             raise KeyError("a bug in the planner")
-        return World({}, [], [], [], frozenset(), now)
+        return World({}, [], [], [], now)
 
     def apply(self, actions: Actions) -> Any:
         class Applied:

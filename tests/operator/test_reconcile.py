@@ -51,15 +51,9 @@ TASKS = {
 def w(
     *selections: Selection,
     pods: list[dict[str, Any]] | None = None,
-    secrets: frozenset[tuple[str, str]] = frozenset(),
     inference: dict[str, Any] | None = None,
 ) -> World:
-    return world(
-        *selections,
-        catalogs=[catalog(catalog_spec(TASKS, inference))],
-        pods=pods,
-        secrets=secrets,
-    )
+    return world(*selections, catalogs=[catalog(catalog_spec(TASKS, inference))], pods=pods)
 
 
 def decide(world_: World, settings: PodSettings | None = None) -> Actions:
@@ -98,34 +92,26 @@ def test_the_same_world_gives_the_same_decisions() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sel", "secrets", "phase", "reason", "ready"),
+    ("sel", "phase", "reason", "ready"),
     [
-        (selection("det", "nope"), frozenset(), Phase.FAILED, Reason.MODEL_NOT_FOUND, False),
-        (selection("det", None), frozenset(), Phase.UNSELECTED, Reason.NO_MODEL_SELECTED, False),
-        (selection("sum", "claude"), frozenset(), Phase.PENDING, Reason.API_KEY_MISSING, False),
-        (
-            selection("sum", "claude"),
-            frozenset({("ns", "anthropic")}),
-            Phase.READY,
-            Reason.EXTERNAL_API,
-            True,
-        ),
-        (selection("nope", "x"), frozenset(), Phase.FAILED, Reason.UNKNOWN_TASK, False),
+        (selection("det", "nope"), Phase.FAILED, Reason.MODEL_NOT_FOUND, False),
+        (selection("det", None), Phase.UNSELECTED, Reason.NO_MODEL_SELECTED, False),
+        (selection("sum", "claude"), Phase.READY, Reason.EXTERNAL_API, True),
+        (selection("nope", "x"), Phase.FAILED, Reason.UNKNOWN_TASK, False),
         (
             selection("det", "small", catalog="other"),
-            frozenset(),
             Phase.PENDING,
             Reason.CATALOG_NOT_FOUND,
             False,
         ),
-        (selection("det", "huge"), frozenset(), Phase.UNSCHEDULABLE, Reason.UNSCHEDULABLE, False),
-        (selection("det", "small"), frozenset(), Phase.SCHEDULING, Reason.PLACED, False),
+        (selection("det", "huge"), Phase.UNSCHEDULABLE, Reason.UNSCHEDULABLE, False),
+        (selection("det", "small"), Phase.SCHEDULING, Reason.PLACED, False),
     ],
 )
 def test_every_selection_carries_scheduled_and_ready(
-    sel: Selection, secrets: frozenset[tuple[str, str]], phase: Phase, reason: Reason, ready: bool
+    sel: Selection, phase: Phase, reason: Reason, ready: bool
 ) -> None:
-    status = decide(w(sel, secrets=secrets)).status[("ns", sel.name)]
+    status = decide(w(sel)).status[("ns", sel.name)]
     conds = conditions(status)
     assert status["phase"] == phase
     assert set(conds) == {ConditionType.SCHEDULED, ConditionType.READY}
@@ -144,7 +130,7 @@ def test_unknown_model_fails_with_the_contract_message_and_creates_nothing() -> 
 
 
 def test_an_external_api_selection_is_ready_without_a_pod() -> None:
-    actions = decide(w(selection("sum", "claude"), secrets=frozenset({("ns", "anthropic")})))
+    actions = decide(w(selection("sum", "claude")))  # its API key is the caller's, not read
     status = actions.status[("ns", "sum")]
     assert actions.create == [] and status["device"] == "external"
     assert conditions(status)[ConditionType.READY]["status"] == "True"

@@ -101,14 +101,12 @@ def world(
     catalogs: list[Catalog],
     nodes: list[dict[str, Any]] | None = None,
     pods: list[dict[str, Any]] | None = None,
-    secrets: frozenset[tuple[str, str]] = frozenset(),
 ) -> World:
     return World(
         catalogs={cat.key: cat for cat in catalogs},
         selections=list(selections),
         nodes=nodes if nodes is not None else [gpu_node("gpu-0", 24), cpu_node()],
         pods=pods or [],
-        secrets=secrets,
         now=NOW,
     )
 

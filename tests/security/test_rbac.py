@@ -1,5 +1,9 @@
 """Least privilege, proven by the API server: `kubectl auth can-i --as=<service account>`.
 
+RBAC cannot say "its own selection": what a model pod may write within its
+namespace is narrowed by the shipped admission policy (test_model_pod_admission.py),
+and which bindings the operator may make by another (test_operator_admission.py).
+
 The shipped RBAC (manifests/rbac) is installed for real into the test's
 namespace (cluster-scoped objects get the namespace as a suffix), then each
 identity is asked what it must be able to do and what it must not.
@@ -32,6 +36,7 @@ ELSEWHERE = "default"  # another namespace; nothing of ours is bound there
 LEASE = "leases.coordination.k8s.io"
 SELECTIONS, CATALOGS = "modelselections.fovea.dev", "modelcatalogs.fovea.dev"
 CRDS = "customresourcedefinitions.apiextensions.k8s.io"
+CLUSTER_ROLES = "clusterroles.rbac.authorization.k8s.io"
 
 
 class Ask(NamedTuple):
@@ -82,10 +87,10 @@ MUST: dict[str, list[Ask]] = {
         elsewhere("patch", CATALOGS, "status"),
         elsewhere("create", "pods"),
         elsewhere("delete", "pods"),
-        elsewhere("get", "secrets"),
+        # The model pods' identity: an account, bound to the one shipped ClusterRole.
         elsewhere("create", "serviceaccounts"),
-        elsewhere("create", "roles.rbac.authorization.k8s.io"),
         elsewhere("create", "rolebindings.rbac.authorization.k8s.io"),
+        cluster("bind", f"{CLUSTER_ROLES}/fovea-model-pod"),
         # Its Lease, in its own namespace.
         own("create", LEASE),
         own("get", f"{LEASE}/fovea-models-operator"),
@@ -126,13 +131,20 @@ MUST_NOT: dict[str, list[Ask]] = {
         elsewhere("patch", "pods"),
         elsewhere("create", "pods", "exec"),
         elsewhere("get", "pods", "log"),
-        # One Secret by name, nothing more.
+        # No Secret, anywhere.
+        elsewhere("get", "secrets"),
+        own("get", "secrets"),
+        everywhere("get", "secrets"),
+        everywhere("list", "secrets"),
         elsewhere("list", "secrets"),
         elsewhere("watch", "secrets"),
         elsewhere("update", "secrets"),
         elsewhere("create", "secrets"),
-        # Identity objects are created, never changed or deleted.
+        # No Role of its own making; bindings are created, never changed or deleted.
+        elsewhere("create", "roles.rbac.authorization.k8s.io"),
+        own("create", "roles.rbac.authorization.k8s.io"),
         elsewhere("update", "roles.rbac.authorization.k8s.io"),
+        elsewhere("update", "rolebindings.rbac.authorization.k8s.io"),
         elsewhere("delete", "rolebindings.rbac.authorization.k8s.io"),
         elsewhere("create", "serviceaccounts", "token"),
         cluster("patch", "namespaces"),  # a tenant's quota is the platform team's
@@ -140,6 +152,10 @@ MUST_NOT: dict[str, list[Ask]] = {
         cluster("create", "clusterrolebindings.rbac.authorization.k8s.io"),
         elsewhere("escalate", "roles.rbac.authorization.k8s.io"),
         elsewhere("bind", "roles.rbac.authorization.k8s.io"),
+        cluster("bind", f"{CLUSTER_ROLES}/cluster-admin"),
+        cluster("bind", f"{CLUSTER_ROLES}/admin"),
+        cluster("bind", f"{CLUSTER_ROLES}/fovea-models-operator"),
+        cluster("escalate", CLUSTER_ROLES),
         cluster("impersonate", "serviceaccounts"),
         # Nodes are read only; no other workloads.
         cluster("patch", "nodes"),
@@ -161,6 +177,8 @@ MUST_NOT: dict[str, list[Ask]] = {
         own("patch", "pods"),
         own("create", "pods", "exec"),
         own("delete", CATALOGS),
+        own("create", "pods", "eviction"),
+        own("create", "rolebindings.rbac.authorization.k8s.io"),
         own("create", CATALOGS),
         own("patch", CATALOGS),
         # The status is the operator's and the model pod's.
@@ -195,6 +213,8 @@ MUST_NOT: dict[str, list[Ask]] = {
         own("create", "events"),
         cluster("list", "nodes"),
         own("get", LEASE),
+        own("create", "rolebindings.rbac.authorization.k8s.io"),
+        cluster("bind", f"{CLUSTER_ROLES}/fovea-model-pod"),
     ],
 }
 
