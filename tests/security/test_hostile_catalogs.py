@@ -4,7 +4,8 @@ A catalog writer must not be able to run code through a model pod: a
 `model_id` read as an engine's flag, or naming a file outside the model
 directory (which would then be unpickled), is refused wherever a catalog
 enters the system. An image that is not allowed is the operator's refusal
-(its allowlist is the operator's setting): see test_image_allowlist.py.
+(its allowlist is the operator's setting); the operator's other refusals
+are in test_operator_refusals.py.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from fovea.domain.catalog import CatalogError, parse_models_yaml
-from fovea.domain.resources import MODEL_DIR, model_id_problem
-from kube_testing import Kube
+from fovea.domain.conditions import ConditionType, Reason
+from fovea.domain.resources import MODEL_DIR, Phase, model_id_problem
+from kube_testing import Kube, eventually
 
 # (model_id, what the refusal says)
 HOSTILE = [
@@ -75,3 +77,24 @@ def test_the_api_server_refuses_a_hostile_model_id_with_the_reason(kube: Kube) -
         assert "modelId" in refused.value.body and reason in refused.value.body, model_id
     for model_id in FINE:
         kube.apply_catalog(catalog_spec(model_id), name="fine")
+
+
+@pytest.mark.integration
+def test_the_operator_refuses_an_image_not_allowed_with_the_reason(
+    kube: Kube, operator: None
+) -> None:
+    """The image is free text to the CRD; the operator's allowlist decides, and says why."""
+    option = {"modelId": "mlp-tiny", "vramMb": 100, "image": "docker.io/evil/miner:latest"}
+    kube.apply_catalog({"tasks": {"object_detection": {"options": {"evil": option}}}})
+    kube.select("object_detection", "evil")
+
+    def refused() -> dict[str, Any] | None:
+        status = kube.status("object_detection")
+        return status if status.get("phase") == Phase.FAILED else None
+
+    status = eventually(refused, timeout=60)
+    assert status, kube.status("object_detection")
+    assert "Image 'docker.io/evil/miner:latest' is not allowed" in status["message"]
+    reasons = {cond["type"]: cond["reason"] for cond in status["conditions"]}
+    assert reasons[ConditionType.SCHEDULED] == Reason.IMAGE_NOT_ALLOWED
+    assert kube.model_pods() == []
