@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,20 @@ from kube_testing import Kube, eventually
 pytestmark = pytest.mark.integration
 
 
+TOKEN = "fuzz-token"
+
+
+@pytest.mark.parametrize("token", [None, TOKEN], ids=["open", "token"])
 def test_schemathesis_finds_nothing_undocumented(
-    kube: Kube, api: ApiServer, tmp_path: Path
+    kube: Kube, api_factory: Callable[..., ApiServer], tmp_path: Path, token: str | None
 ) -> None:
+    """Every check: status codes, content types, headers and bodies as documented.
+
+    With a token (as the in-cluster overlays run it), the writes document 401
+    and `ignored_auth` proves they answer it whenever the token is missing.
+    """
+    api = api_factory(api_token=token) if token else api_factory()
+    api.wait_ready()
     kube.apply_catalog(examples_catalog())
     kube.select("object_detection", "yolov8n")
     kube.patch_status(
@@ -51,6 +63,7 @@ def test_schemathesis_finds_nothing_undocumented(
             "1",
             "--max-examples",
             "50",
+            *(["--header", f"Authorization: Bearer {token}"] if token else []),
         ],
         capture_output=True,
         text=True,
