@@ -71,8 +71,9 @@ kubectl apply --server-side -k manifests/overlays/kind
 kubectl -n fovea-system rollout status deployment/fovea-models-operator --timeout=180s
 kubectl -n fovea-system rollout status deployment/fovea-models-api --timeout=180s
 
-step "select through the API on localhost:3001 (kind maps the NodePort)"
-curl --fail-with-body -sS -X POST \
+step "select through the API on localhost:3001 (kind maps the NodePort), with the install's token"
+TOKEN=$(kubectl -n fovea-system get secret fovea-models-api-token -o jsonpath='{.data.token}' | base64 -d)
+curl --fail-with-body -sS -X POST -H "Authorization: Bearer $TOKEN" \
     'http://127.0.0.1:3001/api/models/select?task_type=object_tracking&model_name=mlp-tracker&wait=300'
 echo
 curl --fail-with-body -sS http://127.0.0.1:3001/api/models/status
