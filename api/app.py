@@ -11,7 +11,14 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
-from fovea.api import exception_handlers, routes_board, routes_inspect, routes_models, routes_ops
+from fovea.api import (
+    exception_handlers,
+    routes_board,
+    routes_inspect,
+    routes_leases,
+    routes_models,
+    routes_ops,
+)
 from fovea.api.cache import ClusterCache
 from fovea.api.clients import ClientSource
 from fovea.api.deps import require_token
@@ -94,6 +101,7 @@ def create_app(
     app.include_router(routes_ops.router)
     routes_inspect.install(app, guarded=settings.api_token is not None)  # tasks, logs, ...
     routes_board.install(app)  # the GPU board at /
+    routes_leases.install(app, guarded=settings.api_token is not None)  # session leases
     if settings.api_token is not None:
         app.include_router(
             routes_models.write_router,
@@ -107,7 +115,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(LatencyMiddleware, histogram=request_histogram(registry))

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from urllib3.exceptions import HTTPError
 
 from fovea.domain import constants as c
+from fovea.domain import leases
 from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import SelectionSpec
 from fovea.operator.reconcile import Actions, Catalog, Event, Key, Selection, World
@@ -166,6 +167,7 @@ class Cluster:
             quotas=quotas,
             write_failures=self.selection_failures(),
             node_pods=self._list_node_pods(),
+            session_leases=leases.live_selections(self._list_session_leases(), now.timestamp()),
         )
 
     def selection_failures(self) -> dict[Key, tuple[str, str]]:
@@ -240,6 +242,30 @@ class Cluster:
                     field_selector=NODE_POD_SELECTOR, _preload_content=False
                 )
             )
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            return []
+
+    def _list_session_leases(self) -> list[dict[str, Any]]:
+        """The session Leases (`fovea.domain.leases`); none when the operator may not list them."""
+        coordination = client.CoordinationV1Api(self._core.api_client)
+        try:
+            if not self.namespaces:
+                return _items(
+                    coordination.list_lease_for_all_namespaces(
+                        label_selector=leases.SELECTOR, _preload_content=False
+                    )
+                )
+            return [
+                item
+                for ns in self.namespaces
+                for item in _items(
+                    coordination.list_namespaced_lease(
+                        ns, label_selector=leases.SELECTOR, _preload_content=False
+                    )
+                )
+            ]
         except ApiException as exc:
             if exc.status != 403:
                 raise

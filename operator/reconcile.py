@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fovea.domain import constants as c
-from fovea.domain import keepalive, placement
+from fovea.domain import keepalive, leases, placement
 from fovea.domain.budget import memory_limit_refusal
 from fovea.domain.conditions import (
     MAX_EVENT_MESSAGE,
@@ -100,6 +100,8 @@ class World:
     # Pods bound to nodes in every namespace (when the operator may list them): what else
     # holds the nodes' CPU, memory, pods and GPU slots.
     node_pods: Sequence[Raw] = ()
+    # "namespace/selection" of live session leases (fovea.domain.leases): not evicted for peers.
+    session_leases: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,7 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
     overrides = [o for cat in catalogs.values() for o in cat.gpu_overrides]
     result = placement.plan(
         gpus_from_nodes(list(world.nodes), overrides),
-        admission.admitted,
+        leases.protect(admission.admitted, world.session_leases),
         threshold=min(thresholds, default=0.8),
         sharing=settings.sharing_mode,
         nodes=node_capacities(world.nodes, _unplanned_pods(world, resolved, pods_by_owner)),

@@ -93,6 +93,7 @@ MUST: dict[str, list[Ask]] = {
         cluster("bind", f"{CLUSTER_ROLES}/fovea-model-pod"),
         # Its Lease, in its own namespace.
         own("create", LEASE),
+        everywhere("list", LEASE),  # session leases (fovea.domain.leases)
         own("get", f"{LEASE}/fovea-models-operator"),
         own("update", f"{LEASE}/fovea-models-operator"),
     ],
@@ -113,6 +114,10 @@ MUST: dict[str, list[Ask]] = {
         # Other namespaces' selections: which GPUs they hold (cluster-wide mode).
         everywhere("list", SELECTIONS),
         everywhere("watch", SELECTIONS),
+        # Session leases: created or renewed, and ended (routes_leases.py).
+        own("create", LEASE),
+        own("patch", LEASE),
+        own("delete", LEASE),
     ],
     MODEL_POD: [own("patch", SELECTIONS, "status")],
 }
