@@ -22,6 +22,7 @@ from typing import Any
 
 from fovea.api.responses import GpuView, holders, planned_gpu
 from fovea.api.state import ClusterState, Selection
+from fovea.domain import degraded
 from fovea.domain.resources import CatalogSpec, Phase
 from fovea.domain.units import round_half_up
 
@@ -107,7 +108,8 @@ def _task(catalog: CatalogSpec, state: ClusterState, task: str) -> dict[str, Any
         "node": status.node,
         "gpu_index": planned_gpu(status),
         "message": status.message,
-        "degraded": status.message if phase == Phase.CPU_FALLBACK else None,
+        "degraded": degraded.message(status.conditions)
+        or (status.message if phase == Phase.CPU_FALLBACK else None),
         "declared_gb": status.declared_memory_gb,
         "measured_gb": _measured(sel),
         "progress": _progress(sel),

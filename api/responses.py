@@ -13,6 +13,7 @@ from typing import Any
 
 from fovea.api.quota_view import quota_view
 from fovea.api.state import ClusterState, Selection
+from fovea.domain import degraded
 from fovea.domain.conditions import RuntimeState
 from fovea.domain.gpus import Gpu, gpus_from_nodes
 from fovea.domain.resources import (
@@ -165,6 +166,7 @@ def status_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
                 "simulated_gpu": m.runtime.simulated_gpu,
                 "random_weights": m.runtime.random_weights,
                 "measured": m.memory_gib is not None,
+                "degraded": degraded.message(m.selection.status.conditions),
             }
             for m in loaded
         },

@@ -80,6 +80,11 @@ class LoadedModelBody(BaseModel):
     simulated_gpu: bool = Field(description="Runs on the CPU of a simulated GPU node")
     random_weights: bool = Field(description="Built from its architecture with random weights")
     measured: bool = Field(description="Whether memory_usage_gb is a measurement (else null)")
+    degraded: str | None = Field(
+        default=None,
+        description="On the CPU for want of GPU memory: why, and the GPU it wants "
+        "(its Degraded condition); null otherwise",
+    )
 
 
 class HolderBody(BaseModel):

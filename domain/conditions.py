@@ -25,6 +25,7 @@ class ConditionType(StrEnum):
     SCHEDULED = "Scheduled"  # selection: the planner has a place for the model (or needs none)
     READY = "Ready"  # selection: the model answers requests (or is an external API)
     ACCEPTED = "Accepted"  # catalog: the spec parses and its options can be selected
+    DEGRADED = "Degraded"  # selection: on the CPU for want of GPU memory (domain/degraded.py)
 
 
 class ConditionStatus(StrEnum):

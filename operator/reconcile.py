@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fovea.domain import constants as c
-from fovea.domain import keepalive, leases, placement
+from fovea.domain import degraded, keepalive, leases, placement
 from fovea.domain.budget import memory_limit_refusal
 from fovea.domain.conditions import (
     MAX_EVENT_MESSAGE,
@@ -237,6 +237,7 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
         home = place.node if place and place.outcome == Outcome.CPU and place.node else cpu_node
         decided = _decide(r, place, spare, home, own, settings)
         decided = _scheduler_refused(r.sel, decided, refusals(own))
+        decided = replace(decided, degraded=_degraded(r, place, result))
         if decided.create_pod and _gpu_still_held(decided.desired_pod, result, world.pods, r.sel):
             decided = replace(decided, create_pod=False)  # make-before-break: others leave first
         refusal = world.write_failures.get(r.sel.key)
@@ -405,6 +406,7 @@ class _Decided:
     desired_pod: Raw | None = None
     create_pod: bool = False
     keep: frozenset[Key] = frozenset()
+    degraded: ConditionValue | None = None  # on the CPU for want of GPU memory
 
 
 def _decide(
@@ -516,6 +518,19 @@ def _decide(
     return _Decided(status, scheduled, ready, pod, create, frozenset(keep))
 
 
+def _degraded(
+    r: Resolved, place: placement.Placement | None, result: placement.Plan
+) -> ConditionValue | None:
+    """Degraded=True while on the CPU for want of GPU memory (`fovea.domain.degraded`)."""
+    spec, option = r.sel.spec, r.option
+    if place is None or place.outcome != Outcome.CPU or spec is None or option is None:
+        return None
+    if r.problem is not None or spec.device_policy == DevicePolicy.CPU:
+        return None  # on the CPU by choice: not degraded
+    wanted = degraded.wanted_gpu(result.gpus, option.vram_gib)
+    return degraded.fallback(place.reason, wanted, option.vram_gib)
+
+
 def _finish(
     sel: Selection, d: _Decided, move: placement.Move | None, stamp: str
 ) -> SelectionDecision:
@@ -523,7 +538,7 @@ def _finish(
     previous = list(sel.status.get("conditions") or [])
     conditions = [
         Condition.model_validate(set_condition(previous, v, now=stamp, generation=sel.generation))
-        for v in (d.scheduled, d.ready)
+        for v in (d.scheduled, d.ready, *degraded.after(previous, d.degraded))
     ]
     status = d.status.model_copy(update={"conditions": conditions})
     patch = status_patch(status)

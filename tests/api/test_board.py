@@ -10,7 +10,7 @@ import pytest
 from board_browser import launch
 from playwright.sync_api import Page, expect, sync_playwright
 
-from api_builders import gpu_node, runtime_ready, selection, state
+from api_builders import gpu_node, model_pod, runtime_ready, selection, state
 from api_server import ApiServer
 from fovea.api import responses
 from fovea.api.board import board_body
@@ -147,3 +147,21 @@ def test_load_progress_is_the_current_pods_not_the_previous_ones() -> None:
     st = state([selection(TASK, "groundingdino", status=status)])
     [task] = [t for t in board_body(st, responses.gpu_view(st))["tasks"] if t["task"] == TASK]
     assert task["progress"] is None
+
+
+def test_status_and_the_board_show_the_degraded_condition_and_the_gpu_it_wants() -> None:
+    why = "on the CPU: no GPU has room; wants gpu-0 GPU 0 (4.0 GB) once memory frees"
+    status = {
+        "phase": "CPUFallback",
+        "model": "samurai",
+        "pod": "p1",
+        "conditions": [
+            {"type": "Degraded", "status": "True", "reason": "CPUFallback", "message": why}
+        ],
+        "runtime": runtime_ready("p1", "yangchris11/samurai", 3.5, device="cpu"),
+    }
+    st = state([selection("object_tracking", "samurai", status=status)], pods=[model_pod("p1")])
+    body = responses.status_body(st, responses.gpu_view(st))
+    assert body["loaded_models"]["object_tracking"]["degraded"] == why
+    [task] = [t for t in board_body(st, responses.gpu_view(st))["tasks"] if t["degraded"]]
+    assert task["degraded"] == why
