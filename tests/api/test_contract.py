@@ -212,6 +212,7 @@ def test_status_reports_what_the_model_pods_measured(
         "simulated_gpu": True,
         "random_weights": False,
         "measured": True,
+        "degraded": None,
     }
     assert body["loaded_models"]["object_detection"]["memory_usage_gb"] == 0.5
     assert body["loaded_models"]["object_detection"]["load_time"] == 0.8
