@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fovea.api.deps import CacheDep, ServiceDep, require_token
 from fovea.api.errors import ApiError, CatalogUnreadable, InvalidTaskType
@@ -84,6 +85,16 @@ async def end(service: ServiceDep, cache: CacheDep, task_type: TaskPath) -> dict
             raise LeaseFailed(exc.reason or str(exc.status)) from exc
         message = "No session lease"
     return {"status": "success", "task_type": task_type, "lease": name, "message": message}
+
+
+@router.api_route(
+    "/lease/{task_type}",
+    methods=["GET", "PUT", "PATCH", "OPTIONS"],
+    include_in_schema=False,
+)
+async def other_method(task_type: TaskPath) -> None:
+    """Any other method: 405 naming both methods the path has (each route alone names one)."""
+    raise StarletteHTTPException(405, "Method Not Allowed", headers={"Allow": "POST, DELETE"})
 
 
 def _selection_of(service: ServiceDep, task: str) -> tuple[str, str]:
