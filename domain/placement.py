@@ -81,7 +81,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from fovea.domain.gpus import Gpu
-from fovea.domain.nodes import NodeCapacity
+from fovea.domain.nodes import UNLIMITED, NodeCapacity
 from fovea.domain.resources import DEFAULT_PRIORITY, DevicePolicy, SharingMode
 from fovea.domain.units import format_gb
 
@@ -412,8 +412,11 @@ class _Context:
         self.cpu_homes: list[str] = []  # where CPU pods may go, nodes without GPUs first
         if nodes is not None:
             usable = [n for n in nodes if n.tolerated]
+            # MIG pods ask for nvidia.com/mig-<profile>, not nvidia.com/gpu: no slots to count.
+            mig = mode == SharingMode.MIG
             self.limits = {
-                n.name: (n.cpu_millis, n.memory_mib, n.pods, n.gpu_slots) for n in usable
+                n.name: (n.cpu_millis, n.memory_mib, n.pods, UNLIMITED if mig else n.gpu_slots)
+                for n in usable
             }
             self.untolerated = frozenset(n.name for n in nodes if not n.tolerated)
             has_gpu = {n.name: n.has_gpu or n.name in self.gpus_on_node for n in usable}

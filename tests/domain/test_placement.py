@@ -777,3 +777,11 @@ def test_arrival_order_does_not_change_what_gets_placed(problem: tuple, rng: ran
             top = {x.key for x in tier}
             assert top <= placed and top <= jointly
             assert placed & top == jointly & top
+
+
+def test_mig_pods_take_no_nvidia_gpu_slot() -> None:
+    node = replace(LOCAL_NODES[2], gpu_slots=0)  # MIG: the node advertises mig-* resources
+    result = plan(LOCAL_GPUS[2:], [pod("x", 5.0)], nodes=[node], sharing=SharingMode.MIG)
+    assert where(result, "x") == (Outcome.GPU, Slot("gpu-1", 0))
+    sliced = plan(LOCAL_GPUS[2:], [pod("x", 5.0)], nodes=[node])
+    assert sliced.placements["ns/x"].outcome == Outcome.UNSCHEDULABLE
