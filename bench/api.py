@@ -45,7 +45,7 @@ from typing import Any
 import httpx
 import psutil
 
-from fovea.kube import apply_crds
+from fovea.kube import install_cluster_scoped
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("api", "bare", "naive")
@@ -526,7 +526,7 @@ def run(args: argparse.Namespace) -> int:
             cluster.start()
             kubeconfig = str(cluster.kubeconfig)
         try:
-            apply_crds(kubeconfig)
+            install_cluster_scoped(kubeconfig)
             print(
                 f"wrk, {args.duration:g}s per run; one uvicorn worker per server; "
                 f"{os.cpu_count()} CPUs shared by server, wrk and the API server"

@@ -42,7 +42,7 @@ from api_server import ApiServer  # noqa: E402
 from fovea.api.settings import Settings  # noqa: E402
 from fovea.domain import constants as c  # noqa: E402
 from fovea.domain.resources import MAX_TASKS, selection_name  # noqa: E402
-from fovea.kube import api_client, apply_crds  # noqa: E402
+from fovea.kube import api_client, install_cluster_scoped  # noqa: E402
 
 CHANGES = 20
 WHAT_IFS = 50
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
             cluster.start()
             kubeconfig = str(cluster.kubeconfig)
         try:
-            apply_crds(kubeconfig)
+            install_cluster_scoped(kubeconfig)
             b50, b95 = bench_board(kubeconfig, args.screenshot)
             w50, w95, gpus = bench_what_if(kubeconfig)
         finally:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from fovea.kube import apply_crds
+from fovea.kube import install_cluster_scoped
 from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 
 TARGET_S = 0.5
@@ -60,7 +60,7 @@ def local_api(work: Path) -> Iterator[str]:
     cluster.start()
     try:
         kubeconfig = str(cluster.kubeconfig)
-        apply_crds(kubeconfig)
+        install_cluster_scoped(kubeconfig)
         env = {**os.environ, "KUBECONFIG": kubeconfig}
         subprocess.run(["kubectl", "create", "namespace", NAMESPACE], env=env, check=True)
         subprocess.run(

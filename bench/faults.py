@@ -46,7 +46,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
 from fovea.domain.resources import selection_name
-from fovea.kube import api_client, apply_crds
+from fovea.kube import api_client, install_cluster_scoped
 from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
 
@@ -161,7 +161,7 @@ class Bench:
     # --- setup ---------------------------------------------------------------
 
     def setup(self) -> None:
-        apply_crds(self.kubeconfig)
+        install_cluster_scoped(self.kubeconfig)
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
         wait_for(lambda: self.core.read_namespaced_service_account("default", NAMESPACE), 30)
         body = {

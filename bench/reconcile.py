@@ -33,7 +33,7 @@ import psutil
 from kubernetes import client, watch
 
 from fovea.domain import constants as c
-from fovea.kube import api_client, apply_crds
+from fovea.kube import api_client, install_cluster_scoped
 from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
 
@@ -114,7 +114,7 @@ def main() -> int:
     try:
         kubeconfig = str(cluster.kubeconfig)
         env = {**os.environ, "KUBECONFIG": kubeconfig}
-        apply_crds(kubeconfig)
+        install_cluster_scoped(kubeconfig)
         api = api_client(kubeconfig)
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         for i in range(args.nodes):

@@ -39,7 +39,7 @@ from kubernetes import client
 
 from fovea.domain import constants as c
 from fovea.domain.resources import selection_name
-from fovea.kube import api_client, apply_crds
+from fovea.kube import api_client, install_cluster_scoped
 from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
 
@@ -198,7 +198,7 @@ def main() -> int:
     operator: subprocess.Popen[bytes] | None = None
     try:
         kubeconfig = str(cluster.kubeconfig)
-        apply_crds(kubeconfig)
+        install_cluster_scoped(kubeconfig)
         api = api_client(kubeconfig)
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         custom.create_namespaced_custom_object(

@@ -42,25 +42,44 @@ def api_client(kubeconfig: str | None = None) -> client.ApiClient:
     return client.ApiClient(cfg)
 
 
-CRD_DIR = Path(__file__).resolve().parent.parent / "manifests" / "crd"
+MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
+CRD_DIR = MANIFESTS / "crd"
+# The ClusterRole the operator binds model pods to in each namespace (RoleBindings).
+MODEL_POD_ROLE = MANIFESTS / "rbac" / "model-pod.yaml"
 
 
-def apply_crds(kubeconfig: str, timeout_s: float = 90.0) -> None:
-    """Apply the generated CRDs with kubectl and wait until they are established.
+def install_cluster_scoped(kubeconfig: str, timeout_s: float = 90.0) -> None:
+    """What every install needs before the operator runs, applied with kubectl.
 
-    The files are named one by one: `manifests/crd` also holds a kustomization.
-    Raises ClusterUnreachable with kubectl's own message when either step fails.
+    The generated CRDs (applied, then waited for until established) and the
+    model pods' ClusterRole, which the operator only binds (it may not create
+    roles). The CRD files are named one by one: `manifests/crd` also holds a
+    kustomization. Raises ClusterUnreachable with kubectl's own message when a
+    step fails.
     """
+    import yaml
+
     from fovea.domain.crds import CRDS
 
     env = {**os.environ, "KUBECONFIG": kubeconfig}
     files = [f"--filename={CRD_DIR / name}" for name in sorted(CRDS)]
+    role = [d for d in yaml.safe_load_all(MODEL_POD_ROLE.read_text()) if d["kind"] == "ClusterRole"]
     wait = ["wait", "--for=condition=Established", f"--timeout={int(timeout_s)}s"]
-    for args in (["apply", "--server-side", *files], [*wait, *files]):
+    steps: list[tuple[list[str], str | None]] = [
+        (["apply", "--server-side", *files], None),
+        ([*wait, *files], None),
+        (["apply", "--server-side", "--filename=-"], yaml.safe_dump_all(role)),
+    ]
+    for args, stdin in steps:
         result = subprocess.run(
-            ["kubectl", *args], env=env, capture_output=True, text=True, timeout=timeout_s + 30
+            ["kubectl", *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s + 30,
         )
         if result.returncode != 0:
             raise ClusterUnreachable(
-                f"kubectl {args[0]} of the CRDs failed: {result.stderr.strip()}"
+                f"kubectl {' '.join(args[:2])} failed: {result.stderr.strip()}"
             )

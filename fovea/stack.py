@@ -30,7 +30,7 @@ from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
-from fovea.kube import api_client, apply_crds
+from fovea.kube import api_client, install_cluster_scoped
 
 # Children get SIGTERM if this process dies without cleaning up (kill -9).
 _SETPRIV = shutil.which("setpriv")
@@ -180,7 +180,7 @@ def _catalog_manifest(choice: str) -> Path:
 
 def _apply(kubeconfig: str, catalog: Path, namespace: str) -> None:
     """CRDs first (and established), then the catalog; selections only where missing."""
-    apply_crds(kubeconfig)
+    install_cluster_scoped(kubeconfig)
     env = {**os.environ, "KUBECONFIG": kubeconfig}
     text = catalog.read_text()
     if catalog.suffix in (".yaml", ".yml") and "kind:" not in text:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from fovea.domain import constants as c
-from fovea.kube import api_client, apply_crds
+from fovea.kube import api_client, install_cluster_scoped
 from kube_testing import Kube, eventually
 
 if TYPE_CHECKING:
@@ -126,8 +126,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def crds(kubeconfig: str) -> None:
-    """The generated CRDs, applied once and established."""
-    apply_crds(kubeconfig)
+    """The generated CRDs (established) and the model pods' ClusterRole, applied once."""
+    install_cluster_scoped(kubeconfig)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from api_builders import examples_catalog
 from api_server import ApiServer
 from fovea.api.settings import Settings
-from fovea.kube import api_client, apply_crds
+from fovea.kube import api_client, install_cluster_scoped
 from fovea.localcluster.cluster import LocalCluster
 from kube_testing import Kube, eventually
 
@@ -49,7 +49,7 @@ def test_unreachable_api_server_is_503_then_recovers_without_restart(
 ) -> None:
     first = own_cluster[0]
     kubeconfig = str(first.kubeconfig)
-    apply_crds(kubeconfig)
+    install_cluster_scoped(kubeconfig)
     env = {**os.environ, "KUBECONFIG": kubeconfig}
     subprocess.run(
         ["kubectl", "create", "namespace", NAMESPACE],

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from builders import NS, apply, catalog, catalog_spec, cpu_node, gpu_node, option, running, world
 from builders import selection as sel
@@ -212,7 +211,6 @@ def operator_of_both(kube: Kube, other_team: Kube, tmp_path: Path) -> Iterator[N
         "FOVEA_OPERATOR_RESYNC_SECONDS": "5",
     }
     namespaces = ["-n", kube.namespace, "-n", other_team.namespace]
-    _ensure_model_pod_cluster_role(kube)
     with open(tmp_path / "operator.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fovea.cli", "operator", *namespaces],
@@ -227,21 +225,6 @@ def operator_of_both(kube: Kube, other_team: Kube, tmp_path: Path) -> Iterator[N
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _ensure_model_pod_cluster_role(kube: Kube) -> None:
-    """The shipped ClusterRole model pods are bound to (manifests/rbac/model-pod.yaml): without
-    it their status reports are refused and no model becomes Ready. Create-or-409."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    manifest = Path(__file__).resolve().parents[2] / "manifests" / "rbac" / "model-pod.yaml"
-    role = next(d for d in yaml.safe_load_all(manifest.read_text()) if d["kind"] == "ClusterRole")
-    try:
-        client.RbacAuthorizationV1Api(kube.api).create_cluster_role(role)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
 
 
 def unscheduled(kubes: list[Kube]) -> list[str]:
