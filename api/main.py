@@ -11,7 +11,7 @@ from fovea.api.settings import Settings
 def configure(parser: argparse.ArgumentParser) -> None:
     """Flags override the FOVEA_API_* environment."""
     parser.add_argument("--port", type=int, help="listen port (default 3001)")
-    parser.add_argument("--host", help="listen address (default 0.0.0.0)")
+    parser.add_argument("--host", help="listen address (default 127.0.0.1)")
     parser.add_argument("--namespace", help="namespace of the catalog and selections")
     parser.add_argument("--catalog", help="name of the ModelCatalog (default 'default')")
     parser.add_argument("--kubeconfig", help="kubeconfig path (default $KUBECONFIG, in-cluster)")

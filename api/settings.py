@@ -15,7 +15,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FOVEA_API_", extra="ignore")
 
-    host: str = "0.0.0.0"
+    # Loopback unless told: the manifests pass --host=0.0.0.0 for the pod network,
+    # where the token and the NetworkPolicies guard it (docs/security.md).
+    host: str = "127.0.0.1"
     port: int = Field(default=3001, ge=1, le=65535)
     namespace: str = Field(default="default", min_length=1)
     catalog: str = Field(default=DEFAULT_CATALOG_NAME, min_length=1)

@@ -111,7 +111,8 @@ def test_the_api_serves_port_3001_behind_a_service_and_a_budget(name: str) -> No
     objects = overlay(name)
     api = find(objects, "Deployment", "fovea-models-api")
     box = container(api)
-    assert box["command"] == ["fovea-models", "api", "--port=$(PORT)"]
+    host = "127.0.0.1" if name == "local" else "0.0.0.0"  # local: a process of this machine
+    assert box["command"] == ["fovea-models", "api", f"--host={host}", "--port=$(PORT)"]
     assert env_of(api)["PORT"] == "3001"
     assert env_of(api)["FOVEA_API_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert box["readinessProbe"]["httpGet"]["path"] == "/readyz"
