@@ -117,6 +117,15 @@ def test_task_is_immutable_and_status_is_a_subresource(kube: Kube) -> None:
         "object_detection",
         {
             "phase": "Ready",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Loaded",
+                    "message": "yolov8n ready",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ],
             "device": "cuda:0",
             "node": "gpu-1",
             "measuredMemoryGb": 0.42,
@@ -131,12 +140,15 @@ def test_task_is_immutable_and_status_is_a_subresource(kube: Kube) -> None:
     assert stored["status"]["runtime"]["memoryBreakdown"] == {"weights": 0.1}
     assert stored["spec"]["priority"] == 100  # defaulted by the CRD
     listed = kube.kubectl(["get", "msel", "-n", kube.namespace]).stdout.splitlines()
-    assert listed[0].split() == ["NAME", "TASK", "MODEL", "PHASE", "VRAM", "DEVICE", "NODE", "AGE"]
-    assert listed[1].split()[:7] == [
+    assert listed[0].split() == [
+        "NAME", "TASK", "MODEL", "PHASE", "READY", "VRAM", "DEVICE", "NODE", "AGE"
+    ]  # fmt: skip
+    assert listed[1].split()[:8] == [
         "object-detection",
         "object_detection",
         "yolov8n",
         "Ready",
+        "True",
         "0.42",
         "cuda:0",
         "gpu-1",
