@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
@@ -21,7 +21,7 @@ from fovea.api import (
 )
 from fovea.api.cache import ClusterCache
 from fovea.api.clients import ClientSource
-from fovea.api.deps import require_token
+from fovea.api.deps import include_guarded
 from fovea.api.feed import ChangeFeed
 from fovea.api.metrics import LatencyMiddleware, SnapshotCollector, request_histogram
 from fovea.api.schemas import ErrorBody
@@ -99,17 +99,13 @@ def create_app(
     routes_models.add_polled_reads(app, app.state.service)
     app.include_router(routes_models.read_router)
     app.include_router(routes_ops.router)
-    routes_inspect.install(app, guarded=settings.api_token is not None)  # tasks, logs, ...
+    # Writes, and the routes that reach further into the cluster (events, pod logs,
+    # Leases), require the bearer token when one is configured.
+    guarded = settings.api_token is not None
+    include_guarded(app, routes_inspect.router, guarded)  # tasks, describe, logs
     routes_board.install(app)  # the GPU board at /
-    routes_leases.install(app, guarded=settings.api_token is not None)  # session leases
-    if settings.api_token is not None:
-        app.include_router(
-            routes_models.write_router,
-            dependencies=[Depends(require_token)],
-            responses={401: {"model": ErrorBody, "description": "Bearer token missing or wrong"}},
-        )
-    else:
-        app.include_router(routes_models.write_router)
+    include_guarded(app, routes_leases.router, guarded)  # session leases
+    include_guarded(app, routes_models.write_router, guarded)
 
     if settings.cors_origins:
         app.add_middleware(

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fovea.api.cache import ClusterCache
 from fovea.api.errors import Unauthorized
 from fovea.api.feed import ChangeFeed
+from fovea.api.schemas import ErrorBody
 from fovea.api.service import ModelService
 from fovea.api.settings import Settings
 
@@ -58,3 +59,15 @@ async def require_token(
     given = (credentials.credentials if credentials else "").encode()
     if not hmac.compare_digest(expected, given):
         raise Unauthorized()
+
+
+def include_guarded(app: FastAPI, router: APIRouter, guarded: bool) -> None:
+    """Add `router` to `app`; `guarded` (a token is configured): its routes require it."""
+    if not guarded:
+        app.include_router(router)
+        return
+    app.include_router(
+        router,
+        dependencies=[Depends(require_token)],
+        responses={401: {"model": ErrorBody, "description": "Bearer token missing or wrong"}},
+    )

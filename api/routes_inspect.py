@@ -17,13 +17,13 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fovea.api import inspect
-from fovea.api.deps import CacheDep, ServiceDep, require_token
+from fovea.api.deps import CacheDep, ServiceDep
 from fovea.api.errors import ApiError
 from fovea.api.responses import to_json
 from fovea.api.routes_models import PREFIX, _errors
@@ -109,18 +109,6 @@ async def logs(
     except ApiException as exc:
         raise PodLogUnavailable(pod, _reason(exc)) from exc
     return StreamingResponse(_iterate_in_thread(stream), media_type="text/plain; charset=utf-8")
-
-
-def install(app: FastAPI, guarded: bool) -> None:
-    """Add the routes to `app`; `guarded` (a token is configured): they require it."""
-    if guarded:
-        app.include_router(
-            router,
-            dependencies=[Depends(require_token)],
-            responses={401: {"model": ErrorBody, "description": "Bearer token missing or wrong"}},
-        )
-    else:
-        app.include_router(router)
 
 
 # --- Kubernetes reads (run in a thread) ---------------------------------------------------------

@@ -14,15 +14,14 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi import APIRouter, Path, Query
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fovea.api.deps import CacheDep, ServiceDep, require_token
+from fovea.api.deps import CacheDep, ServiceDep
 from fovea.api.errors import ApiError, CatalogUnreadable, InvalidTaskType
 from fovea.api.routes_models import PREFIX, _errors
-from fovea.api.schemas import ErrorBody
 from fovea.domain import leases
 from fovea.domain.resources import selection_name
 
@@ -124,15 +123,3 @@ def _create_or_renew(
     except ApiException as exc:
         raise LeaseFailed(exc.reason or str(exc.status)) from exc
     return dict(api.api_client.sanitize_for_serialization(renewed))
-
-
-def install(app: FastAPI, guarded: bool) -> None:
-    """Add the routes; `guarded` (a token is configured): they require it."""
-    if guarded:
-        app.include_router(
-            router,
-            dependencies=[Depends(require_token)],
-            responses={401: {"model": ErrorBody, "description": "Bearer token missing or wrong"}},
-        )
-    else:
-        app.include_router(router)
