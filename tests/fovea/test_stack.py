@@ -7,6 +7,8 @@ driven only from outside: the REST API, signals, and the Kubernetes API.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +29,13 @@ from fovea.stack import Child, restart_delay, split_defaults
 from kube_testing import eventually
 
 UP = [sys.executable, "-P", "-m", "fovea.cli", "up"]
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = (
+    "check-available-models.mjs",
+    "switch-model.mjs",
+    "validate-before-selection.mjs",
+    "monitor-memory.mjs",
+)
 GPUS = ["--gpus", "2x24GiB,1x80GiB"]
 START_S = 240.0
 
@@ -84,6 +93,22 @@ class Stack:
         return api_client(state["kubeconfig"])
 
 
+def node_example(name: str, url: str) -> str:
+    """Run one of examples/js with node against `url`; its stdout (it must exit 0)."""
+    binary = shutil.which("node")
+    assert binary, "node is not installed"
+    done = subprocess.run(
+        [binary, str(REPO / "examples" / "js" / name)],
+        env={**os.environ, "FOVEA_API_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     running = Stack(tmp_path / "cluster", tmp_path / "up.log")
@@ -113,6 +138,13 @@ def test_a_choice_survives_crashes_and_restarts_and_one_pod_serves_it(stack: Sta
     assert detection["selected"] == "yolov8n"
     # The contract's options are all there (the examples select yolov8m).
     assert {"yolov8n", "yolov8s", "yolov8m", "yolov8l"} <= set(detection["options"])
+
+    # The contract's four JavaScript examples run unchanged against a fresh stack.
+    said = {name: node_example(name, stack.url) for name in EXAMPLES}
+    assert "yolov8m: Medium YOLO model" in said["check-available-models.mjs"]
+    assert said["switch-model.mjs"] == "Model selected: yolov8m\n"
+    assert said["validate-before-selection.mjs"].startswith("Using ")
+    assert said["monitor-memory.mjs"].startswith("VRAM Usage: ")
 
     chosen = httpx.post(
         f"{stack.url}/api/models/select",
