@@ -28,31 +28,14 @@ from fovea.api import responses
 from fovea.domain import constants as c
 from fovea.kube import api_client
 from kube_testing import Kube, eventually
+from kube_testing import tiny_catalog as catalog
+from kube_testing import tiny_option as option
 
 pytestmark = pytest.mark.integration
 
 SELECT = "/api/models/select"
 TASK = "det"
 SETTLE_S = 180.0
-
-
-def option(vram_gb: float, **extra: Any) -> dict[str, Any]:
-    """A model a CPU loads in a moment (random weights), declaring `vram_gb`."""
-    return {
-        "modelId": "mlp-tiny",
-        "framework": "pytorch",
-        "vramGb": vram_gb,
-        "architecture": "mlp-tiny",
-        "allowRandomWeights": True,
-        **extra,
-    }
-
-
-def catalog(tasks: dict[str, dict[str, dict[str, Any]]], **inference: Any) -> dict[str, Any]:
-    return {
-        "tasks": {t: {"options": opts} for t, opts in tasks.items()},
-        "inference": {"offloadThreshold": 0.8, "warmupOnStartup": True, **inference},
-    }
 
 
 def models(api: ApiServer) -> dict[str, Any]:

@@ -9,29 +9,13 @@ import pytest
 
 from fovea.domain import constants as c
 from kube_testing import Kube, eventually
+from kube_testing import tiny_catalog as catalog
+from kube_testing import tiny_option as option
 
 pytestmark = pytest.mark.integration
 
 # Local cluster default: fovea-gpu-0 with 2x24 GiB, fovea-gpu-1 with 1x80 GiB,
 # threshold 0.8 -> room for 19.2, 19.2 and 64 GiB.
-
-
-def option(vram_gb: float, **extra: Any) -> dict[str, Any]:
-    return {
-        "modelId": "mlp-tiny",
-        "framework": "pytorch",
-        "vramGb": vram_gb,
-        "architecture": "mlp-tiny",
-        "allowRandomWeights": True,
-        **extra,
-    }
-
-
-def catalog(tasks: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
-    return {
-        "tasks": {t: {"options": opts} for t, opts in tasks.items()},
-        "inference": {"offloadThreshold": 0.8, "warmupOnStartup": True},
-    }
 
 
 def gpu_limit(pod: dict[str, Any]) -> str | None:

@@ -21,6 +21,7 @@ from fovea.domain.resources import ModelOption, Phase
 from fovea.operator.podspec import PodSettings
 from fovea.operator.reconcile import Actions, World, reconcile
 from kube_testing import Kube, eventually
+from kube_testing import tiny_option as tiny
 
 SETTINGS = PodSettings()
 TASKS = {
@@ -161,18 +162,6 @@ def test_moved_models_leave_before_the_one_they_make_room_for_arrives() -> None:
 
 
 # --- the flow on the local cluster (GPUs 2x24 GiB on fovea-gpu-0, 1x80 GiB on fovea-gpu-1) ---
-
-
-def tiny(vram_gb: float, **extra: Any) -> dict[str, Any]:
-    """A big declared VRAM figure, a tiny real model (random weights: nothing is downloaded)."""
-    return {
-        "modelId": "mlp-tiny",
-        "framework": "pytorch",
-        "vramGb": vram_gb,
-        "architecture": "mlp-tiny",
-        "allowRandomWeights": True,
-        **extra,
-    }
 
 
 def local_catalog(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -28,28 +28,13 @@ from fovea.domain import constants as c
 from fovea.domain.resources import selection_name
 from fovea.kube import api_client
 from kube_testing import Kube, eventually
+from kube_testing import tiny_catalog as catalog
+from kube_testing import tiny_option as option
 
 pytestmark = pytest.mark.integration
 
 HOLD = f"{c.GROUP}/test-hold"  # a finalizer nothing ever removes but the test's teardown
 READY_S = 180.0  # generous: model pods import torch on a shared CPU
-
-
-def option(vram_gb: float) -> dict[str, Any]:
-    return {
-        "modelId": "mlp-tiny",
-        "framework": "pytorch",
-        "vramGb": vram_gb,
-        "architecture": "mlp-tiny",
-        "allowRandomWeights": True,
-    }
-
-
-def catalog(tasks: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
-    return {
-        "tasks": {t: {"options": opts} for t, opts in tasks.items()},
-        "inference": {"offloadThreshold": 0.8, "warmupOnStartup": True},
-    }
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:

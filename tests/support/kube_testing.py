@@ -182,3 +182,24 @@ class Kube:
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+def tiny_option(vram_gb: float, **extra: Any) -> dict[str, Any]:
+    """A catalog option declaring `vram_gb` whose real model is a tiny MLP a CPU loads at once
+    (built from its architecture, random weights: nothing is downloaded)."""
+    return {
+        "modelId": "mlp-tiny",
+        "framework": "pytorch",
+        "vramGb": vram_gb,
+        "architecture": "mlp-tiny",
+        "allowRandomWeights": True,
+        **extra,
+    }
+
+
+def tiny_catalog(tasks: dict[str, dict[str, dict[str, Any]]], **inference: Any) -> dict[str, Any]:
+    """A catalog spec: task -> option name -> option, threshold 0.8, eager loading."""
+    return {
+        "tasks": {t: {"options": opts} for t, opts in tasks.items()},
+        "inference": {"offloadThreshold": 0.8, "warmupOnStartup": True, **inference},
+    }
