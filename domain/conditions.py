@@ -65,6 +65,8 @@ class Reason(StrEnum):
     POD_SCHEDULING = "PodScheduling"  # the pod waits for the scheduler (or to be created)
     LOAD_FAILED = "LoadFailed"  # the model pod reports Failed, with the reason
     POD_CONFIG_ERROR = "PodConfigError"  # kubelet: CreateContainerConfigError (missing Secret...)
+    WEIGHTS_FETCHING = "WeightsFetching"  # the fetch-weights init container fills the cache
+    WEIGHTS_FAILED = "WeightsFailed"  # the weights could not be fetched: status.weights says why
     # Events only
     RESCHEDULED = "Rescheduled"  # the planner moved the model to another node or GPU
     POD_REPLACED = "PodReplaced"  # the pod spec changed (image, settings): a new pod rolls out
@@ -86,6 +88,14 @@ class RuntimeState(StrEnum):
     LOADING = "Loading"  # loading, warming up or measuring
     READY = "Ready"  # loaded, warm and measured
     FAILED = "Failed"  # could not load; status.runtime.reason says why
+
+
+class WeightsPhase(StrEnum):
+    """Where a model's weights stand (status.weights.phase), as the fetch-weights container says."""
+
+    FETCHING = "Fetching"  # downloading (or checking) into the cache
+    CACHED = "Cached"  # complete and verified in the cache
+    FAILED = "Failed"  # could not be fetched; status.weights.message says why
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ checks the committed files equal what this module generates.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ from fovea.domain.resources import (
     NAME_PATTERN,
     PRIORITY_MAX,
     PRIORITY_MIN,
+    WEIGHTS_ENV_NAMES,
     CatalogSpec,
     CatalogStatus,
     SelectionSpec,
@@ -68,6 +70,34 @@ RULES: dict[str, list[dict[str, str]]] = {
         {
             "rule": "has(self.vramGb) || has(self.vramMb) || self.framework == 'external_api'",
             "message": "needs vramGb or vramMb (only framework external_api may have neither)",
+        },
+        {
+            "rule": "!has(self.weightsSha256) || has(self.weights)",
+            "message": "weightsSha256 needs weights (the source it checks)",
+        },
+    ],
+    "WeightsCache": [
+        {
+            "rule": "self.kind != 'shared' || has(self.claim)",
+            "message": "a shared weights cache needs claim (a ReadWriteMany PVC)",
+        },
+        {
+            "rule": "self.kind != 'node' || !has(self.claim)",
+            "message": "claim is for kind shared; a node cache uses path",
+        },
+        {
+            "rule": "!self.path.matches('(^|/)[.][.](/|$)')",
+            "message": "path must not contain a '..' segment",
+            "fieldPath": ".path",
+        },
+    ],
+    "CatalogSpec": [
+        {
+            "rule": "!has(self.weightsEnv) || self.weightsEnv.all(k, k in ["
+            + ", ".join(f"'{n}'" for n in WEIGHTS_ENV_NAMES)
+            + "])",
+            "message": "weightsEnv may set only " + ", ".join(WEIGHTS_ENV_NAMES),
+            "fieldPath": ".weightsEnv",
         },
     ],
     "InferenceSettings": [
@@ -192,6 +222,13 @@ def selection_crd() -> Schema:
             _column("Device", "string", ".status.device"),
             _column("Node", "string", ".status.node"),
             _column("Priority", "integer", ".spec.priority", priority=1),
+            _column(
+                "Weights",
+                "string",
+                ".status.weights.phase",
+                "Fetching, Cached or Failed: the weights of the pod it wants",
+                priority=1,
+            ),
             _column("Message", "string", ".status.message", priority=1),
             _column("Age", "date", ".metadata.creationTimestamp"),
         ],
@@ -232,7 +269,7 @@ class _Translator:
         if override is not None:
             return dict(override)
         schema = self._resolve(schema)
-        out: Schema = {k: schema[k] for k in _KEEP if k in schema}
+        out: Schema = {k: copy.deepcopy(schema[k]) for k in _KEEP if k in schema}
         if "const" in schema:
             out["enum"] = [schema["const"]]
         for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):

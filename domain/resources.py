@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from fovea.domain.conditions import RuntimeState
+from fovea.domain.conditions import RuntimeState, WeightsPhase
 
 _T = TypeVar("_T")
 
@@ -137,6 +137,39 @@ class Phase(StrEnum):
     UNSELECTED = "Unselected"
 
 
+# Weights (docs/weights.md): where a node cache lives, and the fetch container's environment.
+WEIGHTS_CACHE_PATH = "/var/cache/fovea-models/weights"
+DEFAULT_WEIGHTS_CACHE_GB = 50.0
+MAX_WEIGHTS_URI_CHARS = 2048
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# A Secret or PVC name (DNS-1123 subdomain, at most 253).
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# What `weights_env` may set in the fetch container: endpoints and proxies, nothing that
+# changes how the process runs (no LD_PRELOAD, PATH, PYTHON*). Credentials come from a Secret.
+WEIGHTS_ENV_NAMES = (
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+)
+ABS_PATH_PATTERN = r"^/([^/]+/?)*$"
+
+
+def weights_uri_problem(uri: str) -> str | None:
+    """Why a `weights:` URI may not be used, or None (`fovea.domain.weights` parses it)."""
+    from fovea.domain.weights import parse_weights_uri
+
+    try:
+        parse_weights_uri(uri)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 class ModelOption(Wire):
     """One model a task can use: an entry of `models.yaml`."""
 
@@ -175,6 +208,29 @@ class ModelOption(Wire):
         pattern=KEEP_ALIVE_PATTERN,
         description=KEEP_ALIVE_HELP,
     )
+    weights: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_WEIGHTS_URI_CHARS,
+        pattern=r"^(hf|s3|https?|pvc|file)://",
+        description="Where the weights come from: hf://org/name[@revision], s3://bucket/prefix, "
+        "https://..., http://..., pvc://claim/path or file:///path. Fetched into the "
+        "catalog's weightsCache before the model starts; unset: modelId is a hub repository",
+    )
+    weights_sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_PATTERN,
+        description="sha256 (lowercase hex) the weights must have: a single file's, or a "
+        "directory's manifest (lines '<sha256>  <path>' sorted by path)",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights_uri(cls, value: str | None) -> str | None:
+        problem = None if value is None else weights_uri_problem(value)
+        if problem is not None:
+            raise ValueError(problem)  # it names the URI
+        return value
 
     @field_validator("model_id")
     @classmethod
@@ -196,6 +252,10 @@ class ModelOption(Wire):
             raise ValueError(
                 "needs vram_gb or vram_mb (only external_api options may have neither)"
             )
+        if self.weights_sha256 is not None and self.weights is None:
+            raise ValueError("weights_sha256 needs weights (the source it checks)")
+        if self.weights is not None and self.is_external:
+            raise ValueError("an external_api option has no weights to fetch")
         return self
 
     @property
@@ -293,6 +353,66 @@ class GpuOverride(Wire):
     product: str | None = None
 
 
+class WeightsCacheKind(StrEnum):
+    """Where fetched weights are kept."""
+
+    NODE = "node"  # a directory on each node (hostPath): fetched once per node
+    SHARED = "shared"  # a ReadWriteMany PVC in the selection's namespace: fetched once
+
+
+class WeightsCache(Wire):
+    """The catalog's weights cache: per node or shared, with a size (LRU beyond it)."""
+
+    kind: WeightsCacheKind = Field(
+        default=WeightsCacheKind.NODE,
+        description="node: a host directory on each node; shared: a ReadWriteMany PVC",
+    )
+    path: str = Field(
+        default=WEIGHTS_CACHE_PATH,
+        max_length=1024,
+        pattern=ABS_PATH_PATTERN,
+        description="node: the host directory (hostPath) of the cache",
+    )
+    claim: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=SECRET_NAME_PATTERN,
+        description="shared: the ReadWriteMany PVC (in the selection's namespace)",
+    )
+    size_gb: float = Field(
+        default=DEFAULT_WEIGHTS_CACHE_GB,
+        gt=0,
+        description="GiB the cache may hold; least recently used weights are evicted beyond it",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _plain_path(cls, value: str) -> str:
+        if ".." in value.split("/") or value.rstrip("/") == "":
+            raise ValueError(f"path {value!r} must be an absolute directory without '..'")
+        return value
+
+    @model_validator(mode="after")
+    def _claim_when_shared(self) -> WeightsCache:
+        if self.kind == WeightsCacheKind.SHARED and not self.claim:
+            raise ValueError("a shared weights cache needs claim (a ReadWriteMany PVC)")
+        if self.kind == WeightsCacheKind.NODE and self.claim:
+            raise ValueError("claim is for kind shared; a node cache uses path")
+        return self
+
+
+class WeightsCredentials(Wire):
+    """The Secret (in the selection's namespace) whose keys become the fetch container's env."""
+
+    secret: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_NAME_PATTERN,
+        description="Secret name; keys such as HF_TOKEN, AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY (the operator never reads it)",
+    )
+
+
 class CatalogSpec(Wire):
     """The models.yaml of the original model service, as a resource."""
 
@@ -306,6 +426,27 @@ class CatalogSpec(Wire):
     gpu_overrides: list[GpuOverride] = Field(
         default_factory=list, description="GPU facts for nodes without feature-discovery labels"
     )
+    weights_cache: WeightsCache = Field(
+        default_factory=WeightsCache, description="Where options' weights are cached"
+    )
+    weights_credentials: WeightsCredentials | None = Field(
+        default=None, description="Secret with the fetch's credentials (HF_TOKEN, AWS_*)"
+    )
+    weights_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Non-secret settings of the fetch: " + ", ".join(WEIGHTS_ENV_NAMES),
+    )
+
+    @field_validator("weights_env")
+    @classmethod
+    def _known_env(cls, env: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(env) - set(WEIGHTS_ENV_NAMES))
+        if unknown:
+            raise ValueError(
+                f"weights_env may set only {', '.join(WEIGHTS_ENV_NAMES)}; not {unknown[0]!r} "
+                "(credentials go in the weights_credentials Secret)"
+            )
+        return env
 
     @field_validator("tasks")
     @classmethod
@@ -399,10 +540,27 @@ class Condition(Wire):
     observed_generation: int | None = None
 
 
-class RuntimeReport(Wire):
-    """What the model-server process reports about itself (it owns this subtree)."""
+class WeightsReport(Wire):
+    """Where a model's weights stand (the fetch-weights container's report, docs/weights.md)."""
 
-    state: RuntimeState
+    phase: WeightsPhase
+    source: str | None = None
+    revision: str | None = None
+    sha256: str | None = Field(default=None, description="What was verified (or computed)")
+    bytes_done: int = Field(default=0, ge=0)
+    bytes_total: int | None = Field(default=None, ge=0, description="Unset: not known")
+    bytes_per_second: float | None = Field(default=None, ge=0)
+    fetched_bytes: int = Field(
+        default=0, ge=0, description="Bytes this fetch downloaded; 0 when already cached"
+    )
+    message: str | None = Field(default=None, description="The reason when Failed")
+    updated_at: str | None = None
+
+
+class RuntimeReport(Wire):
+    """What the model pod reports about itself (it owns this subtree; weights: its fetch)."""
+
+    state: RuntimeState | None = None
     reason: str | None = None
     pod: str | None = None
     model_id: str | None = None
@@ -414,6 +572,7 @@ class RuntimeReport(Wire):
     load_time_seconds: float | None = None
     last_used: str | None = None
     heartbeat: str | None = None
+    weights: WeightsReport | None = None
 
 
 class SelectionStatus(Wire):
@@ -451,6 +610,9 @@ class SelectionStatus(Wire):
     )
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    weights: WeightsReport | None = Field(
+        default=None, description="The weights of the pod it wants (fetched into the cache)"
+    )
     runtime: RuntimeReport | None = None
 
 

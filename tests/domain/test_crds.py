@@ -87,6 +87,7 @@ def test_validation_rules_and_bounds() -> None:
         "modelId: an absolute path must be under /models/",
         "give either vramGb or vramMb, not both",
         "needs vramGb or vramMb (only framework external_api may have neither)",
+        "weightsSha256 needs weights (the source it checks)",
     ]
     assert tasks["maxProperties"] == options["maxProperties"] == 64  # keeps CEL cost bounded
     assert "k.matches(" in tasks["x-kubernetes-validations"][0]["rule"]
