@@ -5,8 +5,10 @@ top-level `tasks:` (as its documentation shows) or `models:` (as its shipped
 file has), each task with `selected` (a name, null, or missing) and
 `options`; each option with `vram_gb` or `vram_mb` (never both; neither only
 for `framework: external_api`), and an `inference:` block whose
-`max_memory_per_model` is a number or `auto`. Two keys of this project may be
-added at the top: `sharing_mode` and `gpu_overrides`.
+`max_memory_per_model` is a number or `auto`. Keys of this project may be
+added at the top: `sharing_mode`, `gpu_overrides`, and for weights
+(docs/weights.md) `weights_cache`, `weights_credentials` and `weights_env`;
+and per option `weights` (a URI) and `weights_sha256`.
 
 Every problem is a `CatalogError` whose message names the file, the task and
 the option, one line per problem, e.g.
@@ -35,11 +37,22 @@ from fovea.domain.resources import (
     ModelOption,
     SelectionSpec,
     TaskSpec,
+    WeightsCache,
+    WeightsCredentials,
     selection_name,
 )
 
 TASK_KEYS = ("selected", "options", "description")
-TOP_LEVEL_KEYS = ("tasks", "models", "inference", "sharing_mode", "gpu_overrides")
+TOP_LEVEL_KEYS = (
+    "tasks",
+    "models",
+    "inference",
+    "sharing_mode",
+    "gpu_overrides",
+    "weights_cache",
+    "weights_credentials",
+    "weights_env",
+)
 # metadata.name of a ModelCatalog (DNS-1123 subdomain) and a namespace (DNS-1123 label).
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -101,7 +114,12 @@ def parse_models(data: object, source: str = "models.yaml") -> ImportedCatalog:
                 tasks[str(task)], selected[str(task)] = parsed
     _check_selection_names(list(tasks), problems)
     fields: dict[str, Any] = {"tasks": tasks}
-    for key, model in (("inference", InferenceSettings),):
+    blocks: tuple[tuple[str, type[BaseModel]], ...] = (
+        ("inference", InferenceSettings),
+        ("weights_cache", WeightsCache),
+        ("weights_credentials", WeightsCredentials),
+    )
+    for key, model in blocks:
         if key in data:
             parsed_block = _validate(model, data[key], [], problems, prefix=key)
             if parsed_block is not None:
@@ -110,6 +128,8 @@ def parse_models(data: object, source: str = "models.yaml") -> ImportedCatalog:
         fields["sharing_mode"] = data["sharing_mode"]
     if "gpu_overrides" in data:
         fields["gpu_overrides"] = data["gpu_overrides"]
+    if "weights_env" in data:
+        fields["weights_env"] = data["weights_env"]
     problems.raise_if_any()
     try:
         spec = CatalogSpec(**fields)

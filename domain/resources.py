@@ -224,12 +224,21 @@ class ModelOption(Wire):
         "directory's manifest (lines '<sha256>  <path>' sorted by path)",
     )
 
-    @field_validator("weights")
+    @field_validator("weights", mode="before")
     @classmethod
-    def _known_weights_uri(cls, value: str | None) -> str | None:
-        problem = None if value is None else weights_uri_problem(value)
+    def _known_weights_uri(cls, value: object) -> object:
+        problem = weights_uri_problem(value) if isinstance(value, str) else None
         if problem is not None:
             raise ValueError(problem)  # it names the URI
+        return value
+
+    @field_validator("weights_sha256", mode="before")
+    @classmethod
+    def _hex_digest(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+                raise ValueError(f"weights_sha256 must be 64 hex digits (a sha256), got {value!r}")
+            return value.lower()
         return value
 
     @field_validator("model_id")
