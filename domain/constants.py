@@ -56,8 +56,6 @@ ENV_BATCH_SIZE: Final = "FOVEA_BATCH_SIZE"
 ENV_ALLOW_RANDOM_WEIGHTS: Final = "FOVEA_ALLOW_RANDOM_WEIGHTS"
 ENV_ARCHITECTURE: Final = "FOVEA_ARCHITECTURE"
 ENV_PORT: Final = "PORT"
-# Where the model container finds the weights the fetch-weights init container cached.
-ENV_WEIGHTS_PATH: Final = "FOVEA_WEIGHTS_PATH"
 # Set by the local cluster's node agent on simulated GPU nodes.
 ENV_SIMULATED_GPU: Final = "FOVEA_SIMULATED_GPU"
 MODEL_POD_PORT: Final = 8080
