@@ -22,6 +22,7 @@ from fovea.domain.nodes import (
 )
 from fovea.domain.resources import GIB, MIB, ModelOption, SharingMode
 from fovea.operator.images import PROJECT_IMAGES
+from fovea.operator.weights_pod import WeightsSettings, add_weights
 
 MAX_NAME = 63
 
@@ -95,12 +96,15 @@ def build_pod(
     *,
     batch_size: int = 1,
     avoid_nodes: Iterable[str] = (),
+    weights: WeightsSettings | None = None,
 ) -> dict[str, Any]:
     """The model-server pod of one selection on its planned target.
 
     `batch_size` is the warm-up batch: the catalog's `default_batch_size`.
     `avoid_nodes`: nodes where the scheduler refused this selection's pods,
     carried on the pod (`fovea.dev/avoid-nodes`) so the planner keeps avoiding them.
+    `weights`: the catalog's weights settings; an option with `weights:` gets its
+    `fetch-weights` init container and cache (`fovea.operator.weights_pod`).
     The name covers the spec's hash (`fovea.dev/spec-hash`): any change to the
     spec (image, env, resources) gives a new pod, which the operator rolls out.
     """
@@ -196,6 +200,7 @@ def build_pod(
             ],
         },
     }
+    add_weights(pod["spec"], option, weights or WeightsSettings(), settings.image)
     spec_hash = _digest([pod["spec"]])[:16]
     pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH] = spec_hash
     pod["metadata"]["name"] = pod_name(sel, option, target, spec_hash)

@@ -29,6 +29,7 @@ from fovea.domain.conditions import (
     EventType,
     Reason,
     RuntimeState,
+    WeightsPhase,
     set_condition,
     transitioned,
     truncate,
@@ -50,6 +51,8 @@ from fovea.domain.resources import (
 )
 from fovea.operator.images import image_refusal
 from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod, label_value
+from fovea.operator.weights_pod import WeightsSettings
+from fovea.operator.weights_status import progress_text, weights_status
 
 Key = tuple[str, str]  # (namespace, name)
 Raw = Mapping[str, Any]
@@ -460,6 +463,7 @@ def _decide(
         settings,
         batch_size=catalog.inference.default_batch_size,
         avoid_nodes=refusals(own_pods).nodes,
+        weights=WeightsSettings.of(catalog),
     )
     name = str(pod["metadata"]["name"])
     existing = next((p for p in own_pods if p["metadata"]["name"] == name), None)
@@ -479,7 +483,14 @@ def _decide(
     state = runtime.get("state") if current else None
     pod_ready = existing is not None and _pod_ready(existing)
     config_error = _config_error(existing) if existing is not None else None
-    if state == RuntimeState.FAILED:
+    secret = catalog.weights_credentials.secret if catalog.weights_credentials else None
+    weights = weights_status(option, runtime, current, existing, secret, sel.status.get("weights"))
+    weights_phase = weights.phase if weights is not None else None
+    if weights is not None and weights_phase == WeightsPhase.FAILED:
+        phase = Phase.FAILED
+        message = f"Weights {option.weights} could not be fetched: {weights.message or 'unknown'}"
+        ready = ConditionValue.of(ConditionType.READY, False, Reason.WEIGHTS_FAILED, message)
+    elif state == RuntimeState.FAILED:
         phase = Phase.FAILED
         message = f"Failed to load model: {runtime.get('reason') or 'unknown'}"
         ready = ConditionValue.of(ConditionType.READY, False, Reason.LOAD_FAILED, message)
@@ -494,6 +505,11 @@ def _decide(
     elif config_error is not None:  # e.g. a Secret or ConfigMap it names does not exist
         phase, message = Phase.PENDING, f"Pod {name} cannot start: {config_error}"
         ready = ConditionValue.of(ConditionType.READY, False, Reason.POD_CONFIG_ERROR, message)
+    elif weights is not None and weights_phase == WeightsPhase.FETCHING:
+        phase = Phase.LOADING
+        said = f"Pod {name} is fetching the weights {option.weights} into the cache"
+        message = f"{said}: {progress_text(weights)}"
+        ready = ConditionValue.of(ConditionType.READY, False, Reason.WEIGHTS_FETCHING, said)
     elif existing is not None and existing.get("spec", {}).get("nodeName"):
         phase, message = Phase.LOADING, f"Pod {name} is loading {option.model_id}"
         ready = ConditionValue.of(ConditionType.READY, False, Reason.LOADING, message)
@@ -511,6 +527,7 @@ def _decide(
             "device": device,
             "measured_memory_gb": measured,
             "load_time_seconds": load_time,
+            "weights": weights,
         }
     )
     if current and runtime.get("lastUsed"):
@@ -555,6 +572,8 @@ def status_patch(status: SelectionStatus) -> dict[str, Any]:
     return status.model_dump(by_alias=True, mode="json", exclude={"runtime"})
 
 
+# Ready reasons told as Events when the condition changes to them.
+_TOLD = frozenset({Reason.LOADED, Reason.LOAD_FAILED, Reason.WEIGHTS_FAILED})
 # Scheduled=False reasons that are a user's choice rather than a problem.
 _QUIET = frozenset({Reason.NO_MODEL_SELECTED, Reason.WAITING_FOR_DEMAND, Reason.IDLE_UNLOADED})
 
@@ -587,8 +606,8 @@ def _events(
     ):
         msg = f"The pod spec changed (image or settings): pod {new_pod} replaces {old_pod}"
         out.append(event(EventType.NORMAL, Reason.POD_REPLACED, msg))
-    if r.reason in (Reason.LOADED, Reason.LOAD_FAILED) and transitioned(previous, r):
-        warn = r.reason == Reason.LOAD_FAILED
+    if r.reason in _TOLD and transitioned(previous, r):
+        warn = r.reason in (Reason.LOAD_FAILED, Reason.WEIGHTS_FAILED)
         out.append(event(EventType.WARNING if warn else EventType.NORMAL, r.reason, r.message))
     return tuple(out)
 
