@@ -1,8 +1,9 @@
 """Pure formatting of the `/api/models/events` server-sent event stream.
 
-Events: `selection` (one per ModelSelection change, with its phase and the
-model pod's report), `status` (the new `/status` body whenever it changes)
-and `sync` (the cache lost or regained the cluster).
+Events: `selection` (one per ModelSelection change, with its phase, the
+model pod's report and its weights' fetch progress), `status` (the new
+`/status` body whenever it changes: its `loading` section carries fetch and
+load progress) and `sync` (the cache lost or regained the cluster).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from typing import Any
 
 from fovea.api.cache import Change, Snapshot
+from fovea.api.loading_view import weights_data
 
 KEEPALIVE = b": keepalive\n\n"
 
@@ -41,6 +43,7 @@ def selection_data(change: Change) -> dict[str, Any]:
         "node": sel.status.node,
         "runtime_state": runtime.state if runtime else None,
         "runtime_reason": runtime.reason if runtime else None,
+        "weights": weights_data(sel.status.weights),  # fetch progress (docs/weights.md)
     }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fovea.api.loading_view import loading_section
 from fovea.api.quota_view import quota_view
 from fovea.api.state import ClusterState, Selection
 from fovea.domain import degraded
@@ -178,6 +179,7 @@ def status_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
         "vram_scope": "cluster" if state.cluster_wide else "namespace",
         "gpus": gpu_holdings(state, gpus),
         "quota": quota_view(state),  # this namespace's GPU-memory quota (docs/tenants.md)
+        "loading": loading_section(state),  # models on their way to Ready (docs/weights.md)
     }
 
 

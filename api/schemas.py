@@ -116,6 +116,40 @@ class QuotaBody(BaseModel):
     problem: str | None = Field(description="An annotation that did not parse; null: none")
 
 
+class WeightsBody(BaseModel):
+    """status.weights of a selection: its weights' fetch into the cache (docs/weights.md)."""
+
+    phase: Literal["Fetching", "Cached", "Failed"]
+    source: str | None = Field(description="The option's weights URI")
+    revision: str | None = None
+    sha256: str | None = Field(description="What was verified (or computed)")
+    bytes_done: int
+    bytes_total: int | None = Field(description="null: not known")
+    bytes_per_second: float | None = None
+    fetched_bytes: int = Field(description="Bytes this fetch downloaded; 0 when already cached")
+    message: str | None = Field(description="The reason when Failed")
+    updated_at: str | None = None
+
+
+class LoadingBody(BaseModel):
+    """A model on its way to Ready: fetching its weights, then loading them."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    task: str
+    model: str | None
+    model_id: str | None
+    phase: Literal["fetching", "loading"]
+    bytes_done: int | None = Field(description="fetching: bytes in the cache so far")
+    bytes_total: int | None = Field(description="fetching: bytes in all; null: not known")
+    bytes_per_second: float | None = Field(description="fetching: the current rate")
+    weights: WeightsBody | None = Field(description="null: the option has no weights URI")
+    message: str | None
+    pod: str | None
+    node: str | None
+    since: str | None = Field(description="RFC 3339 time its Ready condition last changed")
+
+
 class StatusBody(BaseModel):
     loaded_models: dict[str, LoadedModelBody] = Field(description="Loaded models by task")
     total_vram_allocated_gb: float = Field(description="Measured memory of models on GPUs, GiB")
@@ -129,6 +163,10 @@ class StatusBody(BaseModel):
     gpus: list[GpuHoldingBody] = Field(description="The GPUs the totals cover")
     quota: QuotaBody | None = Field(
         default=None, description="This namespace's GPU-memory quota; null: none"
+    )
+    loading: dict[str, LoadingBody] = Field(
+        default_factory=dict,
+        description="Models not yet Ready, by task: fetching weights (bytes, rate) or loading",
     )
 
 

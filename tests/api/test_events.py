@@ -37,7 +37,9 @@ def test_a_selection_change_is_one_event_with_phase_and_model() -> None:
     after = snapshot(2, {}, [Change("MODIFIED", changed)], "groundingdino")
     chunks = events_between(before, after)
     kinds = [parse(c)[0] for c in chunks]
-    assert kinds == ["selection"]  # /status did not change: nothing loaded in either
+    # /status changed only in its `loading` section: groundingdino is on its way now.
+    assert kinds == ["selection", "status"]
+    assert parse(chunks[1])[1]["loading"]["object_detection"]["model"] == "groundingdino"
     event = parse(chunks[0])[1]
     assert event["type"] == "MODIFIED"
     assert event["task"] == "object_detection"
