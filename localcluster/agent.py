@@ -91,22 +91,25 @@ class NodeAgent:
         if self._logs is not None:
             self._logs.stop()
 
-    def pod_log(self, namespace: str, name: str) -> tuple[Path, bool] | None:
-        """The log file of pod `namespace/name`, and whether its process may still write it."""
+    def pod_log(
+        self, namespace: str, name: str, container: str | None = None
+    ) -> tuple[Path, bool] | None:
+        """The log file of a container of pod `namespace/name` (an init container's, or the
+        pod's container's), and whether its process may still write it."""
         with self._lock:
             mine = [
-                (uid, runner.running)
-                for uid, runner in self._runners.items()
+                runner
+                for runner in self._runners.values()
                 if (runner.namespace, runner.name) == (namespace, name)
             ]
         if mine:
-            uid, running = mine[0]
-            path = self.ctx.state.pod_log(namespace, name, uid)
+            path, running = mine[0].log_of(container)
             return (path, running) if path.exists() else None
+        logs = self.ctx.state.pod_logs
         runs = sorted(
-            self.ctx.state.pod_logs.glob(f"{namespace}_{name}_*.log"),
+            list(logs.glob(f"{namespace}_{name}_*/{container}.log")) if container else [],
             key=lambda p: p.stat().st_mtime,
-        )
+        ) or sorted(logs.glob(f"{namespace}_{name}_*.log"), key=lambda p: p.stat().st_mtime)
         return (runs[-1], False) if runs else None
 
     # --- nodes ----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from fovea.localcluster.nodes import NodePlan, plan_nodes, resolve_gpu_spec
 from fovea.localcluster.nvml import detect_gpus
 from fovea.localcluster.pki import Pki, ensure_pki
 from fovea.localcluster.podrunner import AgentContext
+from fovea.localcluster.provisioner import LocalPathProvisioner
 from fovea.localcluster.rest import ApiError, Rest
 from fovea.localcluster.spawn import Spawner, tail, terminate
 from fovea.localcluster.state import StateDir, default_state_dir
@@ -74,6 +75,7 @@ class LocalCluster:
         self._components: list[cp.Component] = []
         self._spawner: Spawner | None = None
         self._agent: NodeAgent | None = None
+        self._provisioner: LocalPathProvisioner | None = None
         self._rest: Rest | None = None
         self._lock_handle: IO[str] | None = None
         self._stopping = threading.Event()
@@ -161,6 +163,8 @@ class LocalCluster:
             pki=pki,
         )
         self._agent.start()
+        self._provisioner = LocalPathProvisioner(self._rest, self.state, self.log)
+        self._provisioner.start()
         controller_manager.wait_healthy(deadline)
         scheduler.wait_healthy(deadline)
         self._wait_default_service_account(deadline)
@@ -180,9 +184,11 @@ class LocalCluster:
     def _prune_pod_logs(self) -> None:
         """Logs of pods gone for a while: kept for `cluster logs` after a crash, not forever."""
         horizon = time.time() - POD_LOG_RETENTION_DAYS * 86400
-        for log in self.state.pod_logs.glob("*.log"):
+        for log in [*self.state.pod_logs.glob("*.log"), *self.state.pod_logs.glob("*/*.log")]:
             if log.stat().st_mtime < horizon:
                 log.unlink(missing_ok=True)
+                if log.parent != self.state.pod_logs and not any(log.parent.iterdir()):
+                    log.parent.rmdir()
 
     def _write_kubeconfigs(self, pki: Pki) -> dict[str, Path]:
         ca = pki.ca_cert.read_bytes()
@@ -279,6 +285,8 @@ class LocalCluster:
             self._stopping.set()
             if self._agent is not None:
                 self._agent.stop()
+            if self._provisioner is not None:
+                self._provisioner.stop()
             # Open watches would hold the API server's graceful shutdown.
             if self._rest is not None:
                 self._rest.close()

@@ -5,9 +5,9 @@ kubelet of the pod's node at `https://<InternalIP>:<kubeletEndpoint.Port>/
 containerLogs/N/P/C`. The agent serves that path for all of its nodes from one
 HTTPS port on loopback: a serving certificate from the cluster's CA, and only
 clients with a certificate from the same CA (the API server's kubelet client
-certificate) are served. The log is the pod's current log file; `follow`
-streams new lines until the pod's process is gone; `tailLines` and
-`limitBytes` are honoured.
+certificate) are served. The log is the container's current log file (an
+init container's own, else the pod's); `follow` streams new lines until that
+container's process is gone; `tailLines` and `limitBytes` are honoured.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from urllib.parse import parse_qs, urlsplit
 FOLLOW_POLL_S = 0.2
 CHUNK = 64 * 1024
 
-# (namespace, pod) -> the pod's log file and whether its process may still write to it
-LogLookup = Callable[[str, str], tuple[Path, bool] | None]
+# (namespace, pod, container) -> the container's log file and whether its process may
+# still write to it
+LogLookup = Callable[[str, str, str], tuple[Path, bool] | None]
 
 
 def tail_bytes(data: bytes, lines: int | None) -> bytes:
@@ -78,7 +79,7 @@ def _handler(lookup: LogLookup) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             where = parse_log_path(url.path)
-            found = lookup(where[0], where[1]) if where else None
+            found = lookup(*where) if where else None
             if where is None or found is None:
                 self._error(HTTPStatus.NOT_FOUND, "no such container log")
                 return
@@ -91,10 +92,10 @@ def _handler(lookup: LogLookup) -> type[BaseHTTPRequestHandler]:
                 return
             follow = query.get("follow", ["false"])[0] == "true"
             path, live = found
-            namespace, pod = where[0], where[1]
+            namespace, pod, container = where
 
             def still_written() -> bool:
-                again = lookup(namespace, pod)
+                again = lookup(namespace, pod, container)
                 return bool(again and again[0] == path and again[1])
 
             self.send_response(HTTPStatus.OK)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fovea.domain import constants as c
-from fovea.localcluster import podspec
+from fovea.localcluster import initcontainers, podspec, volumes
 from fovea.localcluster.kubeconfig import kubeconfig, write_kubeconfig
 from fovea.localcluster.nodes import NodePlan
 from fovea.localcluster.podspec import ContainerConfigError, Probe
@@ -92,6 +92,7 @@ class PodRunner:
         self._proc: subprocess.Popen[bytes] | None = None
         self._annotated = False
         self._kubeconfig: Path | None = None
+        self._live_log: Path | None = None  # the log the running process writes
         self._thread = threading.Thread(target=self._main, name=f"pod-{self.name}", daemon=True)
 
     # --- called from the agent's threads -------------------------------------------------
@@ -104,6 +105,19 @@ class PodRunner:
 
     def start(self) -> None:
         self._thread.start()
+
+    def log_of(self, container: str | None) -> tuple[Path, bool]:
+        """The log of one of the pod's containers, and whether its process may still write it.
+
+        An init container's name gives its own log; any other name the pod's container's.
+        """
+        spec = self._latest()["spec"]
+        state = self.ctx.state
+        if container in {c["name"] for c in spec.get("initContainers") or []}:
+            path = state.container_log(self.namespace, self.name, self.uid, str(container))
+        else:
+            path = state.pod_log(self.namespace, self.name, self.uid)
+        return path, self.running and self._live_log == path
 
     def update(self, pod: dict[str, Any]) -> None:
         """A newer version of the pod arrived from the watch."""
@@ -168,62 +182,105 @@ class PodRunner:
 
     def _lifecycle(self) -> None:
         pod = self._latest()
+        spec = pod["spec"]
         status = pod.get("status") or {}
-        container = pod["spec"]["containers"][0]
+        container = spec["containers"][0]
         previous = (status.get("containerStatuses") or [{}])[0]
+        init_specs = spec.get("initContainers") or []
         obs = Observed(
             phase="Pending",
             start_time=status.get("startTime") or rfc3339(),
             container=container["name"],
             image=container.get("image", ""),
             restart_count=int(previous.get("restartCount", 0)),
+            init=initcontainers.initial(init_specs, status.get("initContainerStatuses") or []),
         )
+        if not obs.initialized:
+            obs = replace(obs, waiting_reason=initcontainers.WAITING_FOR_INIT)
         # A pod that finished before an agent restart stays finished.
         if status.get("phase") not in ("Succeeded", "Failed"):
-            self._run(obs, container, pod["spec"].get("restartPolicy", "Always"))
+            policy = spec.get("restartPolicy", "Always")
+            initialized = self._run_init(obs, init_specs, policy)
+            if initialized is not None:
+                self._run(initialized, None, container, policy)
         while not self._stopping():
             self._wait(3600)
         self._finish()
 
-    def _run(self, obs: Observed, container: dict[str, Any], policy: str) -> None:
-        """Start, supervise and restart the process until it is done or the pod stops."""
+    def _run_init(
+        self, obs: Observed, containers: list[dict[str, Any]], policy: str
+    ) -> Observed | None:
+        """Run the init containers not completed yet, in order (`initcontainers`).
+
+        Returns the pod's view once all have completed, None when the pod failed or stops.
+        """
+        for index, container in enumerate(containers):
+            if obs.init[index].completed:
+                continue
+            done = self._run(obs, index, container, policy)
+            if done is None:
+                return None
+            obs = done
+        return replace(obs, waiting_reason=None, waiting_message="")
+
+    def _run(
+        self, obs: Observed, slot: int | None, container: dict[str, Any], policy: str
+    ) -> Observed | None:
+        """Start, supervise and restart one container until it is done or the pod stops.
+
+        `slot`: the index of an init container, or None for the pod's container.
+        Returns the pod's view once an init container has completed, else None.
+        """
         streak = 0  # quick crashes in a row, for the restart backoff
         while not self._stopping():
             try:
                 argv, env, cwd = self._prepare(self._latest(), container)
-                probes = [Probe.parse(container.get(f"{kind}Probe")) for kind in PROBE_KINDS]
+                probes = [
+                    Probe.parse(container.get(f"{kind}Probe")) if slot is None else None
+                    for kind in PROBE_KINDS
+                ]
             except ContainerConfigError as exc:
-                obs = replace(
-                    obs, waiting_reason="CreateContainerConfigError", waiting_message=str(exc)
+                waiting = replace(
+                    _get(obs, slot), waiting_reason=exc.reason, waiting_message=str(exc)
                 )
+                obs = _put(obs, slot, waiting)
                 self._report(obs)
                 self._wait(CONFIG_RETRY_S)
                 continue
             began = time.monotonic()
-            obs = self._supervise(argv, env, cwd, probes, obs)
-            finished = obs.terminated
+            obs = self._supervise(argv, env, cwd, probes, obs, slot)
+            finished = _get(obs, slot).terminated
             if self._stopping() or finished is None:
-                return
-            if not podspec.should_restart(policy, finished.exit_code):
-                self._report(
-                    replace(obs, phase="Succeeded" if finished.exit_code == 0 else "Failed")
-                )
-                return
+                return None
+            if slot is None:
+                restart = podspec.should_restart(policy, finished.exit_code)
+            else:
+                step = initcontainers.after_exit(policy, finished.exit_code)
+                if step is initcontainers.AfterExit.NEXT:
+                    return obs
+                restart = step is initcontainers.AfterExit.RESTART
+            if not restart:
+                ended = "Succeeded" if finished.exit_code == 0 and slot is None else "Failed"
+                self._report(replace(obs, phase=ended))
+                return None
             ran_long = time.monotonic() - began >= podspec.BACKOFF_RESET_AFTER_S
             delay = podspec.backoff_s(0 if ran_long else streak)
             streak = 1 if ran_long else streak + 1
-            obs = replace(
-                obs,
+            backing_off = replace(
+                _get(obs, slot),
                 terminated=None,
                 last_terminated=finished,
                 waiting_reason="CrashLoopBackOff",
                 waiting_message=f"back-off {delay:g}s restarting failed container",
             )
+            obs = _put(obs, slot, backing_off)
             self._report(obs)
             deadline = time.monotonic() + delay
             while not self._stopping() and time.monotonic() < deadline:
                 self._wait(deadline - time.monotonic())
-            obs = replace(obs, restart_count=obs.restart_count + 1)
+            item = _get(obs, slot)
+            obs = _put(obs, slot, replace(item, restart_count=item.restart_count + 1))
+        return None
 
     def _end_process(self, max_grace_s: float | None = None) -> None:
         proc = self._proc
@@ -317,7 +374,27 @@ class PodRunner:
         working_dir = container.get("workingDir")
         if working_dir and Path(working_dir).is_dir():
             cwd = Path(working_dir)
-        return argv, env, cwd
+        return self._with_volumes(pod, container, argv, cwd), env, cwd
+
+    def _with_volumes(
+        self, pod: dict[str, Any], container: dict[str, Any], argv: list[str], cwd: Path
+    ) -> list[str]:
+        """`argv` run in a mount namespace with the container's volumes (`volumes`), if any."""
+        state = self.ctx.state
+        found = volumes.resolve_volumes(pod, state.root, self.ctx.rest)
+        mounts = volumes.container_mounts(container, found)
+        if not mounts:
+            return argv
+        pod_dir = state.pods / self.uid
+        plan = volumes.write_plan(
+            pod_dir / "mounts" / f"{container['name']}.json",
+            mounts,
+            scratch=pod_dir / "root",
+            cwd=cwd,
+            working_dir=container.get("workingDir"),
+        )
+        return volumes.wrap(argv, plan)
+
 
     def _base_env(self) -> dict[str, str]:
         """The agent's environment without anything that would describe another pod."""
@@ -410,16 +487,20 @@ class PodRunner:
         cwd: Path,
         probes: list[Probe | None],
         obs: Observed,
+        slot: int | None,
     ) -> Observed:
         """Probe and watch the process until it exits, a probe kills it, or the pod stops.
 
-        Returns `obs` with the process's end in `terminated`.
+        Returns `obs` with the process's end in `terminated` of the container in `slot`.
         """
         log = self.ctx.state.pod_log(self.namespace, self.name, self.uid)
+        if slot is not None:
+            container = obs.init[slot].container
+            log = self.ctx.state.container_log(self.namespace, self.name, self.uid, container)
+        self._live_log = log
         proc = self._proc = self.ctx.spawner.spawn(argv, env=env, log=log, cwd=cwd)
-        obs = replace(
-            obs,
-            phase="Running",
+        item = replace(
+            _get(obs, slot),
             running_since=rfc3339(),
             pid=proc.pid,
             waiting_reason=None,
@@ -427,7 +508,10 @@ class PodRunner:
             terminated=None,
         )
         schedule = ProbeSchedule(time.monotonic(), *probes)
-        obs = replace(obs, started=schedule.started, ready=schedule.ready)
+        item = replace(item, started=schedule.started, ready=schedule.ready)
+        obs = _put(obs, slot, item)
+        if slot is None:
+            obs = replace(obs, phase="Running")
         self._report(obs)
         message = ""
         pidfd = os.pidfd_open(proc.pid)
@@ -442,7 +526,8 @@ class PodRunner:
                     ok = run_probe(schedule.probe(name), self._port or 0, env, cwd)
                     outcome = schedule.record(name, ok, time.monotonic())
                     if outcome.changed:
-                        obs = replace(obs, started=schedule.started, ready=schedule.ready)
+                        item = replace(item, started=schedule.started, ready=schedule.ready)
+                        obs = _put(obs, slot, item)
                         self._report(obs)
                     if outcome.kill:
                         message = outcome.kill
@@ -460,9 +545,22 @@ class PodRunner:
         finished = Terminated(
             exit_code=exit_code,
             reason=podspec.exit_reason(exit_code),
-            started_at=obs.running_since or rfc3339(),
+            started_at=item.running_since or rfc3339(),
             finished_at=rfc3339(),
             message=message,
             pid=proc.pid,
         )
-        return replace(obs, running_since=None, ready=False, started=False, terminated=finished)
+        item = replace(item, running_since=None, ready=False, started=False, terminated=finished)
+        return _put(obs, slot, item)
+
+
+def _get(obs: Observed, slot: int | None) -> Observed:
+    """The container in `slot` of the pod's view: an init container's index, or None."""
+    return obs if slot is None else obs.init[slot]
+
+
+def _put(obs: Observed, slot: int | None, item: Observed) -> Observed:
+    """The pod's view with the container in `slot` replaced by `item`."""
+    if slot is None:
+        return item
+    return replace(obs, init=initcontainers.replace_at(obs.init, slot, item))

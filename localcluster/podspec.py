@@ -31,6 +31,8 @@ BACKOFF_RESET_AFTER_S = 60.0
 class ContainerConfigError(ValueError):
     """The container cannot be started as specified (kubelet: CreateContainerConfigError)."""
 
+    reason = "CreateContainerConfigError"  # the container's waiting reason
+
 
 def expand(text: str, env: Mapping[str, str]) -> str:
     """Kubernetes `$(VAR)` expansion: `$$` escapes, unknown references stay as written."""
@@ -132,14 +134,19 @@ def _parse_bytes(text: str) -> int:
     return int(float(match[1]) * _BYTES[match[2]])
 
 
+_KIND = {"secret": "Secret", "configmap": "ConfigMap"}
+
+
 def _key_ref(lookup: Lookup, kind: str, namespace: str, ref: Mapping[str, Any]) -> str | None:
     name, key, optional = ref.get("name", ""), ref.get("key", ""), bool(ref.get("optional"))
     data = lookup(kind, namespace, name)
     if data is None or key not in data:
         if optional:
             return None
-        what = f"{kind} {namespace}/{name}" if data is None else f"key {key!r} in {kind} {name}"
-        raise ContainerConfigError(f"{what} not found")
+        # The kubelet's words, so callers read the same message on any cluster.
+        if data is None:
+            raise ContainerConfigError(f'{kind} "{name}" not found')
+        raise ContainerConfigError(f"couldn't find key {key} in {_KIND[kind]} {namespace}/{name}")
     return data[key]
 
 
@@ -170,7 +177,7 @@ def container_env(
             if data is None:
                 if ref.get("optional"):
                     continue
-                raise ContainerConfigError(f"{kind} {namespace}/{ref.get('name')} not found")
+                raise ContainerConfigError(f'{kind} "{ref.get("name")}" not found')
             env.update({prefix + k: v for k, v in data.items()})
     for var in container.get("env", []) or []:
         name = var["name"]

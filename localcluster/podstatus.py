@@ -67,6 +67,18 @@ class Observed:
     waiting_message: str = ""
     terminated: Terminated | None = None  # current state (the process is not restarted)
     last_terminated: Terminated | None = None
+    # The pod's init containers (their container fields), in order; empty when it has none.
+    init: tuple[Observed, ...] = ()
+
+    @property
+    def completed(self) -> bool:
+        """An init container's run ended with exit code 0."""
+        return self.terminated is not None and self.terminated.exit_code == 0
+
+    @property
+    def initialized(self) -> bool:
+        """Every init container has completed."""
+        return all(item.completed for item in self.init)
 
 
 def container_id(pid: int) -> str:
@@ -101,6 +113,14 @@ def _container_status(obs: Observed) -> dict[str, Any]:
     return status
 
 
+def _init_container_status(obs: Observed) -> dict[str, Any]:
+    """An init container's status: `ready` once it completed, `started` while it runs."""
+    status = _container_status(obs)
+    status["ready"] = obs.completed
+    status["started"] = obs.running_since is not None
+    return status
+
+
 def conditions(
     previous: Sequence[Mapping[str, Any]], desired: Mapping[str, bool], now: str
 ) -> list[dict[str, Any]]:
@@ -129,10 +149,10 @@ def pod_status(
     `previous` is the pod's current status (for transition times); `generation`
     its metadata.generation, recorded as the generation this status describes.
     """
-    ready = obs.ready and obs.running_since is not None
+    ready = obs.ready and obs.running_since is not None and obs.initialized
     desired = {
         "PodReadyToStartContainers": True,
-        "Initialized": True,
+        "Initialized": obs.initialized,
         "Ready": ready,
         "ContainersReady": ready,
         "PodScheduled": True,
@@ -147,13 +167,20 @@ def pod_status(
         "startTime": obs.start_time,
         "containerStatuses": [_container_status(obs)],
     }
+    if obs.init:
+        status["initContainerStatuses"] = [_init_container_status(item) for item in obs.init]
     if generation is not None:
         status["observedGeneration"] = generation
         for condition in status["conditions"]:
             condition["observedGeneration"] = generation
-    for kind in ("Ready", "ContainersReady"):
-        for condition in status["conditions"]:
-            if condition["type"] == kind and condition["status"] == "False":
-                condition["reason"] = "ContainersNotReady"
-                condition["message"] = f"containers with unready status: [{obs.container}]"
+    incomplete = " ".join(item.container for item in obs.init if not item.completed)
+    for condition in status["conditions"]:
+        if condition["status"] != "False":
+            continue
+        if condition["type"] == "Initialized":
+            condition["reason"] = "ContainersNotInitialized"
+            condition["message"] = f"containers with incomplete status: [{incomplete}]"
+        elif condition["type"] in ("Ready", "ContainersReady"):
+            condition["reason"] = "ContainersNotReady"
+            condition["message"] = f"containers with unready status: [{obs.container}]"
     return status

@@ -12,7 +12,10 @@ and recorded here). Layout::
     kubeconfigs/       the components' own kubeconfigs
     cluster.log        what the supervisor said (starts, crashes, node agent errors)
     logs/<component>.log, logs/pods/<ns>_<pod>_<uid>.log
-    pods/<uid>/        a pod process's working directory and kubeconfig
+    logs/pods/<ns>_<pod>_<uid>/<container>.log   an init container's log
+    pods/<uid>/        a pod process's working directory, kubeconfig, emptyDir volumes
+    nodes/<node>/hostpath/   each node's own host filesystem (hostPath volumes)
+    volumes/           the local-path provisioner's PersistentVolumes
     supervisor.log     output of a detached (`--detach`) supervisor
 """
 
@@ -94,8 +97,16 @@ class StateDir:
     def component_log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
+    @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
+
     def pod_log(self, namespace: str, name: str, uid: str) -> Path:
         return self.pod_logs / f"{namespace}_{name}_{uid}.log"
+
+    def container_log(self, namespace: str, name: str, uid: str, container: str) -> Path:
+        """The log of an init container (the pod's container writes `pod_log`)."""
+        return self.pod_logs / f"{namespace}_{name}_{uid}" / f"{container}.log"
 
     def create(self) -> None:
         for path in (self.pki, self.etcd_data, self.kubeconfigs, self.pod_logs, self.pods):

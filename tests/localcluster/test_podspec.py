@@ -112,8 +112,11 @@ def test_resource_field_refs() -> None:
 @pytest.mark.parametrize(
     ("var", "message"),
     [
-        ({"secretKeyRef": {"name": "missing", "key": "k"}}, "secret ns1/missing not found"),
-        ({"configMapKeyRef": {"name": "settings", "key": "nope"}}, "key 'nope'"),
+        ({"secretKeyRef": {"name": "missing", "key": "k"}}, 'secret "missing" not found'),
+        (
+            {"configMapKeyRef": {"name": "settings", "key": "nope"}},
+            "couldn't find key nope in ConfigMap ns1/settings",
+        ),
         ({"fieldRef": {"fieldPath": "spec.volumes"}}, "unsupported fieldRef"),
     ],
 )
