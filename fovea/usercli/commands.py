@@ -26,6 +26,7 @@ from fovea.usercli.client import (
     CliError,
     Target,
 )
+from fovea.usercli.progress import WaitDisplay, stage_of
 from fovea.usercli.views import gb, text
 
 POLL_S = 0.5
@@ -219,30 +220,20 @@ def _wait(api: Api, task: str, model: str, timeout_s: float) -> int:
     out = output.console(stderr=True)
     deadline = time.monotonic() + timeout_s
     started = time.monotonic()
-    last: str | None = None
-    live = out.status("waiting…") if out.is_terminal else None
-    if live is not None:
-        live.start()
-    try:
+    with WaitDisplay(out, f"{task}: {model}") as display:  # fetch, then load (docs/weights.md)
         while True:
             view = _task(api.get("/api/models/tasks"), task)
             state, line = views.progress(view, model)
             elapsed = time.monotonic() - started
             if state == "ready":
+                display.done()
                 break
             if state == "failed":
                 raise CliError(f"{task}: {model} did not load: {line}", NOT_SO)
-            if live is not None:
-                live.update(f"{task}: {model}: {line} ({elapsed:.0f}s)")
-            elif line != last:
-                out.print(f"{task}: {model}: {line}")
-            last = line
+            display.show(stage_of(view, model), line)
             if time.monotonic() >= deadline:
                 raise CliError(f"{task}: {model} not Ready after {timeout_s:g}s ({line})", NOT_SO)
             time.sleep(POLL_S)
-    finally:
-        if live is not None:
-            live.stop()
     rows = [r for r in views.model_rows({"tasks": {task: view}}) if r["task"] == task]
     where = f" on {_where(rows[0])}, {gb(rows[0]['measured_memory_gb'])} GB" if rows else ""
     print(f"{task}: {model} is Ready{where} (waited {elapsed:.1f}s)")

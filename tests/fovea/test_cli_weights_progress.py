@@ -1,0 +1,76 @@
+"""`select --wait` progress: the stage of a load (pure), bars on a terminal, lines elsewhere."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+
+from fovea.usercli.progress import FETCHING, LOADING, WAITING, Stage, WaitDisplay, stage_of
+
+
+def _view(status: dict[str, Any], generation: int = 2) -> dict[str, Any]:
+    return {"generation": generation, "status": {"observedGeneration": 2, **status}}
+
+
+def _fetching(done: int, total: int | None) -> dict[str, Any]:
+    weights = {"phase": "Fetching", "bytesDone": done, "bytesPerSecond": 2e6}
+    if total is not None:
+        weights["bytesTotal"] = total
+    return {"model": "yolo", "phase": "Loading", "weights": weights}
+
+
+def test_the_stage_follows_the_status_of_the_current_change_only() -> None:
+    assert stage_of(_view(_fetching(10, 100)), "yolo") == Stage(FETCHING, 10, 100, 2e6)
+    assert stage_of(_view(_fetching(10, 100), generation=3), "yolo").name == WAITING
+    assert stage_of(_view(_fetching(10, 100)), "other").name == WAITING
+    cached = {
+        "model": "yolo",
+        "phase": "Loading",
+        "weights": {"phase": "Cached", "fetchedBytes": 0},
+    }
+    assert stage_of(_view(cached), "yolo") == Stage(LOADING, fetched=0)
+    assert stage_of(_view({"model": "yolo", "phase": "Loading"}), "yolo") == Stage(LOADING)
+    assert stage_of(_view({"model": "yolo", "phase": "Scheduling"}), "yolo").name == WAITING
+
+
+def test_plain_lines_one_per_stage_and_per_tenth_fetched() -> None:
+    buffer = io.StringIO()
+    out = Console(file=buffer, force_terminal=False, width=200)
+    with WaitDisplay(out, "det: yolo") as display:
+        display.show(Stage(WAITING), "Scheduling · on gpu-0")
+        display.show(Stage(WAITING), "Scheduling · on gpu-0")
+        for done in (0, 50, 100, 500, 990, 1000):
+            display.show(Stage(FETCHING, done, 1000, 2e6), None)
+        display.show(Stage(LOADING, fetched=1000), "Loading")
+        display.show(Stage(LOADING, fetched=1000), "Loading · still")
+        display.done()
+    assert buffer.getvalue().splitlines() == [
+        "det: yolo: Scheduling · on gpu-0",
+        "det: yolo: fetching weights: 0 B of 1 kB at 2 MB/s",
+        "det: yolo: fetching weights: 100 B of 1 kB at 2 MB/s",
+        "det: yolo: fetching weights: 500 B of 1 kB at 2 MB/s",
+        "det: yolo: fetching weights: 990 B of 1 kB at 2 MB/s",
+        "det: yolo: fetching weights: 1 kB of 1 kB at 2 MB/s",
+        "det: yolo: loading (weights fetched: 1 kB)",
+    ]
+
+
+def test_a_cached_start_says_it_fetched_nothing() -> None:
+    buffer = io.StringIO()
+    with WaitDisplay(Console(file=buffer, force_terminal=False), "det: yolo") as display:
+        display.show(Stage(LOADING, fetched=0), "Loading")
+    assert "0 bytes fetched" in buffer.getvalue()
+
+
+def test_on_a_terminal_the_fetch_and_the_load_are_progress_bars() -> None:
+    buffer = io.StringIO()
+    out = Console(file=buffer, force_terminal=True, width=120)
+    with WaitDisplay(out, "det: yolo") as display:
+        display.show(Stage(FETCHING, 250_000_000, 1_000_000_000, 5e7), None)
+        display.show(Stage(LOADING, fetched=1_000_000_000), "Loading")
+        display.done()
+    shown = buffer.getvalue()
+    assert "det: yolo: fetch weights" in shown and "1.0/1.0 GB" in shown
+    assert "det: yolo: loading (weights fetched: 1 GB)" in shown
