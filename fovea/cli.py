@@ -39,6 +39,7 @@ MACHINERY: dict[str, tuple[str, str]] = {
     "operator": ("fovea.operator.main", "run the kopf operator"),
     "api": ("fovea.api.main", "serve the /api/models REST API"),
     "model-pod": ("fovea.model_pod.main", "the process inside a model-server pod"),
+    "fetch-weights": ("fovea.model_pod.weights.cli", "fetch model weights into the cache"),
 }
 COMMANDS = {**USER_COMMANDS, **MACHINERY}
 
