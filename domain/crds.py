@@ -221,6 +221,12 @@ def selection_crd() -> Schema:
             ),
             _column("Device", "string", ".status.device"),
             _column("Node", "string", ".status.node"),
+            _column(
+                "GPU",
+                "string",
+                ".status.allocatedDevice.uuid",
+                "dra mode: the GPU allocated to the pod's ResourceClaim (its uuid)",
+            ),
             _column("Priority", "integer", ".spec.priority", priority=1),
             _column(
                 "Weights",

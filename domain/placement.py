@@ -9,7 +9,7 @@ Capacity. A GPU holds models up to `threshold * memory` (the catalog's
 `offload_threshold`, applied to each GPU on its own), never more. How models
 share a GPU follows the cluster's sharing mode:
 
-- `timeSliced` and `hami`: any number of models per GPU up to its capacity;
+- `timeSliced`, `hami` and `dra`: any number of models per GPU up to its capacity;
 - `whole`: one model per GPU (it still has to fit below the threshold);
 - `mig`: like `whole`: each MIG slice that the device plugin advertises is a
   GPU of its own (give it its slice's memory), and one model takes a slice.
@@ -412,10 +412,11 @@ class _Context:
         self.cpu_homes: list[str] = []  # where CPU pods may go, nodes without GPUs first
         if nodes is not None:
             usable = [n for n in nodes if n.tolerated]
-            # MIG pods ask for nvidia.com/mig-<profile>, not nvidia.com/gpu: no slots to count.
-            mig = mode == SharingMode.MIG
+            # MIG pods ask for nvidia.com/mig-<profile>, DRA pods for a ResourceClaim, not
+            # nvidia.com/gpu: no slots to count.
+            no_slots = mode in (SharingMode.MIG, SharingMode.DRA)
             self.limits = {
-                n.name: (n.cpu_millis, n.memory_mib, n.pods, UNLIMITED if mig else n.gpu_slots)
+                n.name: (n.cpu_millis, n.memory_mib, n.pods, UNLIMITED if no_slots else n.gpu_slots)
                 for n in usable
             }
             self.untolerated = frozenset(n.name for n in nodes if not n.tolerated)

@@ -98,6 +98,7 @@ class SharingMode(StrEnum):
     TIME_SLICED = "timeSliced"  # several pods per GPU; VRAM accounting is the guard
     HAMI = "hami"  # HAMi: nvidia.com/gpumem limits per pod
     MIG = "mig"  # MIG profiles: nvidia.com/mig-<profile>
+    DRA = "dra"  # Dynamic Resource Allocation: a ResourceClaim pins the planned GPU
 
 
 class DevicePolicy(StrEnum):
@@ -584,6 +585,17 @@ class RuntimeReport(Wire):
     weights: WeightsReport | None = None
 
 
+class AllocatedDeviceStatus(Wire):
+    """dra mode: the GPU the scheduler allocated to the pod's ResourceClaim (read from it)."""
+
+    uuid: str | None = None
+    index: int | None = None
+    driver: str
+    pool: str
+    device: str
+    claim: str
+
+
 class SelectionStatus(Wire):
     """Written by the operator, except `runtime`, written by the model pod."""
 
@@ -606,6 +618,10 @@ class SelectionStatus(Wire):
         "the pod is not pinned to it",
     )
     pod: str | None = None
+    allocated_device: AllocatedDeviceStatus | None = Field(
+        default=None,
+        description="dra mode: the GPU allocated to the pod's ResourceClaim (status.allocation)",
+    )
     declared_memory_gb: float | None = Field(default=None, description="The catalog's figure, GiB")
     measured_memory_gb: float | None = Field(
         default=None, description="What the pod measured itself using, GiB; unset: not measured"

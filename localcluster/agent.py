@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fovea.domain import constants as c
-from fovea.localcluster import nodes
+from fovea.localcluster import dra, nodes
 from fovea.localcluster.logserver import KubeletLogServer
 from fovea.localcluster.nodes import NodePlan
 from fovea.localcluster.pki import Pki
@@ -117,9 +117,11 @@ class NodeAgent:
     def register_nodes(self) -> None:
         """Create or refresh each planned Node and its Lease; remove nodes no longer planned."""
         now = rfc3339()
+        self._create_device_class()
         for plan in self.ctx.nodes.values():
             uid = self._register(plan, now)
             self._renew_lease(plan.name, uid)
+            self._publish_devices(plan, uid)
         listed = self.rest.get("/api/v1/nodes", labelSelector=f"{c.LABEL_LOCAL_NODE}=true")
         for node in listed.get("items", []):
             name = node["metadata"]["name"]
@@ -155,6 +157,35 @@ class NodeAgent:
         )
         self._patch_node_status(plan, now)
         return str(existing["metadata"]["uid"])
+
+    def _create_device_class(self) -> None:
+        """The DeviceClass gpu.nvidia.com (DRA), as the NVIDIA driver's chart installs it."""
+        try:
+            self.rest.request("POST", f"{dra.API_PATH}/deviceclasses", body=dra.device_class())
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+
+    def _publish_devices(self, plan: NodePlan, node_uid: str) -> None:
+        """The node's GPUs as a ResourceSlice of driver gpu.nvidia.com (replaced if it exists)."""
+        body = dra.resource_slice(plan, node_uid)
+        if body is None:
+            return
+        base = f"{dra.API_PATH}/resourceslices"
+        try:
+            self.rest.request("POST", base, body=body)
+            return
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        path = f"{base}/{dra.slice_name(plan.name)}"
+        existing = self.rest.get(path)
+        if existing.get("spec", {}).get("devices") == body["spec"]["devices"]:
+            return
+        generation = int(existing["spec"]["pool"].get("generation", 1)) + 1
+        body = dra.resource_slice(plan, node_uid, generation) or body
+        body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        self.rest.request("PUT", path, body=body)
 
     def _patch_node_status(self, plan: NodePlan, now: str) -> None:
         status = nodes.node_status(plan, self.kube_version, now, self.kernel, self.kubelet_port)

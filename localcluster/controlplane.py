@@ -28,6 +28,10 @@ DISABLED_CONTROLLERS = (
     "node-route-controller",
     "node-ipam-controller",
 )
+# DRA (resource.k8s.io/v1, GA) with devices several claims may share: the operator's dra
+# mode gives each namespace its own claim on a GPU the planner shares across namespaces
+# (fovea.domain.dra). Beta and on by default in 1.36; named so the cluster says what it needs.
+FEATURE_GATES = "DRAConsumableCapacity=true"
 # In start order; stopped in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
@@ -124,6 +128,7 @@ def apiserver_args(bin_dir: Path, pki: Pki, cert_dir: Path, ports: Ports) -> lis
         # The node agent registers nodes Ready; the admission plugin would taint
         # them not-ready until the node-lifecycle controller's next pass (seconds).
         "--disable-admission-plugins=TaintNodesByCondition",
+        f"--feature-gates={FEATURE_GATES}",
         "--profiling=false",
     ]
 
@@ -148,6 +153,7 @@ def controller_manager_args(bin_dir: Path, pki: Pki, kubeconfig: Path, ports: Po
         # A single-user cluster: don't throttle garbage collection and friends.
         "--kube-api-qps=100",
         "--kube-api-burst=200",
+        f"--feature-gates={FEATURE_GATES}",
         "--profiling=false",
     ]
 
@@ -159,6 +165,7 @@ def scheduler_args(bin_dir: Path, kubeconfig: Path, ports: Ports) -> list[str]:
         "--bind-address=127.0.0.1",
         f"--secure-port={ports.scheduler}",
         "--leader-elect=false",
+        f"--feature-gates={FEATURE_GATES}",
         "--profiling=false",
     ]
 

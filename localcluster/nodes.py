@@ -52,6 +52,8 @@ class GpuSet:
     # Real GPUs only: their NVML indices, exposed to the node's pods as
     # CUDA_VISIBLE_DEVICES so that `cuda:N` counts within the node.
     device_indices: tuple[int, ...] = ()
+    # Real GPUs only: their NVML uuids, published in the node's ResourceSlice (DRA).
+    uuids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

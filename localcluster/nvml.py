@@ -29,6 +29,7 @@ def detect_gpus() -> list[GpuSet]:
         return []
     try:
         groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        uuids: dict[int, str] = {}
         for index in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             name = pynvml.nvmlDeviceGetName(handle)
@@ -36,6 +37,8 @@ def detect_gpus() -> list[GpuSet]:
                 name = name.decode()
             memory_mib = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total) // (1024 * 1024)
             groups[(_label_value(name), memory_mib)].append(index)
+            uuid = pynvml.nvmlDeviceGetUUID(handle)
+            uuids[index] = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
     except pynvml.NVMLError:
         return []
     finally:
@@ -47,6 +50,7 @@ def detect_gpus() -> list[GpuSet]:
             product=product,
             simulated=False,
             device_indices=tuple(indices),
+            uuids=tuple(uuids[i] for i in indices),
         )
         for (product, memory_mib), indices in sorted(groups.items(), key=lambda kv: kv[1][0])
     ]

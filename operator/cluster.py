@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from urllib3.exceptions import HTTPError
 
 from fovea.domain import constants as c
-from fovea.domain import leases
+from fovea.domain import dra, leases
 from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import SelectionSpec
 from fovea.operator.reconcile import Actions, Catalog, Event, Key, Selection, World
@@ -75,6 +75,8 @@ CREATE_POD, DELETE_POD, PATCH_STATUS, PATCH_CATALOG, CREATE_IDENTITY, POST_EVENT
     "create-identity",
     "post-event",
 )
+CREATE_CLAIM, OWN_CLAIM, DELETE_CLAIM = ("create-claim", "own-claim", "delete-claim")
+RESOURCE_GROUP, RESOURCE_VERSION = dra.API_VERSION.split("/")
 EVENT_COMPONENT = "fovea-models-operator"
 EVENT_CONTROLLER = "fovea.dev/operator"
 WriteKey = tuple[str, str, str]  # (kind of write, namespace, name)
@@ -168,7 +170,47 @@ class Cluster:
             write_failures=self.selection_failures(),
             node_pods=self._list_node_pods(),
             session_leases=leases.live_selections(self._list_session_leases(), now.timestamp()),
+            **self._dra(),
         )
+
+    def _dra(self) -> dict[str, Any]:
+        """DRA's view (World fields): DeviceClass and GPU devices, and the managed claims.
+
+        A cluster without the resource.k8s.io/v1 API (or an operator not allowed to read
+        it) has none, and the auto sharing mode stays with the device plugin.
+        """
+        classes = self._list_resource("deviceclasses", cluster_wide=True)
+        devices = dra.devices_from_slices(self._list_resource("resourceslices", cluster_wide=True))
+        return {
+            "dra_available": dra.dra_available(classes, devices),
+            "dra_devices": tuple(devices),
+            "claims": self._list_resource("resourceclaims", dra.CLAIM_SELECTOR),
+        }
+
+    def _list_resource(
+        self, plural: str, selector: str = "", cluster_wide: bool = False
+    ) -> list[dict[str, Any]]:
+        group, version = RESOURCE_GROUP, RESOURCE_VERSION
+        try:
+            if cluster_wide or not self.namespaces:
+                return _items(
+                    self._custom.list_cluster_custom_object(
+                        group, version, plural, label_selector=selector, _preload_content=False
+                    )
+                )
+            return [
+                item
+                for ns in self.namespaces
+                for item in _items(
+                    self._custom.list_namespaced_custom_object(
+                        group, version, ns, plural, label_selector=selector, _preload_content=False
+                    )
+                )
+            ]
+        except ApiException as exc:
+            if exc.status not in (403, 404):
+                raise
+            return []
 
     def selection_failures(self) -> dict[Key, tuple[str, str]]:
         """The refused pod creations still waiting for a retry: selection -> (reason, message)."""
@@ -290,6 +332,11 @@ class Cluster:
         identity = self._ensure_model_pod_identity
         self._each(done, seen, now, CREATE_IDENTITY, identities, lambda ns: (ns, ns), identity)
         self._each(done, seen, now, DELETE_POD, actions.delete, lambda k: k, self._delete_pod)
+        # dra mode: a pod's claim exists before the pod (the scheduler allocates it then).
+        claims = [b for b in actions.create_claims if _namespace(b) not in self._terminating]
+        self._each(done, seen, now, CREATE_CLAIM, claims, _pod_key, self._create_claim)
+        owners = actions.claim_owners
+        self._each(done, seen, now, OWN_CLAIM, owners, lambda i: i[0], self._own_claim)
         creates = [p for p in actions.create if _namespace(p) not in self._terminating]
         done.deferred += len(actions.create) - len(creates)
         self._each(done, seen, now, CREATE_POD, creates, _pod_key, self._create_pod)
@@ -315,6 +362,8 @@ class Cluster:
             if e.namespace not in self._terminating and (e.kind, e.key) in written
         ]
         self._each(done, seen, now, POST_EVENT, events, _event_key, self._post_event)
+        gone = actions.delete_claims
+        self._each(done, seen, now, DELETE_CLAIM, gone, lambda k: k, self._delete_claim)
         # Objects the plan no longer writes start afresh if they come back.
         self.retries.retain(seen)
         with self._lock:
@@ -385,6 +434,35 @@ class Cluster:
         body: Any = pod  # the client takes plain dicts as bodies
         with _tolerating(409):
             self._core.create_namespaced_pod(ns, body)
+
+    def _create_claim(self, claim: dict[str, Any]) -> None:
+        ns, name = claim["metadata"]["namespace"], claim["metadata"]["name"]
+        log.info("creating ResourceClaim %s/%s", ns, name)
+        with _tolerating(409):  # exists (or is still being deleted: the next pass retries)
+            self._custom.create_namespaced_custom_object(
+                RESOURCE_GROUP, RESOURCE_VERSION, ns, "resourceclaims", claim
+            )
+
+    def _own_claim(self, item: tuple[Key, dict[str, Any]]) -> None:
+        (ns, name), patch = item
+        with _tolerating(404):
+            self._custom.patch_namespaced_custom_object(
+                RESOURCE_GROUP,
+                RESOURCE_VERSION,
+                ns,
+                "resourceclaims",
+                name,
+                patch,
+                _content_type="application/merge-patch+json",
+            )
+
+    def _delete_claim(self, key: Key) -> None:
+        ns, name = key
+        log.info("deleting ResourceClaim %s/%s", ns, name)
+        with _tolerating(404):
+            self._custom.delete_namespaced_custom_object(
+                RESOURCE_GROUP, RESOURCE_VERSION, ns, "resourceclaims", name
+            )
 
     def _patch_status(self, item: tuple[Key, dict[str, Any]], plural: str) -> None:
         (ns, name), status = item

@@ -49,6 +49,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             image=ours.model_pod_image,
             service_account=ours.model_pod_service_account,
             sharing_mode=ours.sharing_mode,
+            dra_sharing=ours.dra_sharing,
             allowed_images=tuple(ours.allowed_images),
         ),
     )

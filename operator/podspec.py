@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fovea.domain import constants as c
+from fovea.domain import dra
 from fovea.domain.nodes import (
     DEFAULT_MEMORY_GIB,
     MODEL_POD_TOLERATIONS,
@@ -54,7 +55,9 @@ class PodSettings:
 
     image: str = "ghcr.io/fovea-models/model-pod:0.1.0"
     service_account: str = "fovea-model-pod"
-    sharing_mode: SharingMode = SharingMode.TIME_SLICED
+    # None: `dra` when the cluster speaks DRA for GPUs, else `timeSliced` (decided per pass).
+    sharing_mode: SharingMode | None = SharingMode.TIME_SLICED
+    dra_sharing: dra.DraSharing = dra.DraSharing.TIME_SLICING  # dra mode: the claims' config
     # Memory request when an option declares no CPU footprint (GPU pods still
     # need host memory to stage weights). CPU requests: `fovea.domain.nodes`.
     default_memory_gib: float = DEFAULT_MEMORY_GIB
@@ -77,8 +80,10 @@ def pod_name(sel: SelectionRef, option: ModelOption, target: Target, spec_hash: 
     return f"{stem[: MAX_NAME - 9].rstrip('-')}-{digest}"
 
 
-def gpu_limits(option: ModelOption, mode: SharingMode) -> dict[str, str]:
-    """The extended resources a GPU pod asks for under each sharing mode."""
+def gpu_limits(option: ModelOption, mode: SharingMode | None) -> dict[str, str]:
+    """The extended resources a GPU pod asks for under each sharing mode (dra: none, a claim)."""
+    if mode == SharingMode.DRA:
+        return {}
     if mode == SharingMode.MIG:
         profile = option.mig_profile or "1g.10gb"
         return {f"nvidia.com/mig-{profile}": "1"}
@@ -96,6 +101,7 @@ def build_pod(
     *,
     batch_size: int = 1,
     avoid_nodes: Iterable[str] = (),
+    claim: str | None = None,
     weights: WeightsSettings | None = None,
 ) -> dict[str, Any]:
     """The model-server pod of one selection on its planned target.
@@ -103,6 +109,7 @@ def build_pod(
     `batch_size` is the warm-up batch: the catalog's `default_batch_size`.
     `avoid_nodes`: nodes where the scheduler refused this selection's pods,
     carried on the pod (`fovea.dev/avoid-nodes`) so the planner keeps avoiding them.
+    `claim`: dra mode, the ResourceClaim that pins the planned GPU (`fovea.domain.dra`).
     `weights`: the catalog's weights settings; an option with `weights:` gets its
     `fetch-weights` init container and cache (`fovea.operator.weights_pod`).
     The name covers the spec's hash (`fovea.dev/spec-hash`): any change to the
@@ -201,6 +208,9 @@ def build_pod(
         },
     }
     add_weights(pod["spec"], option, weights or WeightsSettings(), settings.image)
+    if claim is not None and target.on_gpu:  # dra mode: the claim pins the planned GPU
+        pod["spec"]["resourceClaims"], container_claims = dra.pod_claims(claim)
+        pod["spec"]["containers"][0]["resources"]["claims"] = container_claims
     spec_hash = _digest([pod["spec"]])[:16]
     pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH] = spec_hash
     pod["metadata"]["name"] = pod_name(sel, option, target, spec_hash)

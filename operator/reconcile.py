@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fovea.domain import constants as c
-from fovea.domain import degraded, keepalive, leases, placement
+from fovea.domain import degraded, dra, keepalive, leases, placement
 from fovea.domain.budget import memory_limit_refusal
 from fovea.domain.conditions import (
     MAX_EVENT_MESSAGE,
@@ -34,21 +34,25 @@ from fovea.domain.conditions import (
     transitioned,
     truncate,
 )
-from fovea.domain.gpus import cpu_nodes, gpus_from_nodes
+from fovea.domain.gpus import Gpu, cpu_nodes, gpus_from_nodes
 from fovea.domain.nodes import Refusals, node_capacities, pod_requests, refusals, unschedulable
 from fovea.domain.placement import Outcome
 from fovea.domain.quota import Quota, Use, admit
 from fovea.domain.resources import (
+    AllocatedDeviceStatus,
     CatalogSpec,
     CatalogStatus,
     Condition,
     DevicePolicy,
+    GpuOverride,
     LoadPolicy,
     ModelOption,
     Phase,
     SelectionSpec,
     SelectionStatus,
+    SharingMode,
 )
+from fovea.operator.claims import ClaimUse, ClaimWrites, plan_claims
 from fovea.operator.images import image_refusal
 from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod, label_value
 from fovea.operator.weights_pod import WeightsSettings
@@ -105,6 +109,11 @@ class World:
     node_pods: Sequence[Raw] = ()
     # "namespace/selection" of live session leases (fovea.domain.leases): not evicted for peers.
     session_leases: frozenset[str] = frozenset()
+    # DRA (fovea.domain.dra): whether the cluster has the DeviceClass gpu.nvidia.com with
+    # devices, the GPU devices its ResourceSlices publish, and the managed ResourceClaims.
+    dra_available: bool = False
+    dra_devices: Sequence[dra.Device] = ()
+    claims: Sequence[Raw] = ()
 
 
 @dataclass(frozen=True)
@@ -151,10 +160,14 @@ class Decisions:
     catalogs: tuple[CatalogDecision, ...]
     delete: tuple[Key, ...]  # managed pods no selection keeps (old models, orphans), sorted
     quota_use: Mapping[str, Use] = field(default_factory=dict)  # namespace -> use of its quota
+    claims: ClaimWrites = field(default_factory=ClaimWrites)  # dra mode (fovea.operator.claims)
 
     def actions(self) -> Actions:
         """The flat work list the executor carries out."""
         out = Actions(delete=list(self.delete), quota_use=dict(self.quota_use))
+        out.create_claims = list(self.claims.create)
+        out.claim_owners = list(self.claims.owners)
+        out.delete_claims = list(self.claims.delete)
         for d in self.selections:
             if d.desired_pod is not None:
                 out.namespaces.add(d.key[0])
@@ -181,9 +194,14 @@ class Actions:
     events: list[Event] = field(default_factory=list)
     namespaces: set[str] = field(default_factory=set)  # where model pods need their identity
     quota_use: dict[str, Use] = field(default_factory=dict)  # for the quota metrics
+    # dra mode: ResourceClaims to create (before pods), re-own, and delete (after pods).
+    create_claims: list[dict[str, Any]] = field(default_factory=list)
+    claim_owners: list[tuple[Key, dict[str, Any]]] = field(default_factory=list)
+    delete_claims: list[Key] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.create or self.delete or self.status or self.catalog_status)
+        claims = self.create_claims or self.claim_owners or self.delete_claims
+        return bool(self.create or self.delete or self.status or self.catalog_status or claims)
 
 
 @dataclass(frozen=True)
@@ -206,6 +224,7 @@ class Resolved:
 
 def reconcile(world: World, settings: PodSettings) -> Decisions:
     """Decide everything that brings the cluster to the planned state."""
+    settings = replace(settings, sharing_mode=sharing_mode(world, settings))
     catalogs, catalog_errors = _parse_catalogs(world.catalogs)
     images = (*settings.allowed_images, settings.image)  # the operator's own image always runs
     resolved = [_resolve(sel, catalogs, catalog_errors, images) for sel in world.selections]
@@ -220,16 +239,17 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
     thresholds = [r.catalog.inference.offload_threshold for r in resolved if r.catalog]
     overrides = [o for cat in catalogs.values() for o in cat.gpu_overrides]
     result = placement.plan(
-        gpus_from_nodes(list(world.nodes), overrides),
+        _gpus(world, overrides, settings),
         leases.protect(admission.admitted, world.session_leases),
         threshold=min(thresholds, default=0.8),
-        sharing=settings.sharing_mode,
+        sharing=sharing_mode(world, settings),
         nodes=node_capacities(world.nodes, _unplanned_pods(world, resolved, pods_by_owner)),
     )
     moves = {m.key: m for m in result.moves}
     stamp = world.now.strftime("%Y-%m-%dT%H:%M:%SZ")
     cpu_node = _cpu_node(world.nodes)
     decisions = []
+    uses: list[ClaimUse] = []  # dra mode: the claim of each desired GPU pod
     for r in resolved:
         refused = admission.refused.get(_key_str(r.sel))
         if refused is not None:  # over its namespace's GPU-memory quota
@@ -238,7 +258,11 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
         spare = result.spare_gib(place.node, place.gpu_index) if place and place.node else 0.0
         own = pods_by_owner.get(r.sel.uid, [])
         home = place.node if place and place.outcome == Outcome.CPU and place.node else cpu_node
-        decided = _decide(r, place, spare, home, own, settings)
+        claim = _claim(r, place, world, settings)
+        decided = _decide(r, place, spare, home, own, settings, claim.name if claim else None)
+        if claim is not None and decided.desired_pod is not None:
+            uses.append(ClaimUse(claim, r.sel.name, r.sel.uid))
+            decided = _allocated(decided, claim, world)
         decided = _scheduler_refused(r.sel, decided, refusals(own))
         decided = replace(decided, degraded=_degraded(r, place, result))
         if decided.create_pod and _gpu_still_held(decided.desired_pod, result, world.pods, r.sel):
@@ -258,7 +282,69 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
         _catalog_decision(cat, catalogs.get(key), catalog_errors.get(key), stamp)
         for key, cat in sorted(world.catalogs.items())
     )
-    return Decisions(tuple(decisions), catalog_decisions, tuple(delete), admission.use)
+    claims = plan_claims(uses, world.pods, world.claims)
+    return Decisions(tuple(decisions), catalog_decisions, tuple(delete), admission.use, claims)
+
+
+def sharing_mode(world: World, settings: PodSettings) -> SharingMode:
+    """The pass's sharing mode: the setting, else (auto) `dra` when the cluster speaks DRA."""
+    if settings.sharing_mode is not None:
+        return settings.sharing_mode
+    return SharingMode.DRA if world.dra_available else SharingMode.TIME_SLICED
+
+
+def _gpus(world: World, overrides: Sequence[GpuOverride], settings: PodSettings) -> list[Gpu]:
+    """The GPUs to plan on; in dra mode only those a ResourceSlice publishes (a claim can pin)."""
+    gpus = gpus_from_nodes(list(world.nodes), overrides)
+    if settings.sharing_mode != SharingMode.DRA:
+        return gpus
+    return [g for g in gpus if dra.device_at(world.dra_devices, g.node, g.index) is not None]
+
+
+def _claim(
+    r: Resolved, place: placement.Placement | None, world: World, settings: PodSettings
+) -> dra.Claim | None:
+    """dra mode: the claim the selection's pod on its planned GPU references."""
+    if settings.sharing_mode != SharingMode.DRA or r.option is None or place is None:
+        return None
+    if place.outcome != Outcome.GPU or place.node is None or place.gpu_index is None:
+        return None
+    device = dra.device_at(world.dra_devices, place.node, place.gpu_index)
+    if device is None:
+        return None
+    return dra.claim_for(r.sel.namespace, device, settings.dra_sharing, r.option.vram_gib)
+
+
+def _allocated(d: _Decided, claim: dra.Claim, world: World) -> _Decided:
+    """The device the scheduler allocated to the pod's claim, once the pod is bound to a node.
+
+    The claim is the observer: `status.allocatedDevice` and `gpuIndex` come from its
+    `status.allocation` (and the device's ResourceSlice), not from the plan. A claim being
+    deleted cannot be used again: the pod waits until it is gone and made anew.
+    """
+    obj = next((o for o in world.claims if _meta_key(o) == claim.key), None)
+    if obj is not None and obj["metadata"].get("deletionTimestamp"):
+        return replace(d, create_pod=False)
+    pod = next((p for p in world.pods if _pod_key(p) == (claim.namespace, d.status.pod)), None)
+    if obj is None or pod is None or not (pod.get("spec") or {}).get("nodeName"):
+        return d
+    found = dra.allocated(obj, world.dra_devices)
+    if found is None:
+        return d
+    device = AllocatedDeviceStatus(
+        uuid=found.uuid,
+        index=found.index,
+        driver=found.driver,
+        pool=found.pool,
+        device=found.device,
+        claim=found.claim,
+    )
+    update = {"allocated_device": device, "gpu_index": found.index}
+    return replace(d, status=d.status.model_copy(update=update))
+
+
+def _meta_key(obj: Raw) -> Key:
+    return (str(obj["metadata"].get("namespace") or ""), str(obj["metadata"].get("name") or ""))
 
 
 def _quota_problem(message: str) -> Problem:
@@ -419,6 +505,7 @@ def _decide(
     cpu_node: str | None,
     own_pods: list[Raw],
     settings: PodSettings,
+    claim: str | None = None,
 ) -> _Decided:
     sel, spec, option, catalog = r.sel, r.sel.spec, r.option, r.catalog
     base = SelectionStatus(
@@ -461,6 +548,7 @@ def _decide(
         option,
         target,
         settings,
+        claim=claim,
         batch_size=catalog.inference.default_batch_size,
         avoid_nodes=refusals(own_pods).nodes,
         weights=WeightsSettings.of(catalog),

@@ -6,9 +6,10 @@ import os
 import socket
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fovea.domain.dra import DraSharing
 from fovea.domain.quota import Quota, parse_gib
 from fovea.domain.resources import SharingMode
 from fovea.operator.images import PROJECT_IMAGES
@@ -27,8 +28,11 @@ class OperatorSettings(BaseSettings):
     # Images a catalog option may name (JSON list): repositories, or prefixes ending in
     # "/" (operator/images.py). model_pod_image always runs. Default: the project's own.
     allowed_images: list[str] = Field(default_factory=lambda: list(PROJECT_IMAGES))
-    # How the cluster's device plugin shares GPUs; it decides pod limits and packing.
-    sharing_mode: SharingMode = SharingMode.TIME_SLICED
+    # How the cluster shares GPUs; it decides pod limits and packing. "auto" (None): `dra`
+    # when the cluster has the DeviceClass gpu.nvidia.com with devices, else `timeSliced`.
+    sharing_mode: SharingMode | None = None
+    # dra mode: the claims' sharing config (the NVIDIA driver's TimeSlicing or MPS).
+    dra_sharing: DraSharing = DraSharing.TIME_SLICING
     # A pass runs on every watched change (coalesced over `debounce_seconds`)
     # and at least every `resync_seconds`, so missed events cannot strand state.
     resync_seconds: float = 15.0
@@ -45,6 +49,11 @@ class OperatorSettings(BaseSettings):
     # "" / None: unlimited. A bare number is GiB ("40"), else a quantity ("40Gi").
     default_gpu_memory_quota: str = ""
     default_max_priority: int | None = None
+
+    @field_validator("sharing_mode", mode="before")
+    @classmethod
+    def _auto(cls, value: object) -> object:
+        return None if value in ("", "auto") else value
 
     def default_quota(self) -> Quota:
         """The cluster default quota (ValueError if the setting does not parse)."""

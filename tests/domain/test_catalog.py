@@ -264,7 +264,7 @@ def _option(fields: str) -> str:
         ),
         (
             "tasks: {det: {options: {a: {model_id: a, vram_gb: 1}}}}\nsharing_mode: shared\n",
-            "field 'sharing_mode': Input should be 'whole', 'timeSliced', 'hami' or 'mig'",
+            "field 'sharing_mode': Input should be 'whole', 'timeSliced', 'hami', 'mig' or 'dra'",
         ),
         (
             "tasks: {det: {options: {a: {model_id: a, vram_gb: 1}}}}\n"

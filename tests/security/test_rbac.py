@@ -94,6 +94,13 @@ MUST: dict[str, list[Ask]] = {
         # Its Lease, in its own namespace.
         own("create", LEASE),
         everywhere("list", LEASE),  # session leases (fovea.domain.leases)
+        # dra mode (fovea.domain.dra): devices read, one claim per namespace and GPU.
+        cluster("list", "deviceclasses.resource.k8s.io"),
+        cluster("list", "resourceslices.resource.k8s.io"),
+        everywhere("list", "resourceclaims.resource.k8s.io"),
+        elsewhere("create", "resourceclaims.resource.k8s.io"),
+        elsewhere("patch", "resourceclaims.resource.k8s.io"),
+        elsewhere("delete", "resourceclaims.resource.k8s.io"),
         own("get", f"{LEASE}/fovea-models-operator"),
         own("update", f"{LEASE}/fovea-models-operator"),
     ],
@@ -162,6 +169,10 @@ MUST_NOT: dict[str, list[Ask]] = {
         cluster("bind", f"{CLUSTER_ROLES}/fovea-models-operator"),
         cluster("escalate", CLUSTER_ROLES),
         cluster("impersonate", "serviceaccounts"),
+        # DRA devices are the driver's: read only; a claim's status is the scheduler's.
+        cluster("create", "resourceslices.resource.k8s.io"),
+        cluster("create", "deviceclasses.resource.k8s.io"),
+        elsewhere("patch", "resourceclaims.resource.k8s.io", "status"),
         # Nodes are read only; no other workloads.
         cluster("patch", "nodes"),
         cluster("delete", "nodes"),
