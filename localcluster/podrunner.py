@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from fovea.domain import constants as c
 from fovea.localcluster import initcontainers, podspec, volumes
+from fovea.localcluster.dra import API_PATH, pod_claim_names, visible_devices
 from fovea.localcluster.kubeconfig import kubeconfig, write_kubeconfig
 from fovea.localcluster.nodes import NodePlan
 from fovea.localcluster.podspec import ContainerConfigError, Probe
@@ -368,6 +369,7 @@ class PodRunner:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in node.gpus.device_indices)
         else:
             env["CUDA_VISIBLE_DEVICES"] = ""
+        env.update(self._claimed_devices(pod, node))  # DRA: exactly the allocated GPUs
         argv = podspec.command_line(container, env, self.ctx.venv_bin)
         cwd = self.ctx.state.pods / self.uid
         cwd.mkdir(parents=True, exist_ok=True)
@@ -395,6 +397,21 @@ class PodRunner:
         )
         return volumes.wrap(argv, plan)
 
+    def _claimed_devices(self, pod: dict[str, Any], node: NodePlan) -> dict[str, str]:
+        """What the DRA driver's CDI spec would expose: the GPUs allocated to the pod's claims."""
+        claims = []
+        for name in pod_claim_names(pod):
+            try:
+                claims.append(
+                    self.ctx.rest.get(
+                        f"{API_PATH}/namespaces/{self.namespace}/resourceclaims/{name}"
+                    )
+                )
+            except ApiError as exc:
+                if exc.status == 404:
+                    raise ContainerConfigError(f"resource claim {name} not found") from exc
+                raise
+        return visible_devices(claims, node, self.uid) if claims else {}
 
     def _base_env(self) -> dict[str, str]:
         """The agent's environment without anything that would describe another pod."""
