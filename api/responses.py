@@ -168,6 +168,7 @@ def status_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
                 "random_weights": m.runtime.random_weights,
                 "measured": m.memory_gib is not None,
                 "degraded": degraded.message(m.selection.status.conditions),
+                "allocated_device": _allocated(m.selection.status),
             }
             for m in loaded
         },
@@ -268,6 +269,13 @@ def _real_cuda(m: LoadedModel, gpus: GpuView) -> bool:
 def to_json(body: Any) -> bytes:
     """Compact JSON bytes, as served."""
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _allocated(status: SelectionStatus) -> dict[str, Any] | None:
+    """dra mode: the GPU allocated to the pod's ResourceClaim (uuid, index, driver, pool,
+    device, claim), as the operator read it from the claim; None otherwise."""
+    device = status.allocated_device
+    return None if device is None else device.model_dump(mode="json")
 
 
 def _gpu_device(sel: Selection, runtime: RuntimeReport) -> str | None:

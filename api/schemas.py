@@ -85,6 +85,20 @@ class LoadedModelBody(BaseModel):
         description="On the CPU for want of GPU memory: why, and the GPU it wants "
         "(its Degraded condition); null otherwise",
     )
+    allocated_device: AllocatedDeviceBody | None = Field(
+        default=None,
+        description="dra sharing mode: the GPU allocated to the pod's ResourceClaim, read from "
+        "the claim (uuid, index, driver, pool, device, claim); null otherwise",
+    )
+
+
+class AllocatedDeviceBody(BaseModel):
+    uuid: str | None
+    index: int | None
+    driver: str
+    pool: str
+    device: str
+    claim: str
 
 
 class HolderBody(BaseModel):

@@ -284,3 +284,37 @@ def test_the_canonical_selection_wins_for_a_task() -> None:
     body = config_of(state([other, canonical]))
     assert body["models"]["object_detection"]["selected"] == "yolov8n"
     assert CONTRACT_CATALOG["tasks"]["object_detection"]  # untouched
+
+
+def test_status_names_the_gpu_allocated_to_the_pods_claim_in_dra_mode() -> None:
+    device = {
+        "uuid": "GPU-sim-gpu-0-1",
+        "index": 1,
+        "driver": "gpu.nvidia.com",
+        "pool": "gpu-0",
+        "device": "gpu-1",
+        "claim": "gpu-gpu-0-1-abcd1234",
+    }
+    sels = [
+        selection(
+            "object_detection",
+            "yolov8n",
+            status={
+                "phase": "Ready",
+                "node": "gpu-0",
+                "gpuIndex": 1,
+                "pod": "od-pod",
+                "allocatedDevice": device,
+                "runtime": runtime_ready("od-pod", "yolov8n", 0.5),
+            },
+        ),
+        selection(
+            "object_tracking",
+            "bytetrack",
+            status={"pod": "ot-pod", "runtime": runtime_ready("ot-pod", "bytetrack", 0.2)},
+        ),
+    ]
+    body = status_of(state(sels, pods=[model_pod("od-pod"), model_pod("ot-pod")]))
+    StatusBody.model_validate(body)
+    assert body["loaded_models"]["object_detection"]["allocated_device"] == device
+    assert body["loaded_models"]["object_tracking"]["allocated_device"] is None
