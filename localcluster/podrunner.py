@@ -540,7 +540,8 @@ class PodRunner:
                     message = "killed: the pod is being deleted"
                     break
                 for name in schedule.due(time.monotonic()):
-                    ok = run_probe(schedule.probe(name), self._port or 0, env, cwd)
+                    inside = proc.pid if volumes.wrapped(argv) else None
+                    ok = run_probe(schedule.probe(name), self._port or 0, env, cwd, inside)
                     outcome = schedule.record(name, ok, time.monotonic())
                     if outcome.changed:
                         item = replace(item, started=schedule.started, ready=schedule.ready)

@@ -1,12 +1,15 @@
 """Run one probe against a pod process on loopback.
 
 Every pod gets one port (env PORT): its container ports and probe ports all
-map to it, since all pods share 127.0.0.1.
+map to it, since all pods share 127.0.0.1. An exec probe of a container with
+volumes runs in that container's mount namespace (`nsenter`), so it sees what
+the container sees.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import ssl
 import subprocess
@@ -16,14 +19,28 @@ from pathlib import Path
 from fovea.localcluster.podspec import Probe
 
 
-def run_probe(probe: Probe, port: int, env: Mapping[str, str], cwd: Path) -> bool:
-    """True when the probe succeeds (HTTP 200-399, TCP connect, exec exit 0)."""
+def run_probe(
+    probe: Probe, port: int, env: Mapping[str, str], cwd: Path, inside: int | None = None
+) -> bool:
+    """True when the probe succeeds (HTTP 200-399, TCP connect, exec exit 0).
+
+    `inside`: the pid of a container process with a mount namespace of its own
+    (volumes), for exec probes to run in.
+    """
     if probe.kind == "http":
         return _http(probe, port)
     if probe.kind in ("tcp", "grpc"):
         # gRPC health checking is approximated by the port accepting connections.
         return _tcp(port, probe.timeout_s)
-    return _exec(probe, env, cwd)
+    return _exec(probe, env, cwd, inside)
+
+
+def in_namespace_of(pid: int, command: list[str]) -> list[str]:
+    """`command` run in the mount namespace, root and working directory of process `pid`."""
+    enter = ["nsenter", f"--target={pid}", "--mount", "--root", "--wd"]
+    if os.geteuid() != 0:  # mountns.py made a user namespace too
+        enter += ["--user", "--preserve-credentials"]
+    return [*enter, "--", *command]
 
 
 def _http(probe: Probe, port: int) -> bool:
@@ -54,12 +71,13 @@ def _tcp(port: int, timeout_s: float) -> bool:
         return False
 
 
-def _exec(probe: Probe, env: Mapping[str, str], cwd: Path) -> bool:
+def _exec(probe: Probe, env: Mapping[str, str], cwd: Path, inside: int | None) -> bool:
     if not probe.command:
         return False
+    command = list(probe.command)
     try:
         result = subprocess.run(
-            list(probe.command),
+            command if inside is None else in_namespace_of(inside, command),
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,

@@ -133,6 +133,11 @@ def wrap(argv: list[str], plan: Path) -> list[str]:
     return [sys.executable, "-I", "-S", str(MOUNTNS_SCRIPT), str(plan), "--", *argv]
 
 
+def wrapped(argv: list[str]) -> bool:
+    """Whether `argv` starts in a mount namespace of its own (`wrap`)."""
+    return len(argv) > 3 and argv[3] == str(MOUNTNS_SCRIPT)
+
+
 def write_plan(
     path: Path, mounts: list[Mount], scratch: Path, cwd: Path, working_dir: str | None
 ) -> Path:

@@ -275,3 +275,19 @@ def test_the_local_class_is_the_default(rest: Rest) -> None:
     assert annotations["storageclass.kubernetes.io/is-default-class"] == "true"
     assert found["provisioner"] == "fovea.dev/local-path"
     assert found["volumeBindingMode"] == "Immediate"
+
+
+def test_an_exec_probe_sees_the_containers_volumes(namespace: str, rest: Rest) -> None:
+    container = sh("main", "touch /probe-flag/ready; exec sleep 600", [])
+    container["volumeMounts"] = [{"name": "flag", "mountPath": "/probe-flag"}]
+    probe = {"exec": {"command": ["test", "-e", "/probe-flag/ready"]}, "periodSeconds": 1}
+    container["readinessProbe"] = probe
+    spec = {"volumes": [{"name": "flag", "emptyDir": {}}], "containers": [container]}
+    create_pod(rest, namespace, "probed", spec)
+
+    def ready() -> bool:
+        statuses = get_pod(rest, namespace, "probed").get("status", {}).get("containerStatuses")
+        return bool((statuses or [{}])[0].get("ready"))
+
+    assert eventually(ready)
+    assert not Path("/probe-flag").exists()
