@@ -153,20 +153,22 @@ class WaitDisplay:
         self._last_line = line
 
     def _plain(self, stage: Stage, line: str | None) -> None:
+        now = time.monotonic()
         if stage.name == FETCHING:
-            tenth = (stage.done or 0) * 10 // stage.total if stage.total else -1
-            now = time.monotonic()
-            key = (FETCHING, tenth)
-            due = tenth >= 0 or now - self._last_plain_at >= PLAIN_EVERY_S
-            if key != self._last_plain and due:
+            if stage.total:  # a line per tenth
+                step: tuple[str, int] | None = (FETCHING, (stage.done or 0) * 10 // stage.total)
+                due = step != self._last_plain
+            else:  # size unknown: a line every PLAIN_EVERY_S
+                step = (FETCHING, -1)
+                due = step != self._last_plain or now - self._last_plain_at >= PLAIN_EVERY_S
+            if due:
                 self.out.print(f"{self.label}: {stage_line(stage)}", highlight=False)
-                self._last_plain, self._last_plain_at = key, now
+                self._last_plain, self._last_plain_at = step, now
+            return
+        step = (LOADING, 0) if stage.name == LOADING else None
+        if step is not None and step == self._last_plain:
             return
         shown = stage_line(stage) if stage.name == LOADING else line
-        key = (stage.name, 0) if stage.name == LOADING else None
-        if key is not None and key == self._last_plain:
-            return
         if shown and shown != self._last_line:
             self.out.print(f"{self.label}: {shown}", highlight=False)
-            self._last_line = shown
-            self._last_plain = key
+            self._last_line, self._last_plain = shown, step
