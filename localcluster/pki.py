@@ -179,8 +179,9 @@ def _issue(
     key_path: Path,
     subject: x509.Name,
     server: bool,
+    ips: tuple[str, ...] = SERVING_IPS,
 ) -> None:
-    if _still_valid(cert_path) and key_path.exists():
+    if _still_valid(cert_path) and key_path.exists() and _has_ips(cert_path, ips):
         return
     ca_cert, ca_key = ca
     key = _new_key()
@@ -202,11 +203,34 @@ def _issue(
     )
     if server:
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVING_DNS]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVING_IPS]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     _write(key_path, _key_pem(key), private=True)
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
+
+
+def _has_ips(cert_path: Path, ips: tuple[str, ...]) -> bool:
+    """Whether the certificate names every address of `ips` (client certificates name none)."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return True
+    named = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    return set(ips) <= named
+
+
+def ensure_serving_cert(pki: Pki, stem: str, ips: tuple[str, ...]) -> tuple[Path, Path]:
+    """A serving certificate `<stem>.crt` (and key) for the loopback names and `ips` too.
+
+    The container node's kubelet serves on its own address (not loopback), which
+    the API server verifies against the cluster CA.
+    """
+    cert, key = pki.directory / f"{stem}.crt", pki.directory / f"{stem}.key"
+    ca = _ensure_ca(pki)
+    _issue(ca, cert, key, _name(stem), server=True, ips=(*SERVING_IPS, *ips))
+    return cert, key
 
 
 def _ensure_sa_keys(pki: Pki) -> None:

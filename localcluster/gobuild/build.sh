@@ -2,6 +2,9 @@
 # Build the local control plane binaries once per version, into a cache outside
 # the repository: $FOVEA_CACHE (default ~/.cache/fovea-models)/k8s-<version>/bin.
 # A second run with the binaries present builds nothing.
+#   build.sh            kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd
+#   build.sh kubelet    the kubelet of the container node (localcluster/containernode.py)
+#   build.sh pause      its pod sandbox process (cmd/pause, a static binary)
 # Prints the bin directory on stdout; progress and errors go to stderr.
 set -euo pipefail
 
@@ -9,7 +12,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 k8s_version=$(awk '$1=="k8s.io/kubernetes" {print $2}' "$here/go.mod" | head -n1)
 cache=${FOVEA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fovea-models}
 out="$cache/k8s-$k8s_version/bin"
-bins=(kube-apiserver kube-controller-manager kube-scheduler etcd kubectl)
+case "${1:-control-plane}" in
+  control-plane)
+    bins=(kube-apiserver kube-controller-manager kube-scheduler etcd kubectl)
+    pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+          k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ./cmd/etcd) ;;
+  kubelet) bins=(kubelet); pkgs=(k8s.io/kubernetes/cmd/kubelet) ;;
+  pause) bins=(pause); pkgs=(./cmd/pause) ;;
+  *) echo "build.sh: unknown target '$1' (known: control-plane, kubelet, pause)" >&2; exit 2 ;;
+esac
 
 have_all() { for b in "${bins[@]}"; do [ -x "$out/$b" ] || return 1; done; }
 if have_all; then echo "$out"; exit 0; fi
@@ -32,18 +43,17 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ld+=" -X $pkg.gitCommit=${commit:-unknown} -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date_utc"
 done
 
-tmp="$out.partial"
+tmp="$out.partial-${bins[0]}"
 rm -rf "$tmp"; mkdir -p "$tmp"
 cd "$here"
 echo "fovea-models: downloading modules for Kubernetes $k8s_version (first build only)" >&2
 go mod download || fail "go mod download" "could not fetch modules from the Go module proxy"
-echo "fovea-models: compiling kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd (first build takes a while on 2 cores)" >&2
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ld" -o "$tmp/" \
-  k8s.io/kubernetes/cmd/kube-apiserver \
-  k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler \
-  k8s.io/kubernetes/cmd/kubectl \
-  ./cmd/etcd || fail "go build" "compilation failed (see the compiler output above)"
+echo "fovea-models: compiling ${bins[*]} (first build takes a while on 2 cores)" >&2
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ld" -o "$tmp/" "${pkgs[@]}" \
+  || fail "go build" "compilation failed (see the compiler output above)"
 for b in "${bins[@]}"; do [ -x "$tmp/$b" ] || fail "check outputs" "$b was not produced"; done
-mkdir -p "$(dirname "$out")"; rm -rf "$out"; mv "$tmp" "$out"
+# Each binary lands whole (mv within one filesystem): a reader sees all or none.
+mkdir -p "$out"
+for b in "${bins[@]}"; do mv "$tmp/$b" "$out/$b"; done
+rm -rf "$tmp"
 echo "$out"
