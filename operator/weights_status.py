@@ -40,6 +40,8 @@ def weights_status(
     if option.weights is None:
         return None
     reported = _report(runtime.get("weights")) if current else None
+    if reported is not None and _older_than(reported, pod):
+        reported = None  # left by an earlier pod of the same name (the same model re-selected)
     fetch = _fetch_status(pod)
     waiting = (fetch.get("state") or {}).get("waiting") or {}
     if waiting.get("reason") == CONFIG_ERROR:
@@ -93,6 +95,12 @@ def _report(raw: object) -> WeightsReport | None:
         return WeightsReport.model_validate(raw)
     except ValidationError:
         return None
+
+
+def _older_than(report: WeightsReport, pod: Raw | None) -> bool:
+    """Whether `report` was written before `pod` was created (both RFC 3339, UTC, seconds)."""
+    created = ((pod or {}).get("metadata") or {}).get("creationTimestamp")
+    return bool(created and report.updated_at and report.updated_at < str(created))
 
 
 def _fetch_status(pod: Raw | None) -> Raw:

@@ -145,6 +145,17 @@ def test_the_fetch_report_is_taken_only_from_the_wanted_pod() -> None:
     assert weights_status(plain, runtime, True, _bound(), None) is None
 
 
+def test_a_report_older_than_the_pod_is_an_earlier_pods_of_the_same_name() -> None:
+    stale = {"pod": "p", "weights": _report("Cached", updatedAt="2026-01-01T00:00:00Z")}
+    pod = {**_bound({"state": {"running": {}}}), "metadata": {"name": "p"}}
+    pod["metadata"]["creationTimestamp"] = "2026-01-01T00:05:00Z"
+    now = weights_status(WITH_WEIGHTS, stale, True, pod, None)
+    assert now is not None and now.phase == WeightsPhase.FETCHING and now.bytes_done == 0
+    fresh = {"pod": "p", "weights": _report("Cached", updatedAt="2026-01-01T00:05:01Z")}
+    later = weights_status(WITH_WEIGHTS, fresh, True, pod, None)
+    assert later is not None and later.phase == WeightsPhase.CACHED
+
+
 def test_a_missing_secret_is_failed_with_its_name() -> None:
     waiting = {"reason": "CreateContainerConfigError", "message": 'secret "hub-token" not found'}
     report = weights_status(
