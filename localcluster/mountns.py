@@ -18,8 +18,14 @@ volume that is already mounted is made inside that volume, as container
 runtimes do. Mounts go parents first; read-only ones are made read-only at
 the end, so a volume nested in a read-only one still gets its mountpoint.
 
-Plan: {"mounts": [{"source", "target", "readOnly"}], "scratch": DIR, "cwd": DIR,
-"workingDir": DIR or null}. A mount that fails ends the process with code 128
+The plan's `keep` directories (the pod's own directory under the state
+directory: its kubeconfig, its working directory; the virtual environment
+and the package's source) stay visible where they
+are even when a volume covers a parent of theirs (an `emptyDir` at `/tmp`
+while the state directory is under `/tmp`): they are bound back in place.
+
+Plan: {"mounts": [{"source", "target", "readOnly"}], "keep": [DIR], "scratch": DIR,
+"cwd": DIR, "workingDir": DIR or null}. A mount that fails ends the process with code 128
 and a message in the container's log.
 """
 
@@ -165,6 +171,17 @@ class Mounter:
         if read_only:
             self.read_only.append(target)
 
+    def keep(self, path: str, handle: int) -> None:
+        """Bind `path` (opened as `handle` before any mount) back in place if a mount hid it."""
+        before = os.fstat(handle)
+        try:
+            now = os.stat(path)
+            if (now.st_dev, now.st_ino) == (before.st_dev, before.st_ino):
+                return
+        except OSError:
+            self.make_mountpoint(path, directory=True)
+        _mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC)
+
     def seal(self) -> None:
         """Make the read-only volumes read-only (after every mountpoint inside them exists)."""
         for target in self.read_only:
@@ -175,10 +192,14 @@ class Mounter:
 def apply(plan: dict[str, Any]) -> None:
     """Enter the namespace, mount every volume, and change to the working directory."""
     enter_namespace()
+    kept = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in plan.get("keep", [])]
     mounter = Mounter(plan["scratch"])
     mounts = [(os.path.normpath(m["target"]), m) for m in plan["mounts"]]
     for target, mount in sorted(mounts, key=lambda pair: pair[0].split("/")):
         mounter.bind(mount["source"], target, bool(mount.get("readOnly")))
+    for path, handle in kept:
+        mounter.keep(path, handle)
+        os.close(handle)
     mounter.seal()
     working = plan.get("workingDir")
     os.chdir(working if working and os.path.isdir(working) else plan["cwd"])

@@ -391,6 +391,8 @@ class PodRunner:
         plan = volumes.write_plan(
             pod_dir / "mounts" / f"{container['name']}.json",
             mounts,
+            # Its kubeconfig, working directory and Python stay visible, whatever is mounted.
+            keep=[pod_dir, *volumes.RUNTIME_DIRS],
             scratch=pod_dir / "root",
             cwd=cwd,
             working_dir=container.get("workingDir"),

@@ -35,6 +35,9 @@ from fovea.localcluster.podspec import ContainerConfigError
 from fovea.localcluster.rest import ApiError, Rest
 
 MOUNTNS_SCRIPT = Path(__file__).with_name("mountns.py")
+# What every pod process needs besides its own directory: the virtual environment
+# and the package's source (an editable install), even under a volume's mountPath.
+RUNTIME_DIRS = (Path(sys.prefix), Path(__file__).resolve().parents[1])
 # hostPath types that make what is missing; "" (unset) behaves like a container
 # runtime: a missing path becomes a directory.
 CREATES_DIRECTORY = ("", "DirectoryOrCreate")
@@ -139,12 +142,20 @@ def wrapped(argv: list[str]) -> bool:
 
 
 def write_plan(
-    path: Path, mounts: list[Mount], scratch: Path, cwd: Path, working_dir: str | None
+    path: Path,
+    mounts: list[Mount],
+    *,
+    keep: list[Path],
+    scratch: Path,
+    cwd: Path,
+    working_dir: str | None,
 ) -> Path:
+    """The plan mountns.py reads: mounts, directories that must stay visible, where to start."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch.mkdir(parents=True, exist_ok=True)
     plan = {
         "mounts": [m.as_dict() for m in mounts],
+        "keep": [str(k) for k in keep],
         "scratch": str(scratch),
         "cwd": str(cwd),
         "workingDir": working_dir,

@@ -88,6 +88,7 @@ def test_mounts_are_real_and_leave_no_trace_on_the_machine(tmp_path: Path) -> No
             Mount(str(claim), f"{top}/claim", read_only=True),
             Mount(str(weights), f"{top}/claim/nested", read_only=False),
         ],
+        keep=[],
         scratch=scratch,
         cwd=tmp_path,
         working_dir=top,
@@ -106,6 +107,27 @@ def test_mounts_are_real_and_leave_no_trace_on_the_machine(tmp_path: Path) -> No
     assert not Path(f"/var/cache/{unique}").exists() and not Path(top).exists()
     assert not list(scratch.iterdir())
     assert f" {top}" not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_the_pods_own_directory_stays_visible_under_a_volume(tmp_path: Path) -> None:
+    pod_dir, empty = tmp_path / "pods" / "uid", tmp_path / "empty"
+    pod_dir.mkdir(parents=True)
+    empty.mkdir()
+    (pod_dir / "kubeconfig").write_text("credentials\n")
+    plan = volumes.write_plan(
+        tmp_path / "plan.json",
+        [Mount(str(empty), str(tmp_path), read_only=False)],  # as an emptyDir at /tmp would
+        keep=[pod_dir],
+        scratch=tmp_path / "scratch",
+        cwd=pod_dir,
+        working_dir=None,
+    )
+    script = f"cat kubeconfig; ls {tmp_path}"
+    ran = subprocess.run(
+        volumes.wrap(["/bin/sh", "-c", script], plan), capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == ["credentials", "pods"]
 
 
 def test_a_failed_mount_ends_the_container_with_a_message(tmp_path: Path) -> None:
