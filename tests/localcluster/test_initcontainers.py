@@ -173,7 +173,7 @@ def test_a_failing_init_container_fails_a_never_restarting_pod(namespace: str, r
 
 
 def test_a_missing_secret_is_a_config_error_of_the_init_container(
-    namespace: str, rest: Rest
+    kubeconfig: str, namespace: str, rest: Rest
 ) -> None:
     fetch = sh("fetch-weights", 'test "$HF_TOKEN" = hf_secret')
     fetch["envFrom"] = [{"secretRef": {"name": "weights-credentials"}}]
@@ -190,6 +190,8 @@ def test_a_missing_secret_is_a_config_error_of_the_init_container(
     assert waiting is not None
     assert waiting["message"] == 'secret "weights-credentials" not found'
     assert get_pod(rest, namespace, "no-secret")["status"]["phase"] == "Pending"
+    shown = kubectl(kubeconfig, "get", "pod", "no-secret", "-n", namespace, "--no-headers")
+    assert shown.stdout.split()[2] == "Init:CreateContainerConfigError", shown.stdout
     # Once the Secret exists, the same pod goes on (the agent retries every 2 s).
     secret = {
         "apiVersion": "v1",
