@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from fovea.domain import constants as c
 from fovea.domain.resources import Framework
+from fovea.domain.weights import ENV_WEIGHTS_PATH
 from fovea.model_pod.adapters import ENGINE_FRAMEWORKS, IN_PROCESS_FRAMEWORKS
 from fovea.model_pod.adapters.base import ModelSpec, env_flag
 
@@ -87,6 +88,14 @@ def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: in
     return value
 
 
+def _weights_path(env: Mapping[str, str]) -> str | None:
+    """The fetched weights' cache entry: an absolute path, when set."""
+    value = _optional(env, ENV_WEIGHTS_PATH)
+    if value is not None and not value.startswith("/"):
+        raise IdentityError(f"{ENV_WEIGHTS_PATH}={value!r} must be an absolute path")
+    return value
+
+
 def identity_from_env(env: Mapping[str, str] | None = None) -> Identity:
     """Read and check the process's identity; raise IdentityError naming what is wrong."""
     env = os.environ if env is None else env
@@ -115,6 +124,7 @@ def identity_from_env(env: Mapping[str, str] | None = None) -> Identity:
         allow_random_weights=env_flag(env.get(c.ENV_ALLOW_RANDOM_WEIGHTS)),
         batch_size=_integer(env, c.ENV_BATCH_SIZE, 1, 1, 1024),
         declared_vram_gb=_number(env, c.ENV_DECLARED_VRAM_GB, None),
+        weights_path=_weights_path(env),
     )
     return Identity(
         spec=spec,

@@ -78,6 +78,23 @@ def _report_bad_environment(reason: str, heartbeat: float) -> None:
     reporter.stop(flush_timeout=10.0)
 
 
+def _hold_weights(weights_path: str | None) -> Any:
+    """Hold the fetched weights' cache entry (a shared flock) so no fetch evicts it."""
+    if weights_path is None:
+        return None
+    from pathlib import Path
+
+    from fovea.model_pod.adapters.base import LoadError
+    from fovea.model_pod.weights.cache import HeldEntry
+
+    held = HeldEntry(Path(weights_path))
+    try:
+        held.acquire()
+    except OSError as exc:
+        raise LoadError(f"the fetched weights cannot be used: {exc}") from exc
+    return held
+
+
 def _watch(service: Any, stop: threading.Event) -> None:
     while not stop.wait(CHECK_INTERVAL_SECONDS):
         service.check()
@@ -107,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if identity.reports and not args.no_report:
         assert identity.namespace and identity.selection
         reporter = _reporter(identity.namespace, identity.selection, args.heartbeat_seconds)
+    held = None
     try:
+        held = _hold_weights(identity.spec.weights_path)
         adapter = adapter_for(identity.framework, identity.spec)
         service = ModelService(identity, adapter, reporter)
     except LoadError as exc:
@@ -132,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
         log.info("shutting down after %.0fs", time.monotonic() - started)
         service.close()  # stops an engine's child process too
+        if held is not None:
+            held.release()
         if reporter is not None:
             reporter.stop()
 

@@ -52,7 +52,8 @@ def runtime_patch(
     "remove": a Ready report clears the reason of an earlier Failed one.
     Breakdown keys sent before but absent now are removed the same way.
     """
-    runtime = report.model_dump(by_alias=True, mode="json")
+    # `weights` belongs to the fetch-weights container: never sent (a null would clear it).
+    runtime = report.model_dump(by_alias=True, mode="json", exclude={"weights"})
     breakdown: dict[str, float | None] = {key: None for key in stale_breakdown_keys}
     breakdown.update(runtime.get("memoryBreakdown") or {})
     runtime["memoryBreakdown"] = breakdown

@@ -28,7 +28,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from fovea.model_pod.adapters.base import LoadedModel, LoadError, ModelSpec, PredictError
+from fovea.model_pod.adapters.base import (
+    LoadedModel,
+    LoadError,
+    ModelSpec,
+    PredictError,
+    weights_location,
+)
 from fovea.model_pod.adapters.engine_commands import (
     Engine,
     EngineLaunch,
@@ -81,6 +87,7 @@ class EngineAdapter:
         self.output: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES_KEPT)
         self._closing = threading.Event()
         self._failure: str | None = None
+        self.served_model = spec.model_id  # the fetched weights' path when there are some
 
     @property
     def module(self) -> Any:
@@ -102,10 +109,11 @@ class EngineAdapter:
             fraction, env["CUDA_VISIBLE_DEVICES"] = self._gpu_settings(device)
         elif self.engine.requires_gpu:
             raise LoadError(f"{self.engine.name} needs a CUDA GPU; this pod runs on {device}")
-        random_weights = self.spec.allow_random_weights and not weights_on_disk(self.spec.model_id)
+        self.served_model = weights_location(self.spec, want_file=False)
+        random_weights = self.spec.allow_random_weights and not weights_on_disk(self.served_model)
         self.port = free_port()
         launch = EngineLaunch(
-            model=self.spec.model_id,
+            model=self.served_model,
             port=self.port,
             memory_fraction=fraction,
             random_weights=random_weights,
@@ -209,7 +217,7 @@ class EngineAdapter:
             path = "/v1/completions"
         else:
             raise PredictError('expected an OpenAI request body with "messages" or "prompt"')
-        body = {"model": self.spec.model_id, **payload}
+        body = {"model": self.served_model, **payload}
         request = urllib.request.Request(
             self.base_url + path,
             data=json.dumps(body).encode(),

@@ -27,7 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from fovea.model_pod.adapters.base import LoadedModel, LoadError, ModelSpec, PredictError
+from fovea.model_pod.adapters.base import (
+    LoadedModel,
+    LoadError,
+    ModelSpec,
+    PredictError,
+    weights_location,
+)
 from fovea.model_pod.adapters.device import check_device
 from fovea.model_pod.adapters.safetensors_cpu import read_safetensors
 from fovea.model_pod.adapters.trust import pickle_refusal
@@ -136,7 +142,7 @@ class TorchAdapter:
     def load(self, device: str) -> LoadedModel:
         self.device = check_device(device)
         spec = self.spec
-        path = Path(spec.model_id)
+        path = Path(weights_location(spec, want_file=True))
         arch_name = spec.architecture or (
             spec.model_id if is_architecture_name(spec.model_id) else None
         )

@@ -31,6 +31,7 @@ from fovea.model_pod.adapters.base import (
     LoadError,
     ModelSpec,
     PredictError,
+    weights_location,
 )
 from fovea.model_pod.adapters.device import check_device, decode_image
 from fovea.model_pod.adapters.hub import hub_offline_reason, hub_unreachable_reason
@@ -101,7 +102,7 @@ class TransformersAdapter:
         self.device = check_device(device)
         from transformers import AutoModel
 
-        model_id = self.spec.model_id
+        model_id = weights_location(self.spec, want_file=False)
         if Path(model_id).is_dir():
             model = self._from_pretrained(AutoModel, model_id, local_only=True)
             source = f"weights from {model_id}"

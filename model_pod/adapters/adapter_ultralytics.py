@@ -24,7 +24,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fovea.model_pod.adapters.base import LoadedModel, LoadError, ModelSpec, PredictError
+from fovea.model_pod.adapters.base import (
+    LoadedModel,
+    LoadError,
+    ModelSpec,
+    PredictError,
+    weights_location,
+)
 from fovea.model_pod.adapters.device import check_device, decode_image
 from fovea.model_pod.adapters.trust import pickle_refusal
 
@@ -66,7 +72,7 @@ class UltralyticsAdapter:
         prepare_environment()
         from ultralytics import YOLO  # type: ignore[attr-defined]  # not re-exported explicitly
 
-        path = Path(self.spec.model_id)
+        path = Path(weights_location(self.spec, want_file=True))
         if path.is_file() and path.suffix == ".pt":
             # Its checkpoints pickle the model's classes: no weights_only load exists.
             refusal = pickle_refusal(path, "an ultralytics checkpoint (a pickle)")

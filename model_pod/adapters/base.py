@@ -9,6 +9,7 @@ runs where pydantic and kubernetes are not installed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 # Size of the synthetic sequences that warm up text models.
@@ -25,6 +26,40 @@ class ModelSpec:
     allow_random_weights: bool = False
     batch_size: int = 1
     declared_vram_gb: float | None = None
+    # The fetched weights' cache entry (FOVEA_WEIGHTS_PATH): loaded from there, not the hub.
+    weights_path: str | None = None
+
+
+# A cache entry holding one of these (and other files) names the file to load.
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ts", ".torchscript")
+
+
+def single_weights_file(directory: Path) -> Path | None:
+    """The one file of a directory, or its one weights file among others; else None."""
+    try:
+        files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    except OSError:
+        return None
+    if len(files) == 1:
+        return files[0]
+    weights = [p for p in files if p.suffix in WEIGHT_FILE_SUFFIXES]
+    return weights[0] if len(weights) == 1 else None
+
+
+def weights_location(spec: ModelSpec, want_file: bool) -> str:
+    """What an adapter loads: the fetched cache entry when there is one, else `model_id`.
+
+    `want_file`: the framework loads one file (torch, ultralytics): the entry's
+    one weights file; otherwise (transformers, engines) the entry's directory.
+    """
+    if not spec.weights_path:
+        return spec.model_id
+    entry = Path(spec.weights_path)
+    if want_file and entry.is_dir():
+        found = single_weights_file(entry)
+        if found is not None:
+            return str(found)
+    return str(entry)
 
 
 @dataclass

@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     from fovea.model_pod.weights.fetcher import FetchRequest, fetch_weights
     from fovea.model_pod.weights.progress import CACHED, FAILED, Outcome, ProgressReporter
 
-    reporter = ProgressReporter(_send(args), args.source)
+    pod = os.environ.get(c.ENV_POD_NAME, "").strip() or os.environ.get("HOSTNAME") or None
+    reporter = ProgressReporter(_send(args), args.source, pod=pod)
     request = FetchRequest(
         uri=args.source,
         cache_dir=Path(args.cache),

@@ -61,7 +61,7 @@ class Retry:
     def run(self, what: str, action: Callable[[], T]) -> T:
         """`action()`, tried again after transient failures; the last failure is raised.
 
-        `what` names the action in the log (the errors carry the source already).
+        `what` names the action for people reading the code (errors carry the source).
         """
         for attempt in range(self.attempts):
             try:
@@ -74,10 +74,8 @@ class Retry:
                         f"{exc} (gave up after {self.attempts} attempts)", retryable=True
                     ) from exc
                 delay = self.delay(attempt)
-                message = (
-                    f"{what}: {exc}; retry {attempt + 1} of {self.attempts - 1} in {delay:.1f}s"
-                )
-                log.warning("%s: %s", what, message)
+                message = f"{exc}; retry {attempt + 1} of {self.attempts - 1} in {delay:.1f}s"
+                log.warning("%s", message)
                 if self.on_retry is not None:
                     self.on_retry(message)
                 self.sleep(delay)

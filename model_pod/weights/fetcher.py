@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fovea.domain.resources import GIB
 from fovea.domain.weights import cache_key, parse_sha256, parse_weights_uri
-from fovea.model_pod.weights.cache import WeightsCache
+from fovea.model_pod.weights.cache import WeightsCache, human_bytes
 from fovea.model_pod.weights.download import Retry
 from fovea.model_pod.weights.errors import FetchError
 from fovea.model_pod.weights.progress import (
@@ -27,7 +27,6 @@ from fovea.model_pod.weights.progress import (
     Outcome,
     Progress,
     ProgressReporter,
-    human_bytes,
 )
 from fovea.model_pod.weights.sources import reader_for
 

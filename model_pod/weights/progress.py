@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fovea.model_pod.report import backoff_seconds, is_retryable, rfc3339
+from fovea.model_pod.weights.cache import human_bytes
 
 log = logging.getLogger("fovea.model_pod.weights")
 
@@ -95,16 +96,18 @@ def weights_status(
     }
 
 
-def weights_patch(status: dict[str, Any]) -> dict[str, Any]:
-    return {"status": {"runtime": {"weights": status}}}
+def weights_patch(status: dict[str, Any], pod: str | None = None) -> dict[str, Any]:
+    """The merge patch: `runtime.weights`, and the pod it comes from with `state: Loading`.
 
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
+    The operator reads `runtime.weights` only when `runtime.pod` is the pod it
+    wants, and the admission policy refuses a model pod's write that leaves
+    another pod's name there; `Loading` keeps an earlier pod's `Ready` from
+    being read as this pod's.
+    """
+    runtime: dict[str, Any] = {"weights": status}
+    if pod:
+        runtime.update(pod=pod, state="Loading")
+    return {"status": {"runtime": runtime}}
 
 
 class ProgressReporter:
@@ -114,11 +117,13 @@ class ProgressReporter:
         self,
         send: Send | None,
         source: str,
+        pod: str | None = None,
         interval: float = REPORT_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._send = send
         self._source = source
+        self._pod = pod
         self._interval = interval
         self._clock = clock
         self._stop = threading.Event()
@@ -226,7 +231,7 @@ class ProgressReporter:
         attempts = FINAL_ATTEMPTS if final else 1
         for attempt in range(attempts):
             try:
-                self._send(weights_patch(status))
+                self._send(weights_patch(status, self._pod))
                 self.sent.append(status)
                 return
             except Exception as exc:  # reporting never ends the fetch

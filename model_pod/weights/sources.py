@@ -157,7 +157,7 @@ class HttpReader:
 
         def chunks() -> Iterator[bytes]:
             try:
-                yield from response.iter_bytes(CHUNK_BYTES)
+                yield from response.iter_bytes()  # as it arrives: a resume loses nothing
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc) from exc
             finally:

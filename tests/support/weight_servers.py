@@ -1,0 +1,312 @@
+"""Real weights servers on loopback for tests and benchmarks: nothing from the internet.
+
+- `HttpFileServer`: a plain HTTP file server (stdlib) with Content-Length, HEAD and
+  single Range requests, answered by sendfile; faults can be injected per path (a status
+  for the next N requests; a connection dropped after N bytes) and every GET is counted.
+- `S3Server`: moto's S3-compatible server, run as its own process (`python -m
+  moto.server`) on a free loopback port; `env()` gives the AWS_* environment a client needs.
+- `write_safetensors`: a real .safetensors file of float32 tensors (no torch needed).
+- `prefill_hf_cache`: a Hugging Face hub cache holding one repository snapshot, laid out
+  as huggingface_hub writes it (blobs, snapshots of symlinks, refs), for HF_HUB_OFFLINE.
+
+Run as a script it serves a directory over HTTP in the foreground (the benchmark's server
+in its own process): `python -P weight_servers.py http DIR PORT`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Faults:
+    """Faults to inject, per URL path."""
+
+    statuses: dict[str, list[int]] = field(default_factory=dict)  # answered before the file
+    drops: dict[str, list[int]] = field(default_factory=dict)  # bytes sent before closing
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_status(self, path: str) -> int | None:
+        with self.lock:
+            queue = self.statuses.get(path)
+            return queue.pop(0) if queue else None
+
+    def next_drop(self, path: str) -> int | None:
+        with self.lock:
+            queue = self.drops.get(path)
+            return queue.pop(0) if queue else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _FileHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def _serve(self, body: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        if body:
+            self.server.gets[path] += 1
+        status = self.server.faults.next_status(path) if body else None
+        if status is not None:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        file = (self.server.root / path.lstrip("/")).resolve()
+        if not file.is_relative_to(self.server.root) or not file.is_file():
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        size = file.stat().st_size
+        start, end = 0, size - 1
+        match = _RANGE.match(self.headers.get("Range", ""))
+        if match:
+            start = int(match.group(1))
+            end = int(match.group(2)) if match.group(2) else size - 1
+            if start >= size:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        else:
+            self.send_response(200)
+        count = end - start + 1
+        self.send_header("Content-Length", str(count))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        if not body:
+            return
+        drop = self.server.faults.next_drop(path)
+        if drop is not None:
+            count = min(count, drop)
+        self.wfile.flush()
+        with open(file, "rb") as handle:
+            sent = self.connection.sendfile(handle, offset=start, count=count)
+        self.server.bytes_sent[path] += sent
+        if drop is not None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class _FileHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: Path, port: int) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.root = root.resolve()
+        self.faults = Faults()
+        self.gets: Counter[str] = Counter()
+        self.bytes_sent: Counter[str] = Counter()
+
+
+class HttpFileServer:
+    """Serves the files under `root` at http://127.0.0.1:<port>/<relative path>."""
+
+    def __init__(self, root: Path, port: int = 0) -> None:
+        self.server = _FileHTTPServer(root, port)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def faults(self) -> Faults:
+        return self.server.faults
+
+    @property
+    def gets(self) -> Counter[str]:
+        return self.server.gets
+
+    @property
+    def bytes_sent(self) -> Counter[str]:
+        return self.server.bytes_sent
+
+    def __enter__(self) -> HttpFileServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- S3 (moto server) -------------------------------------------------------------------------
+
+ACCESS_KEY = "fovea-test-access"
+SECRET_KEY = "fovea-test-secret"
+
+
+class S3Server:
+    """moto's S3-compatible server in its own process on a free loopback port."""
+
+    def __init__(self, start_timeout: float = 60.0) -> None:
+        self.port = free_port()
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, credentials: bool = True) -> dict[str, str]:
+        """The environment a fetch needs (credentials left out when asked)."""
+        env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": "us-east-1"}
+        if credentials:
+            env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+        return env
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
+
+    def __enter__(self) -> S3Server:
+        command = [
+            sys.executable,
+            "-P",
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self.process.returncode}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
+            ):
+                return self
+            time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"moto server did not listen on {self.port} in {self.start_timeout}s")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def write_safetensors(path: Path, tensors: dict[str, tuple[int, ...]], seed: int = 0) -> str:
+    """Write float32 tensors of the given shapes (deterministic values); the file's sha256."""
+    header: dict[str, Any] = {}
+    blobs = []
+    offset = 0
+    for index, (name, shape) in enumerate(sorted(tensors.items())):
+        count = 1
+        for dim in shape:
+            count *= dim
+        data = struct.pack(f"<{count}f", *((seed + index + i) % 97 / 97.0 for i in range(count)))
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = struct.pack("<Q", len(raw)) + raw + b"".join(blobs)
+    path.write_bytes(content)
+    return hashlib.sha256(content).hexdigest()
+
+
+def write_random_file(path: Path, size: int, chunk: int = 1 << 24) -> None:
+    """`size` bytes of pseudo-random data (a benchmark's object)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(min(size, chunk))
+    with open(path, "wb") as out:
+        left = size
+        while left > 0:
+            out.write(block[: min(left, len(block))])
+            left -= len(block)
+
+
+def prefill_hf_cache(hub_cache: Path, repo_id: str, files: dict[str, bytes]) -> str:
+    """A hub cache with one snapshot of `repo_id` (refs/main → commit); the commit hash."""
+    repo = hub_cache / f"models--{repo_id.replace('/', '--')}"
+    commit = hashlib.sha1(repo_id.encode() + b"".join(sorted(files.values()))).hexdigest()
+    for rel, content in files.items():
+        blob = repo / "blobs" / hashlib.sha256(content).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(content)
+        link = repo / "snapshots" / commit / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return commit
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "http":
+        sys.exit("usage: weight_servers.py http DIR PORT")
+    server = _FileHTTPServer(Path(sys.argv[2]), int(sys.argv[3]))
+    server.serve_forever()
