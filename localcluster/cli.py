@@ -61,6 +61,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     logs.add_argument("pod", nargs="?", help="pod name")
     logs.add_argument("-n", "--namespace", default="default")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("-c", "--container", help="an init container's log instead")
     logs.add_argument(
         "--component", help="a control-plane component instead: etcd, kube-apiserver, ..."
     )
@@ -298,10 +299,10 @@ def _logs(args: argparse.Namespace, state: StateDir) -> int:
         if not path.exists():
             return _fail(f"no log for component {args.component!r} in {state.logs}")
     elif args.pod:
-        candidates = sorted(
-            state.pod_logs.glob(f"{args.namespace}_{args.pod}_*.log"),
-            key=lambda p: p.stat().st_mtime,
+        pattern = f"{args.namespace}_{args.pod}_*" + (
+            f"/{args.container}.log" if args.container else ".log"
         )
+        candidates = sorted(state.pod_logs.glob(pattern), key=lambda p: p.stat().st_mtime)
         if not candidates:
             return _fail(f"no log for pod {args.namespace}/{args.pod} in {state.pod_logs}")
         path = candidates[-1]

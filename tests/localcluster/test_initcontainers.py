@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from pod_testing import create_pod, get_pod, kubectl, wait_phase
 
+from fovea.localcluster.cluster import LocalCluster
 from fovea.localcluster.initcontainers import WAITING_FOR_INIT, AfterExit, after_exit, initial
 from fovea.localcluster.podstatus import Observed, Terminated, pod_status
 from fovea.localcluster.rest import Rest
@@ -109,7 +112,7 @@ def sh(name: str, script: str, mounts: list[dict[str, Any]] | None = None) -> di
 
 
 def test_init_containers_run_in_order_before_the_container(
-    kubeconfig: str, namespace: str, rest: Rest
+    kubeconfig: str, namespace: str, rest: Rest, local_cluster: LocalCluster
 ) -> None:
     work = [{"name": "work", "mountPath": "/work"}]
     spec = {
@@ -134,6 +137,12 @@ def test_init_containers_run_in_order_before_the_container(
     assert main.stdout == "one\ntwo\n", main.stderr
     fetch = kubectl(kubeconfig, "logs", "-n", namespace, "ordered", "-c", "fetch-weights")
     assert fetch.stdout == "fetching\n", fetch.stderr
+    state = str(local_cluster.state.root)
+    cli = [sys.executable, "-m", "fovea.localcluster.cli", "logs", "ordered", "-n", namespace]
+    kept = subprocess.run(
+        [*cli, "-c", "fetch-weights", "--state-dir", state], capture_output=True, text=True
+    )
+    assert kept.stdout == "fetching\n", kept.stderr
 
 
 def test_a_failing_init_container_is_retried_until_it_succeeds(namespace: str, rest: Rest) -> None:
