@@ -1,0 +1,185 @@
+"""Weights on the real local cluster with the real operator: fetched by the pod's
+fetch-weights init container from an HTTP server on loopback, cached on the node,
+loaded from the cache; fetched once; and every bad input Failed with its reason."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kube_testing import Kube, eventually, tiny_catalog, tiny_option
+
+pytestmark = pytest.mark.integration
+
+TASK = "det"
+WAIT_S = 180
+
+
+@pytest.fixture
+def weights_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A plain HTTP file server on loopback serving `tmp_path/served`: (base URL, folder)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = partial(_QuietHandler, directory=str(served))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def mlp_tiny_safetensors(path: Path) -> str:
+    """The weights of the `mlp-tiny` architecture as a safetensors file; its sha256."""
+    import torch
+    from safetensors.torch import save_file
+
+    from fovea.model_pod.adapters.adapter_torch import ARCHITECTURES
+
+    module = ARCHITECTURES["mlp-tiny"].build()
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def with_weights(url: str, sha256: str | None = None) -> dict[str, Any]:
+    """The tiny MLP, its weights from `url` (not built with random weights)."""
+    option = tiny_option(0.5, weights=url, allowRandomWeights=False)
+    if sha256 is not None:
+        option["weightsSha256"] = sha256
+    return option
+
+
+def weights(kube: Kube, task: str = TASK) -> dict[str, Any]:
+    return dict(kube.status(task).get("weights") or {})
+
+
+def ready(kube: Kube, task: str = TASK) -> dict[str, Any] | None:
+    status = kube.status(task)
+    return status if status.get("phase") in ("Ready", "CPUFallback") else None
+
+
+def test_fetched_once_into_the_node_cache_and_loaded_from_it(
+    kube: Kube, operator: None, weights_server: tuple[str, Path]
+) -> None:
+    base, served = weights_server
+    digest = mlp_tiny_safetensors(served / "mlp.safetensors")
+    size = (served / "mlp.safetensors").stat().st_size
+    kube.apply_catalog(tiny_catalog({TASK: {"m": with_weights(f"{base}/mlp.safetensors", digest)}}))
+    kube.select(TASK, "m")
+
+    status = eventually(lambda: ready(kube), WAIT_S)
+    assert status is not None, kube.status(TASK)
+    first = status["weights"]
+    assert first["phase"] == "Cached", first
+    assert (first["sha256"], first["bytesDone"], first["fetchedBytes"]) == (digest, size, size)
+    runtime = status["runtime"]
+    assert runtime["pod"] == status["pod"] and not runtime.get("randomWeights"), runtime
+    pod = kube.pod(status["pod"])
+    assert pod is not None
+    (init,) = pod["status"]["initContainerStatuses"]
+    assert init["name"] == "fetch-weights" and init["state"]["terminated"]["exitCode"] == 0
+    node = status["node"]
+
+    # A second start of the same model on the same node fetches nothing.
+    kube.select(TASK, None)
+    assert eventually(lambda: not kube.model_pods() or None, WAIT_S)
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kube.select(TASK, "m")
+
+    def ready_again() -> dict[str, Any] | None:
+        status = ready(kube)
+        fresh = status and (status.get("weights") or {}).get("updatedAt", "") >= since
+        return status if fresh else None
+
+    again = eventually(ready_again, WAIT_S)
+    assert again is not None, kube.status(TASK)
+    assert again["node"] == node
+    assert again["weights"]["phase"] == "Cached"
+    assert again["weights"]["fetchedBytes"] == 0, again["weights"]
+
+
+def test_bad_sources_fail_with_the_reason_and_the_serving_model_stays(
+    kube: Kube, operator: None, weights_server: tuple[str, Path]
+) -> None:
+    base, served = weights_server
+    mlp_tiny_safetensors(served / "mlp.safetensors")
+    kube.apply_catalog(
+        tiny_catalog(
+            {
+                TASK: {
+                    "plain": tiny_option(0.5),
+                    "missing": with_weights(f"{base}/nowhere.safetensors"),
+                    "tampered": with_weights(f"{base}/mlp.safetensors", "0" * 64),
+                }
+            }
+        )
+    )
+    kube.select(TASK, "plain")
+    serving = eventually(lambda: ready(kube), WAIT_S)
+    assert serving is not None, kube.status(TASK)
+    old_pod = serving["pod"]
+
+    for model, said in (("missing", "404"), ("tampered", "sha256")):
+        kube.select(TASK, model)
+
+        def failed(model: str = model) -> dict[str, Any] | None:
+            status = kube.status(TASK)
+            right = status.get("model") == model and status.get("phase") == "Failed"
+            return status if right and weights(kube).get("phase") == "Failed" else None
+
+        status = eventually(failed, WAIT_S)
+        assert status is not None, kube.status(TASK)
+        assert said in status["weights"]["message"], status["weights"]
+        ready_cond = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready_cond["reason"] == "WeightsFailed" and said in ready_cond["message"]
+        # The model that was serving goes on serving (make-before-break keeps its pod).
+        pod = kube.pod(old_pod)
+        assert pod is not None and not pod["metadata"].get("deletionTimestamp")
+        assert any(
+            c["type"] == "Ready" and c["status"] == "True" for c in pod["status"]["conditions"]
+        )
+    assert any(e["reason"] == "WeightsFailed" for e in kube.events(TASK))
+
+
+def test_a_missing_credentials_secret_fails_with_its_name(
+    kube: Kube, operator: None, weights_server: tuple[str, Path]
+) -> None:
+    base, served = weights_server
+    mlp_tiny_safetensors(served / "mlp.safetensors")
+    spec = tiny_catalog({TASK: {"m": with_weights(f"{base}/mlp.safetensors")}})
+    spec["weightsCredentials"] = {"secret": "hub-token"}
+    kube.apply_catalog(spec)
+    kube.select(TASK, "m")
+
+    def failed() -> dict[str, Any] | None:
+        status = kube.status(TASK)
+        return status if weights(kube).get("phase") == "Failed" else None
+
+    status = eventually(failed, WAIT_S)
+    assert status is not None, kube.status(TASK)
+    assert status["phase"] == "Failed"
+    assert status["weights"]["message"].startswith("Secret hub-token not found"), status
+    ready_cond = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready_cond["reason"] == "WeightsFailed"
+
+    # The Secret arrives: the kubelet starts the fetch, and the model gets Ready.
+    kube.core.create_namespaced_secret(
+        kube.namespace, {"metadata": {"name": "hub-token"}, "stringData": {"HF_TOKEN": "x"}}
+    )
+    done = eventually(lambda: ready(kube), WAIT_S)
+    assert done is not None, kube.status(TASK)
+    assert done["weights"]["phase"] == "Cached"
