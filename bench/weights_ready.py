@@ -187,9 +187,11 @@ def main() -> int:
             warm.append(again_s)
             same = again.get("node") == first.get("node")
             fetched.append((first["weights"]["fetchedBytes"], again["weights"]["fetchedBytes"]))
+            rate = (first["weights"].get("bytesPerSecond") or 0) / 1e6
             print(
                 f"round {round_ + 1}: not cached {seconds:.2f} s "
-                f"(fetched {first['weights']['fetchedBytes']} B), cached {again_s:.2f} s "
+                f"(fetched {first['weights']['fetchedBytes']} B at {rate:.0f} MB/s), "
+                f"cached {again_s:.2f} s "
                 f"(fetched {again['weights']['fetchedBytes']} B, same node: {same})"
             )
             unselect(custom, core)
