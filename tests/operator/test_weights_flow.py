@@ -183,3 +183,53 @@ def test_a_missing_credentials_secret_fails_with_its_name(
     done = eventually(lambda: ready(kube), WAIT_S)
     assert done is not None, kube.status(TASK)
     assert done["weights"]["phase"] == "Cached"
+
+
+def _claim(kube: Kube, name: str) -> Path:
+    """A ReadWriteMany PVC of the local cluster's default class, bound: its host directory."""
+    body = {
+        "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    kube.core.create_namespaced_persistent_volume_claim(kube.namespace, body)
+
+    def bound() -> str | None:
+        claim = kube.core.read_namespaced_persistent_volume_claim(name, kube.namespace)
+        return claim.spec.volume_name if claim.status.phase == "Bound" else None
+
+    volume = eventually(bound, 60)
+    assert volume, f"PVC {name} was not bound"
+    pv = kube.core.read_persistent_volume(volume)
+    return Path(pv.spec.host_path.path)
+
+
+def test_a_shared_cache_fetches_a_pvc_source_once_for_two_selections(
+    kube: Kube, operator: None
+) -> None:
+    store = _claim(kube, "model-store")
+    (store / "mlp").mkdir(parents=True, exist_ok=True)
+    digest = mlp_tiny_safetensors(store / "mlp" / "mlp.safetensors")
+    _claim(kube, "weights-rwx")
+    spec = tiny_catalog(
+        {
+            "a": {"m": tiny_option(0.5, weights="pvc://model-store/mlp/mlp.safetensors")},
+            "b": {"m": tiny_option(0.5, weights="pvc://model-store/mlp/mlp.safetensors")},
+        }
+    )
+    for task in ("a", "b"):
+        spec["tasks"][task]["options"]["m"]["allowRandomWeights"] = False
+    spec["weightsCache"] = {"kind": "shared", "claim": "weights-rwx", "sizeGb": 1}
+    kube.apply_catalog(spec)
+
+    kube.select("a", "m")
+    first = eventually(lambda: ready(kube, "a"), WAIT_S)
+    assert first is not None, kube.status("a")
+    assert first["weights"]["phase"] == "Cached" and first["weights"]["sha256"] == digest
+    assert first["weights"]["fetchedBytes"] > 0
+
+    kube.select("b", "m")  # wherever it runs, the shared cache has the weights already
+    second = eventually(lambda: ready(kube, "b"), WAIT_S)
+    assert second is not None, kube.status("b")
+    assert second["weights"]["phase"] == "Cached"
+    assert second["weights"]["fetchedBytes"] == 0, second["weights"]
+    assert not second["runtime"].get("randomWeights"), second["runtime"]
