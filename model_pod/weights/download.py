@@ -7,9 +7,12 @@ or from 0 when the server cannot resume, under one `Retry` policy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -88,40 +91,111 @@ class FileResult:
     size: int
 
 
+class ParallelSink:
+    """Writes chunks to a file and hashes them, each on its own thread, in order.
+
+    The download thread only receives: writing (into the page cache) and
+    sha256 release the GIL, so the three run at once on separate cores. An
+    error of the writer (a full disk) is raised by the next `put` or by `close`.
+    """
+
+    _RESET = b"\x00reset"  # a marker, compared by identity: start the file over
+    DEPTH = 32  # chunks in flight per worker (at most 32 MiB each)
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb")  # noqa: SIM115  # closed by close()
+        self._hasher = hashlib.sha256()
+        self.error: BaseException | None = None
+        self._queues: list[queue.Queue[bytes | None]] = [
+            queue.Queue(maxsize=self.DEPTH),
+            queue.Queue(maxsize=self.DEPTH),
+        ]
+        self._threads = [
+            threading.Thread(target=self._work, args=(q, job), name=f"fovea-{name}", daemon=True)
+            for q, job, name in zip(
+                self._queues, (self._write, self._hash), ("write", "sha256"), strict=True
+            )
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _write(self, chunk: bytes) -> None:
+        if chunk is self._RESET:
+            self._file.seek(0)
+            self._file.truncate()
+        else:
+            self._file.write(chunk)
+
+    def _hash(self, chunk: bytes) -> None:
+        if chunk is self._RESET:
+            self._hasher = hashlib.sha256()
+        else:
+            self._hasher.update(chunk)
+
+    def _work(self, chunks: queue.Queue[bytes | None], job: Callable[[bytes], None]) -> None:
+        while (chunk := chunks.get()) is not None:
+            if self.error is None:
+                try:
+                    job(chunk)
+                except BaseException as exc:  # handed to the download thread
+                    self.error = exc
+
+    def put(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        for chunks in self._queues:
+            chunks.put(chunk)
+
+    def reset(self) -> None:
+        self.put(self._RESET)
+
+    def close(self) -> str:
+        """Wait for both workers, close the file; the sha256 (or the writer's error)."""
+        for chunks in self._queues:
+            chunks.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._file.close()
+        if self.error is not None:
+            raise self.error
+        return self._hasher.hexdigest()
+
+
 def download_stream(
     what: str, open_at: Open, path: Path, progress: Progress, retry: Retry
 ) -> FileResult:
     """Write the object to `path`, resuming after transient errors; its sha256 and size."""
-    hasher = hashlib.sha256()
     written = 0
     expected: int | None = None
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as out:
+    sink = ParallelSink(path)
 
-        def attempt() -> None:
-            nonlocal hasher, written, expected
-            stream = open_at(written)
-            if stream.start != written:  # the server started over: so do we
-                progress.add(-written)
-                out.seek(0)
-                out.truncate()
-                hasher = hashlib.sha256()
-                written = 0
-            if stream.total is not None:
-                expected = stream.total
-            for chunk in stream.chunks:
-                out.write(chunk)
-                hasher.update(chunk)
-                written += len(chunk)
-                progress.add(len(chunk))
-            if expected is not None and written != expected:
-                raise FetchError(
-                    f"{what}: the connection ended after {written} of {expected} bytes",
-                    retryable=True,
-                )
+    def attempt() -> None:
+        nonlocal written, expected
+        stream = open_at(written)
+        if stream.start != written:  # the server started over: so do we
+            progress.add(-written)
+            sink.reset()
+            written = 0
+        if stream.total is not None:
+            expected = stream.total
+        for chunk in stream.chunks:
+            sink.put(chunk)
+            written += len(chunk)
+            progress.add(len(chunk))
+        if expected is not None and written != expected:
+            raise FetchError(
+                f"{what}: the connection ended after {written} of {expected} bytes",
+                retryable=True,
+            )
 
+    try:
         retry.run(what, attempt)
-    return FileResult(hasher.hexdigest(), written)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            sink.close()
+        raise
+    return FileResult(sink.close(), written)
 
 
 def file_sha256(path: Path) -> str:
