@@ -65,6 +65,7 @@ bench: install
 	$(PY) bench/reconcile.py
 	$(PY) bench/api.py
 	$(PY) bench/model_load.py
+	$(PY) bench/weights.py
 	$(PY) bench/faults.py
 	$(PY) bench/cli.py
 	$(PY) bench/board.py
