@@ -200,14 +200,14 @@ def run_all(args: argparse.Namespace, work: Path) -> list[str]:
     return lines + select_to_ready_figures(args)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gb", type=float, default=1.0, help="object size in GiB")
     parser.add_argument(
         "--repeats", type=int, default=3, help="best of N for curl and the fetch (default 3)"
     )
     parser.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if shutil.which("curl") is None:
         print("bench/weights.py needs curl", file=sys.stderr)
         return 2
