@@ -12,14 +12,15 @@ PYTHON  ?= python3
 # shadow the standard library's `operator` (it is importable only as fovea.operator).
 export PYTHONSAFEPATH := 1
 
-.PHONY: run test install binaries browser lint typecheck pytest bench crds catalog images kind-e2e clean
+.PHONY: run test install binaries browser containers lint typecheck pytest bench crds catalog images \
+	control-plane-image e2e-images kind-e2e clean
 
 run: install
 	$(BIN)/fovea-models up
 
-test: install lint typecheck pytest
+test: install lint typecheck control-plane-image pytest
 
-install: $(STAMP) binaries browser
+install: $(STAMP) binaries browser containers
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,9 +34,21 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 # Builds kube-apiserver, kube-controller-manager, kube-scheduler and etcd once per
-# version into ~/.cache/fovea-models (a second run builds nothing).
+# version into ~/.cache/fovea-models (a second run builds nothing), and the
+# container node's kubelet and pause binary.
 binaries:
 	@localcluster/gobuild/build.sh >/dev/null
+	@localcluster/gobuild/build.sh kubelet >/dev/null
+	@localcluster/gobuild/build.sh pause >/dev/null
+
+# Debian's Docker engine (image builds), containerd, runc and CNI plugins (the local
+# cluster's container node) and debootstrap (base images made here when no registry
+# answers). Installed once; a second run does nothing.
+containers:
+	@command -v dockerd >/dev/null && command -v containerd >/dev/null && command -v runc >/dev/null \
+	  && command -v debootstrap >/dev/null && command -v iptables >/dev/null && test -x /usr/lib/cni/bridge \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      docker.io containerd runc containernetworking-plugins iptables debootstrap)
 
 # Layering (.importlinter) is checked on a view shaped like the installed package: the
 # folders map into `fovea` through setuptools package-dir, which import-linter cannot follow.
@@ -77,9 +90,24 @@ crds:
 catalog: install
 	$(PY) scripts/generate_catalogs.py
 
-# Container images (needs a Docker engine; says so when there is none).
-images:
-	scripts/build-images.sh
+# Container images: the control plane and the CPU model server. scripts/docker-engine.sh
+# starts Debian's dockerd when no engine answers; scripts/build-images.sh makes the bases
+# from Debian's packages when no registry serves the official ones. docs/images.md
+images: containers
+	scripts/docker-engine.sh
+	scripts/build-images.sh control-plane model-pod-cpu
+
+# What `make test` runs on the container node (tests/localcluster/test_container_node.py).
+control-plane-image: containers
+	scripts/docker-engine.sh
+	scripts/build-images.sh control-plane
+
+# The model-pod image (several GB with torch): built, then a model pod from it runs
+# on the local cluster's container node until Ready.
+e2e-images: install
+	scripts/docker-engine.sh
+	scripts/build-images.sh model-pod-cpu
+	$(PY) scripts/e2e_images.py
 
 # A kind cluster with the images loaded, the kind overlay applied, and the e2e suite.
 kind-e2e: install

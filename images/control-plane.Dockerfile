@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # The control plane: `fovea-models operator` and `fovea-models api` (one image,
 # two Deployments). The package without its [model] extra: no torch.
 #
@@ -11,10 +9,20 @@
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# The build machine's CA bundle (scripts/build-images.sh puts it in the context):
+# pip trusts what that machine trusts (a TLS-inspecting proxy's CA, say). Build stage only.
+COPY build/images/ca-certificates.crt /etc/ssl/build-ca-certificates.crt
+# PYTHONSAFEPATH: the sources in /src have a folder operator/ that would shadow
+# the standard library's operator module.
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/build-ca-certificates.crt \
+    PYTHONSAFEPATH=1
 RUN python -m venv /opt/fovea
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The dependencies first, in their own layer: a change to the sources alone
+# rebuilds from the COPY below, not from PyPI.
+RUN /opt/fovea/bin/python -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\\n'.join(project['dependencies']))" >/tmp/requirements.txt \
+ && /opt/fovea/bin/pip install -r /tmp/requirements.txt
 COPY fovea fovea
 COPY domain domain
 COPY operator operator
@@ -22,10 +30,12 @@ COPY api api
 COPY model_pod model_pod
 COPY localcluster localcluster
 # A control-plane image that pulled in torch would be ten times its size: fail the build.
+# pip and setuptools leave the venv last: the final stage gets no build tools.
 RUN /opt/fovea/bin/pip install . \
  && /opt/fovea/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)" \
  && /opt/fovea/bin/fovea-models operator --help >/dev/null \
- && /opt/fovea/bin/fovea-models api --help >/dev/null
+ && /opt/fovea/bin/fovea-models api --help >/dev/null \
+ && /opt/fovea/bin/pip uninstall --quiet --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 fovea \

@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # Model-server pods on NVIDIA GPUs: `fovea-models model-pod` with CUDA torch.
 # The nvidia/cuda runtime base brings the CUDA user-space libraries and the
 # NVIDIA_* settings the NVIDIA container toolkit reads; the driver comes from
@@ -18,7 +16,13 @@ ARG CUDA_IMAGE=nvidia/cuda:13.0.1-runtime-ubuntu24.04
 FROM ${CUDA_IMAGE} AS build
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu130
 ARG ENGINES=""
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
+# The build machine's CA bundle (scripts/build-images.sh puts it in the context):
+# pip trusts what that machine trusts (a TLS-inspecting proxy's CA, say). Build stage only.
+COPY build/images/ca-certificates.crt /etc/ssl/build-ca-certificates.crt
+# PYTHONSAFEPATH: the sources in /src have a folder operator/ that would shadow
+# the standard library's operator module.
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/build-ca-certificates.crt \
+    PYTHONSAFEPATH=1 DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* \
@@ -26,16 +30,22 @@ RUN apt-get update \
 RUN /opt/fovea/bin/pip install --index-url "${TORCH_INDEX}" torch torchvision
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The dependencies first, in their own layer: a change to the sources alone
+# rebuilds from the COPY below, not from PyPI.
+RUN /opt/fovea/bin/python -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\\n'.join(project['dependencies'] + project['optional-dependencies']['model']))" >/tmp/requirements.txt \
+ && /opt/fovea/bin/pip install -r /tmp/requirements.txt
 COPY fovea fovea
 COPY domain domain
 COPY operator operator
 COPY api api
 COPY model_pod model_pod
 COPY localcluster localcluster
+# pip and setuptools leave the venv last: the final stage gets no build tools.
 RUN /opt/fovea/bin/pip install ".[model]" \
  && if [ -n "${ENGINES}" ]; then /opt/fovea/bin/pip install ${ENGINES}; fi \
  && /opt/fovea/bin/python -c "import torch, sys; sys.exit(torch.version.cuda is None)" \
- && /opt/fovea/bin/fovea-models model-pod --help >/dev/null
+ && /opt/fovea/bin/fovea-models model-pod --help >/dev/null \
+ && /opt/fovea/bin/pip uninstall --quiet --yes pip setuptools
 
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive

@@ -356,6 +356,7 @@ class ContainerNode:
             self._containerd = None
         self._kill_shims()
         self._unmount()
+        shutil.rmtree(self.layout.run, ignore_errors=True)
         if self._dnat:
             _run(["iptables", "-t", "nat", "-D", *self._dnat])
             self._dnat = []

@@ -1,0 +1,168 @@
+"""Benchmark of the container node: start-up, and pod create -> Running beside a process node.
+
+    .venv/bin/python bench/container_node.py [--pods 20] [--image IMAGE]
+
+Starts a local cluster (no GPU nodes) and its container node (a real kubelet
+with containerd: localcluster/containernode.py) in a temporary state
+directory, then creates pods one at a time and records when a watch first
+sees each Running:
+- on a process node (the node agent runs `sleep` as a local process);
+- on the container node (a pod sandbox from the pause image made here, and a
+  container from IMAGE: default the pause image too; pass the control-plane
+  image, imported from Docker, for a Python container).
+Prints the container node's start-up time and p50/p95 per kind of node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fovea.localcluster.cluster import LocalCluster
+from fovea.localcluster.containernode import ContainerNode
+from fovea.localcluster.containernode_config import (
+    NODE_KIND,
+    NODE_KIND_LABEL,
+    PAUSE_IMAGE,
+    TAINT_KEY,
+)
+from fovea.localcluster.rest import ApiError, Rest
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class RunningWatch:
+    """Records when each pod of a namespace is first seen Running (via a watch)."""
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        self.rest, self.namespace = Rest(kubeconfig, pool_size=2), namespace
+        self.running: dict[str, float] = {}
+        self._ready = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        path = f"/api/v1/namespaces/{self.namespace}/pods"
+        version = self.rest.get(path)["metadata"]["resourceVersion"]
+        self._ready.set()
+        for event in self.rest.watch(path, version, 600):
+            obj: dict[str, Any] = event.get("object", {})
+            name = obj.get("metadata", {}).get("name")
+            if obj.get("status", {}).get("phase") == "Running" and name not in self.running:
+                self.running[name] = time.monotonic()
+
+    def close(self) -> None:
+        self.rest.close()
+
+
+def process_pod(name: str) -> dict[str, Any]:
+    container = {"name": "main", "image": "local", "command": ["sleep", "600"]}
+    return {
+        "metadata": {"name": name},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [container]},
+    }
+
+
+def container_pod(name: str, image: str) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "main", "image": image, "imagePullPolicy": "Never"}
+    if image != PAUSE_IMAGE:
+        container["command"] = ["sleep", "600"]
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "nodeSelector": {NODE_KIND_LABEL: NODE_KIND},
+            "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [container],
+        },
+    }
+
+
+def new_namespace(rest: Rest, name: str) -> None:
+    rest.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+    while True:  # pods are refused until the namespace's default service account exists
+        try:
+            rest.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")
+            return
+        except ApiError:
+            time.sleep(0.05)
+
+
+def measure(rest: Rest, kubeconfig: Path, label: str, pods: list[dict[str, Any]]) -> None:
+    namespace = f"bench-{label}-{os.getpid()}"
+    new_namespace(rest, namespace)
+    watch = RunningWatch(kubeconfig, namespace)
+    created: dict[str, float] = {}
+    for body in pods:
+        name = body["metadata"]["name"]
+        created[name] = time.monotonic()
+        rest.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body)
+        deadline = time.monotonic() + 60
+        while name not in watch.running and time.monotonic() < deadline:
+            time.sleep(0.002)
+    latencies = [watch.running[n] - t for n, t in created.items() if n in watch.running]
+    watch.close()
+    rest.request("DELETE", f"/api/v1/namespaces/{namespace}")
+    if not latencies:
+        print(f"pod create -> Running on the {label} node: no pod reached Running")
+        return
+    print(
+        f"pod create -> Running on the {label} node (one at a time, n={len(latencies)}"
+        f" of {len(pods)}): p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+        f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms, "
+        f"mean {statistics.mean(latencies) * 1000:.0f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pods", type=int, default=20)
+    parser.add_argument("--image", default=PAUSE_IMAGE, help="the container node's pod image")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fovea-bench-") as tmp:
+        cluster = LocalCluster(Path(tmp) / "cluster", gpus="none", log=lambda message: None)
+        cluster.start()
+        try:
+            node = ContainerNode(cluster.state, cluster.server, log=lambda message: None)
+            started = time.monotonic()
+            node.start()
+            print(
+                f"container node start -> Ready: {time.monotonic() - started:.1f}s "
+                f"(containerd {node.snapshotter} snapshotter)"
+            )
+            try:
+                if args.image != PAUSE_IMAGE:
+                    node.import_from_docker(args.image)
+                rest = Rest(cluster.kubeconfig)
+                count = args.pods
+                measure(
+                    rest,
+                    cluster.kubeconfig,
+                    "process",
+                    [process_pod(f"p{i}") for i in range(count)],
+                )
+                measure(
+                    rest,
+                    cluster.kubeconfig,
+                    "container",
+                    [container_pod(f"c{i}", args.image) for i in range(count)],
+                )
+                rest.close()
+            finally:
+                node.stop()
+        finally:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
