@@ -16,11 +16,12 @@ One run, on loopback, nothing from the internet:
    `fovea-models fetch-weights` command for a cached entry (what a model pod's second
    start pays, process start included).
 
-The cluster part (select -> Ready for a model whose weights are cached vs not) needs the
-operator and the local cluster: `select_to_ready_figures` is its hook (see there).
+4. select -> Ready for a model whose weights are cached vs not, and the bytes the second
+   start fetches, on the local cluster with the real operator: `bench/weights_ready.py`,
+   run from here (`--no-cluster` skips it).
 
     python bench/weights.py                # 1 GiB
-    python bench/weights.py --size-gb 0.2  # quicker
+    python bench/weights.py --size-gb 0.2 --no-cluster  # quicker
 """
 
 from __future__ import annotations
@@ -141,12 +142,24 @@ def measure(
 
 
 def select_to_ready_figures(args: argparse.Namespace) -> list[str]:
-    """Hook: select -> Ready with the weights cached vs not, and the second start's 0 bytes.
+    """select -> Ready with the weights cached vs not, and the second start's 0 bytes.
 
-    Needs the local cluster, the operator and a catalog whose option names `weights:`;
-    filled in with the operator's work on issue 13 (W2). Returns printed lines.
+    `bench/weights_ready.py` (the local cluster and the real operator) prints them; it
+    runs as its own process, its output passed through. Skipped with `--no-cluster`.
     """
-    return []
+    if args.no_cluster:
+        return ["select -> Ready cached vs not: skipped (--no-cluster)"]
+    script = [sys.executable, "-P", str(REPO / "bench" / "weights_ready.py")]
+    done = subprocess.run(
+        [*script, "--rounds", str(args.rounds), "--size-mb", str(args.ready_size_mb)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    lines = done.stdout.splitlines()
+    if done.returncode != 0:
+        lines.append(f"bench/weights_ready.py exited {done.returncode}: {done.stderr[-2000:]}")
+    return lines
 
 
 def http_server(root: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -205,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-gb", type=float, default=1.0, help="object size in GiB")
     parser.add_argument(
         "--repeats", type=int, default=3, help="best of N for curl and the fetch (default 3)"
+    )
+    parser.add_argument(
+        "--no-cluster", action="store_true", help="skip select -> Ready (bench/weights_ready.py)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="select -> Ready rounds")
+    parser.add_argument(
+        "--ready-size-mb", type=int, default=256, help="the select -> Ready model's weights"
     )
     parser.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
     args = parser.parse_args(argv)
