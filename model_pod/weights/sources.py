@@ -7,7 +7,8 @@ credentials will not.
 
 - http(s): urllib3, streamed, resumed with Range after a transient error.
 - s3: boto3 (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY from the
-  environment); `s3://bucket/key` is one object when that key exists, else every
+  environment) lists; each object is downloaded through a URL it signs (no request), by
+  the HTTP path; `s3://bucket/key` is one object when that key exists, else every
   object under `key/`.
 - hf: huggingface_hub's snapshot_download (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE).
 - pvc, file: a local copy.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from fovea.model_pod.adapters.base import env_flag
 from fovea.model_pod.weights.cache import directory_size
 from fovea.model_pod.weights.download import (
     CHUNK_BYTES,
+    FileResult,
     Retry,
     Stream,
     copy_file,
@@ -41,6 +43,7 @@ from fovea.model_pod.weights.progress import Progress
 CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 60.0
 DEFAULT_S3_REGION = "us-east-1"
+SIGNED_URL_SECONDS = 3600
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -96,28 +99,40 @@ def status_error(what: str, status: int, detail: str = "") -> FetchError:
 # --- http(s) -------------------------------------------------------------------------------
 
 
+def http_pool() -> Any:
+    """urllib3 (the fastest well-kept client here): redirects followed, no retries of its own."""
+    import urllib3
+
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
+        # Redirects followed (signed URLs); every other retry is ours, with backoff.
+        retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
+        headers={"Accept-Encoding": "identity"},
+    )
+
+
 class HttpReader:
-    """Plain files over HTTP(S) with urllib3 (the fastest well-kept client here)."""
+    """One file over HTTP(S). `url` may be made afresh for each request (a signed S3 URL);
+    messages name `what`, never the URL itself (a signature must not reach the status)."""
 
-    def __init__(self, source: WeightsSource) -> None:
-        import urllib3
-
+    def __init__(
+        self, source: WeightsSource, url: Callable[[], str] | None = None, what: str = ""
+    ) -> None:
         self.source = source
-        self.url = source.location
-        self.pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
-            # Redirects followed (signed URLs); every other retry is ours, with backoff.
-            retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
-            headers={"Accept-Encoding": "identity"},
-        )
+        self.what = what or source.uri
+        self.url = url or (lambda: source.location)
+        self.pool = http_pool()
 
     def _transport_error(self, exc: Exception) -> FetchError:
         import urllib3.exceptions as ux
 
         reason = exc.reason if isinstance(exc, ux.MaxRetryError) and exc.reason else exc
         permanent = isinstance(reason, ux.LocationValueError | ux.ResponseError)
+        text = str(reason)
+        if text.startswith("<") and ">: " in text:  # "<HTTPConnection object at 0x..>: ..."
+            text = text.split(">: ", 1)[1]
         return FetchError(
-            f"{self.source.uri}: {type(reason).__name__}: {reason}",
+            f"{self.what}: {type(reason).__name__}: {text}",
             retryable=not permanent and isinstance(reason, ux.HTTPError | OSError),
         )
 
@@ -125,7 +140,7 @@ class HttpReader:
         import urllib3.exceptions as ux
 
         try:
-            return self.pool.request(method, self.url, headers=headers, preload_content=False)
+            return self.pool.request(method, self.url(), headers=headers, preload_content=False)
         except (ux.HTTPError, OSError) as exc:
             raise self._transport_error(exc) from exc
 
@@ -144,13 +159,13 @@ class HttpReader:
         status = response.status
         if status not in (200, 206):
             response.release_conn()
-            raise status_error(self.source.uri, status)
+            raise status_error(self.what, status)
         start, total = 0, None
         if status == 206:
             match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
             if match is None:
                 response.release_conn()
-                raise FetchError(f"{self.source.uri}: a 206 answer without a Content-Range")
+                raise FetchError(f"{self.what}: a 206 answer without a Content-Range")
             start = int(match.group(1))
             total = int(match.group(3)) if match.group(3) != "*" else None
         elif (length := response.headers.get("content-length", "")).isdigit():
@@ -169,11 +184,13 @@ class HttpReader:
 
         return Stream(chunks(), start, total)
 
-    def fetch(self, into: Path, progress: Progress, retry: Retry) -> Fetched:
-        target = into / file_name(self.source.name)
-        result = download_stream(
-            self.source.uri, lambda offset: self.open_at(offset, progress), target, progress, retry
+    def download(self, target: Path, progress: Progress, retry: Retry) -> FileResult:
+        return download_stream(
+            self.what, lambda offset: self.open_at(offset, progress), target, progress, retry
         )
+
+    def fetch(self, into: Path, progress: Progress, retry: Retry) -> Fetched:
+        result = self.download(into / file_name(self.source.name), progress, retry)
         return Fetched(single=True, sha256=result.sha256, size=result.size)
 
 
@@ -272,29 +289,18 @@ class S3Reader:
     def size(self) -> int | None:
         return sum(size for _, size in self._list())
 
-    def _open(self, key: str, offset: int) -> Stream:
-        what = f"s3://{self.source.location}/{key}"
-        extra = {"Range": f"bytes={offset}-"} if offset else {}
+    def _signed_url(self, key: str) -> str:
+        """A GET URL signed here (no request): the download streams like any HTTP file."""
         try:
-            answer = self.client.get_object(Bucket=self.source.location, Key=key, **extra)
+            return str(
+                self.client.generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": self.source.location, "Key": key},
+                    ExpiresIn=SIGNED_URL_SECONDS,
+                )
+            )
         except Exception as exc:
-            raise self._error(exc, what) from exc
-        start, total = 0, int(answer["ContentLength"])
-        match = _CONTENT_RANGE.match(answer.get("ContentRange") or "")
-        if match:
-            start = int(match.group(1))
-            total = int(match.group(3)) if match.group(3) != "*" else None  # type: ignore[assignment]
-        body = answer["Body"]
-
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from body.iter_chunks(CHUNK_BYTES)
-            except Exception as exc:
-                raise self._error(exc, what) from exc
-            finally:
-                body.close()
-
-        return Stream(chunks(), start, total)
+            raise self._error(exc, f"s3://{self.source.location}/{key}") from exc
 
     def fetch(self, into: Path, progress: Progress, retry: Retry) -> Fetched:
         objects = self._list()
@@ -309,14 +315,13 @@ class S3Reader:
             )
             if any(part in ("", ".", "..") for part in rel.split("/")):
                 raise FetchError(f"s3://{self.source.location}/{key}: an unsafe key")
-            result = download_stream(
-                f"s3://{self.source.location}/{key}",
-                lambda offset, key=key: self._open(key, offset),  # type: ignore[misc]
-                into / rel,
-                progress,
-                retry,
+            # A fresh signature for every request: a retry never meets an expired one.
+            http = HttpReader(
+                self.source,
+                url=lambda key=key: self._signed_url(key),  # type: ignore[misc]
+                what=f"s3://{self.source.location}/{key}",
             )
-            hashes[rel] = result.sha256
+            hashes[rel] = http.download(into / rel, progress, retry).sha256
         if self._single:
             (rel,) = hashes
             return Fetched(True, hashes[rel], (into / rel).stat().st_size)
