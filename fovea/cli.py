@@ -45,7 +45,8 @@ COMMANDS = {**USER_COMMANDS, **MACHINERY}
 
 
 def _listing(title: str, commands: dict[str, tuple[str, str]]) -> str:
-    lines = [f"  {name:<10} {help_text}" for name, (_, help_text) in commands.items()]
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"  {name:<{width}} {help_text}" for name, (_, help_text) in commands.items()]
     return f"{title}:\n" + "\n".join(lines)
 
 
