@@ -244,7 +244,7 @@ class ContainerNode:
         if _run(["ip", "link", "show", BRIDGE]).returncode != 0:
             _must(["ip", "link", "add", BRIDGE, "type", "bridge"])
         prefix = POD_SUBNET.split("/")[1]
-        if gw not in _run(["ip", "-4", "addr", "show", BRIDGE]).stdout:
+        if f"inet {gw}/" not in _run(["ip", "-4", "addr", "show", BRIDGE]).stdout:
             _must(["ip", "addr", "add", f"{gw}/{prefix}", "dev", BRIDGE])
         _must(["ip", "link", "set", BRIDGE, "up"])
         # Pods reach the API server (on loopback) at the `kubernetes` Service's address,
@@ -256,8 +256,12 @@ class ContainerNode:
             "PREROUTING", "-i", BRIDGE, "-d", f"{SERVICE_IP}/32", "-p", "tcp",
             "--dport", str(SERVICE_PORT), "-j", "DNAT", "--to-destination", f"127.0.0.1:{port}",
         ]  # fmt: skip
-        if _run(["iptables", "-t", "nat", "-C", *self._dnat]).returncode != 0:
-            _must(["iptables", "-t", "nat", "-A", *self._dnat])
+        # A node that died without stop() left its rule, to a port that may be gone.
+        for rule in _run(["iptables", "-t", "nat", "-S", "PREROUTING"]).stdout.splitlines():
+            words = rule.split()
+            if words[:1] == ["-A"] and f"{SERVICE_IP}/32" in words and BRIDGE in words:
+                _run(["iptables", "-t", "nat", "-D", *words[1:]])
+        _must(["iptables", "-t", "nat", "-A", *self._dnat])
 
     def _start_containerd(self, deadline: float) -> None:
         cni_dir = cni_bin_dir()
