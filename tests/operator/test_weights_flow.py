@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
+from fovea.kube import api_client
 from kube_testing import Kube, eventually, tiny_catalog, tiny_option
+from kustomize_testing import MANIFESTS, delete_cluster_rbac, kubectl, render, write_wrapper
 
 pytestmark = pytest.mark.integration
 
@@ -233,3 +237,68 @@ def test_a_shared_cache_fetches_a_pvc_source_once_for_two_selections(
     assert second["weights"]["phase"] == "Cached"
     assert second["weights"]["fetchedBytes"] == 0, second["weights"]
     assert not second["runtime"].get("randomWeights"), second["runtime"]
+
+
+@pytest.fixture
+def shipped_rbac(kube: Kube, tmp_path: Path) -> Iterator[None]:
+    """The shipped RBAC and the model pods' admission policy, in force in the namespace."""
+    wrapper = write_wrapper(tmp_path / "rbac", MANIFESTS / "rbac", kube.namespace)
+    objects = render(wrapper)
+    try:
+        kubectl(["apply", "--server-side", "-k", str(wrapper)], kube.kubeconfig)
+        # The API server loads a new policy a moment after it is stored: wait until it
+        # refuses a write of the model pods' account that no pod's token makes.
+        kube.select("policy-probe", None)
+        as_account = api_client(kube.kubeconfig)
+        account = f"system:serviceaccount:{kube.namespace}:fovea-model-pod"
+        as_account.set_default_header("Impersonate-User", account)
+        custom = client.CustomObjectsApi(as_account)
+        said: list[str] = []
+
+        def refused() -> bool:
+            try:
+                custom.patch_namespaced_custom_object_status(
+                    "fovea.dev",
+                    "v1alpha1",
+                    kube.namespace,
+                    "modelselections",
+                    "policy-probe",
+                    {"status": {"runtime": {"pod": "x"}}},
+                )
+            except ApiException as exc:
+                said.append(str(exc.body))
+                return "fovea-model-pod-own-runtime" in str(exc.body)  # the policy refused
+            said.append("accepted")
+            return False
+
+        assert eventually(refused, 30), f"the admission policy is not in force: {said[-1:]}"
+        kube.delete_selection("policy-probe")
+        yield
+    finally:
+        delete_cluster_rbac(objects, kube.kubeconfig)
+
+
+def test_a_switch_to_weights_reports_through_the_admission_policy(
+    kube: Kube, shipped_rbac: None, operator: None, weights_server: tuple[str, Path]
+) -> None:
+    base, served = weights_server
+    digest = mlp_tiny_safetensors(served / "mlp.safetensors")
+    weighted = tiny_option(0.5, weights=f"{base}/mlp.safetensors", allowRandomWeights=False)
+    kube.apply_catalog(tiny_catalog({TASK: {"plain": tiny_option(0.5), "w": weighted}}))
+    kube.select(TASK, "plain")
+    serving = eventually(lambda: ready(kube), WAIT_S)
+    assert serving is not None, kube.status(TASK)
+    assert serving["runtime"]["pod"] == serving["pod"]  # the old pod's report names it
+
+    kube.select(TASK, "w")
+
+    def switched() -> dict[str, Any] | None:
+        status = ready(kube)
+        return status if status and status.get("model") == "w" else None
+
+    status = eventually(switched, WAIT_S)
+    assert status is not None, kube.status(TASK)
+    # Only the fetch's own report carries the sha256 it verified and the bytes it fetched.
+    assert status["weights"]["sha256"] == digest, status["weights"]
+    assert status["weights"]["fetchedBytes"] > 0
+    assert status["runtime"]["pod"] == status["pod"] != serving["pod"]
