@@ -148,29 +148,39 @@ class WeightsCache:
 
     @contextlib.contextmanager
     def temporary(self, key: str) -> Iterator[Path]:
-        """A fresh temporary directory for `key`, removed afterwards unless committed."""
+        """A fresh temporary directory for `key`, removed afterwards unless committed.
+
+        Its lock file appears already locked (made under another name, locked, renamed),
+        so another fetch's clean-up never mistakes it for a crashed one's.
+        """
         self.remove_stale_temporaries()
         path = self.tmp_dir / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        with _flock(path.with_name(path.name + ".lock"), fcntl.LOCK_EX):
+        lock = path.with_name(path.name + ".lock")
+        staging = path.with_name(path.name + ".locking")
+        with open(staging, "wb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            os.rename(staging, lock)
             path.mkdir()
             try:
                 yield path
             finally:
                 _remove(path)
-                _remove(path.with_name(path.name + ".lock"))
+                _remove(lock)
 
     def remove_stale_temporaries(self) -> None:
         """Remove temporaries no fetch is writing (one that crashed left them)."""
         for lock in self.tmp_dir.glob("*.lock"):
             try:
-                with open(lock, "ab") as handle:
+                with open(lock, "rb") as handle:  # never creates it
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     _remove(lock.with_name(lock.name.removesuffix(".lock")))
                     _remove(lock)
             except BlockingIOError:
                 continue  # a running fetch writes it
+            except FileNotFoundError:
+                continue  # its fetch just ended
         for path in self.tmp_dir.iterdir():
-            if not path.name.endswith(".lock") and not path.with_name(path.name + ".lock").exists():
+            if path.is_dir() and not path.with_name(path.name + ".lock").exists():
                 _remove(path)
 
     def make_room(self, needed: int, keep: str) -> list[str]:

@@ -432,7 +432,7 @@ class LocalReader:
         self.path = Path(local_source_path(source))
 
     def _missing(self) -> FetchError:
-        where = f" (the claim is mounted at {self.path})" if self.source.scheme == "pvc" else ""
+        where = f" (the claim mounted in the pod: {self.path})" if self.source.scheme == "pvc" else ""
         return FetchError(f"{self.source.uri} not found: no such file or directory{where}")
 
     def size(self) -> int | None:

@@ -310,3 +310,18 @@ def test_file_directory_is_copied_with_its_manifest(tmp_path: Path) -> None:
     assert outcome.phase == CACHED and outcome.sha256 == pin
     missing, _ = fetch(f"file://{tmp_path}/absent", tmp_path / "cache")
     assert missing.phase == FAILED and "no such file or directory" in missing.message
+
+
+def test_pvc_source_reads_the_mounted_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pvc://claim/path reads <mount root>/claim/path (the operator mounts the claim there)."""
+    import fovea.domain.weights as weights
+
+    monkeypatch.setattr(weights, "PVC_MOUNT_ROOT", str(tmp_path / "mnt"))
+    digest = write_safetensors(tmp_path / "mnt" / "models" / "bert" / "w.safetensors", TENSORS)
+    outcome, _ = fetch("pvc://models/bert/w.safetensors", tmp_path / "cache", sha256=digest)
+    assert outcome.phase == CACHED and outcome.sha256 == digest
+    missing, _ = fetch("pvc://models/absent", tmp_path / "cache")
+    assert missing.phase == FAILED
+    assert f"(the claim mounted in the pod: {tmp_path}/mnt/models/absent)" in missing.message
