@@ -432,7 +432,8 @@ class LocalReader:
         self.path = Path(local_source_path(source))
 
     def _missing(self) -> FetchError:
-        where = f" (the claim mounted in the pod: {self.path})" if self.source.scheme == "pvc" else ""
+        pvc = self.source.scheme == "pvc"
+        where = f" (the claim mounted in the pod: {self.path})" if pvc else ""
         return FetchError(f"{self.source.uri} not found: no such file or directory{where}")
 
     def size(self) -> int | None:
