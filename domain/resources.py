@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from fovea.domain.conditions import RuntimeState, WeightsPhase
+from fovea.domain.weights import WEIGHTS_MOUNT, parse_weights_uri
 
 _T = TypeVar("_T")
 
@@ -139,7 +140,7 @@ class Phase(StrEnum):
 
 
 # Weights (docs/weights.md): where a node cache lives, and the fetch container's environment.
-WEIGHTS_CACHE_PATH = "/var/cache/fovea-models/weights"
+WEIGHTS_CACHE_PATH = WEIGHTS_MOUNT  # the node cache: the same path on the host as in the pod
 DEFAULT_WEIGHTS_CACHE_GB = 50.0
 MAX_WEIGHTS_URI_CHARS = 2048
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -162,8 +163,6 @@ ABS_PATH_PATTERN = r"^/([^/]+/?)*$"
 
 def weights_uri_problem(uri: str) -> str | None:
     """Why a `weights:` URI may not be used, or None (`fovea.domain.weights` parses it)."""
-    from fovea.domain.weights import parse_weights_uri
-
     try:
         parse_weights_uri(uri)
     except ValueError as exc:
