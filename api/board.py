@@ -23,6 +23,7 @@ from typing import Any
 from fovea.api.responses import GpuView, holders, planned_gpu
 from fovea.api.state import ClusterState, Selection
 from fovea.domain import degraded
+from fovea.domain.conditions import WeightsPhase
 from fovea.domain.resources import CatalogSpec, Phase
 from fovea.domain.units import round_half_up
 
@@ -131,9 +132,18 @@ def _progress(sel: Selection) -> dict[str, Any] | None:
     runtime = sel.status.runtime
     if runtime is None or (runtime.pod and sel.status.pod and runtime.pod != sel.status.pod):
         return None  # none yet, or the previous pod's
+    weights = sel.status.weights
+    if weights is not None and weights.phase == WeightsPhase.FETCHING:  # docs/weights.md
+        total = weights.bytes_total
+        done = f"{weights.bytes_done / 1e6:.1f}" + (f" of {total / 1e6:.1f}" if total else "")
+        return {
+            "state": "Fetching",
+            "reason": f"fetching weights: {done} MB",
+            "percent": min(100.0, 100.0 * weights.bytes_done / total) if total else None,
+        }
     found = _PERCENT.search(runtime.reason or "")
     return {
-        "state": str(runtime.state),
+        "state": str(runtime.state or "Loading"),
         "reason": runtime.reason,
         "percent": min(100.0, float(found.group(1))) if found else None,
     }

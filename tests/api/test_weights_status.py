@@ -106,3 +106,19 @@ def test_a_selection_event_carries_the_weights_progress() -> None:
     assert data["weights"]["bytes_done"] == 300 and data["weights"]["bytes_total"] == 1000
     plain = selection("caption", "blip", status=_loading(None))
     assert selection_data(Change("MODIFIED", plain))["weights"] is None
+
+
+def test_the_board_shows_the_fetch_as_the_tasks_progress() -> None:
+    from fovea.api import responses
+    from fovea.api.board import board_body
+
+    runtime = {"pod": "p-1", "state": "Loading", "weights": FETCHING}
+    status = _loading({**FETCHING, "bytesDone": 250_000, "bytesTotal": 1_000_000})
+    st = state([selection("object_detection", "yolov8n", status={**status, "runtime": runtime})])
+    tasks = board_body(st, responses.gpu_view(st))["tasks"]
+    [task] = [t for t in tasks if t["task"] == "object_detection"]
+    assert task["progress"] == {
+        "state": "Fetching",
+        "reason": "fetching weights: 0.2 of 1.0 MB",
+        "percent": 25.0,
+    }
