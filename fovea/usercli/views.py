@@ -168,7 +168,27 @@ def describe_fields(body: dict[str, Any], now: datetime | None = None) -> list[t
         ("Load time", seconds(load_time)),
         ("Last used", age(last_used, now)),
     ]
+    if status.get("weights"):
+        at = [label for label, _ in fields].index("Pod") + 1
+        fields.insert(at, ("Weights", weights(status)))
     return [(label, text(value)) for label, value in fields]
+
+
+def weights(status: dict[str, Any]) -> str:
+    """status.weights in one line: phase, source, and bytes (docs/weights.md)."""
+    from fovea.usercli.progress import size
+
+    w = status.get("weights") or {}
+    phase, source = str(w.get("phase")), w.get("source") or ""
+    if phase == "Failed":
+        return f"Failed: {w.get('message') or 'unknown'} ({source})"
+    total = f" of {size(w['bytesTotal'])}" if w.get("bytesTotal") is not None else ""
+    if phase == "Fetching":
+        rate = f" at {size(w['bytesPerSecond'])}/s" if w.get("bytesPerSecond") else ""
+        return f"Fetching {source}: {size(w.get('bytesDone'))}{total}{rate}"
+    fetched = size(w.get("fetchedBytes"))
+    sha = f", sha256 {str(w['sha256'])[:12]}…" if w.get("sha256") else ""
+    return f"{phase} {source} ({size(w.get('bytesDone'))}, fetched {fetched} this start{sha})"
 
 
 def condition_rows(body: dict[str, Any]) -> list[Row]:

@@ -74,3 +74,24 @@ def test_on_a_terminal_the_fetch_and_the_load_are_progress_bars() -> None:
     shown = buffer.getvalue()
     assert "det: yolo: fetch weights" in shown and "1.0/1.0 GB" in shown
     assert "det: yolo: loading (weights fetched: 1 GB)" in shown
+
+
+def test_describe_shows_the_weights_line_only_for_an_option_with_weights() -> None:
+    from fovea.usercli.views import describe_fields
+
+    body: dict[str, Any] = {"task_type": "det", "selected": "yolo", "options": {"yolo": {}}}
+    cached = {
+        "phase": "Cached",
+        "source": "s3://models/yolo",
+        "bytesDone": 2_000_000,
+        "fetchedBytes": 0,
+        "sha256": "ab" * 32,
+    }
+    fields = dict(describe_fields({**body, "status": {"pod": "p", "weights": cached}}))
+    assert fields["Weights"] == (
+        "Cached s3://models/yolo (2 MB, fetched 0 B this start, sha256 abababababab…)"
+    )
+    failed = {"phase": "Failed", "source": "http://h/x", "message": "HTTP 404"}
+    fields = dict(describe_fields({**body, "status": {"weights": failed}}))
+    assert fields["Weights"] == "Failed: HTTP 404 (http://h/x)"
+    assert "Weights" not in dict(describe_fields({**body, "status": {"pod": "p"}}))
