@@ -16,6 +16,7 @@ credentials will not.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -329,6 +330,18 @@ class S3Reader:
         return Fetched(False, manifest, size)
 
 
+def _is_transport_error(exc: BaseException) -> bool:
+    """No connection, a reset or a timeout in the hub client's HTTP library (httpx or httpx2)."""
+    for module in ("httpx", "httpx2"):
+        try:
+            library = importlib.import_module(module)
+        except ImportError:
+            continue
+        if isinstance(exc, library.TransportError):
+            return True
+    return False
+
+
 # --- Hugging Face hub ----------------------------------------------------------------------
 
 
@@ -362,7 +375,8 @@ class HfReader:
             status = getattr(getattr(exc, "response", None), "status_code", 0) or 0
             return status_error(what, int(status), str(exc).splitlines()[0])
         return FetchError(
-            f"{what}: {type(exc).__name__}: {exc}", retryable=isinstance(exc, OSError)
+            f"{what}: {type(exc).__name__}: {exc}",
+            retryable=isinstance(exc, OSError) or _is_transport_error(exc),
         )
 
     def size(self) -> int | None:

@@ -18,6 +18,8 @@ from fovea.model_pod.weights.fetcher import FetchRequest, fetch_weights
 from fovea.model_pod.weights.progress import CACHED, FAILED, Outcome, ProgressReporter
 from weight_servers import (
     HttpFileServer,
+    HubRepo,
+    HubServer,
     S3Server,
     free_port,
     prefill_hf_cache,
@@ -325,3 +327,78 @@ def test_pvc_source_reads_the_mounted_claim(
     missing, _ = fetch("pvc://models/absent", tmp_path / "cache")
     assert missing.phase == FAILED
     assert f"(the claim mounted in the pod: {tmp_path}/mnt/models/absent)" in missing.message
+
+
+# --- the hub, online: its client against a hub-protocol server on loopback -------------------
+
+
+def hub_env(hub: HubServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_CACHE": str(tmp_path / "hub-cache"),
+        "HF_HUB_DISABLE_XET": "1",
+        **extra,
+    }
+
+
+def test_hf_repository_downloaded_through_the_hub_protocol(tmp_path: Path) -> None:
+    files = {
+        "config.json": b'{"model_type": "bert"}',
+        "model.safetensors": b"\x01" * 8192,
+        "sub/tokenizer.json": b"{}",
+    }
+    repo = HubRepo(files)
+    expected = manifest_sha256((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())
+    cache = tmp_path / "cache"
+    args = ["--source", "hf://acme/tiny@main", "--cache", str(cache), "--sha256", expected]
+    with HubServer({"acme/tiny": repo}) as hub:
+        code, status, stderr = run_cli(args, hub_env(hub, tmp_path))
+        assert code == 0, stderr
+        assert status["phase"] == "Cached" and status["sha256"] == expected
+        assert status["revision"] == repo.commit
+        assert status["fetchedBytes"] == sum(len(v) for v in files.values())
+        stored = entry_dir(cache, "hf://acme/tiny@main", expected)
+        found = sorted(p.relative_to(stored).as_posix() for p in stored.rglob("*") if p.is_file())
+        assert found == sorted(files)  # the hub client's own bookkeeping is not kept
+        asked = len(hub.requests)
+        code, status, _ = run_cli(args, hub_env(hub, tmp_path))
+        assert code == 0 and status["fetchedBytes"] == 0
+        assert len(hub.requests) == asked  # a cached entry asks the hub nothing
+
+
+def test_hf_gated_repository_needs_the_token(tmp_path: Path) -> None:
+    repo = HubRepo({"model.safetensors": b"\x02" * 1024}, gated_token="hf_secret")
+    args = ["--source", "hf://acme/gated", "--cache", str(tmp_path / "c"), "--retries", "2"]
+    with HubServer({"acme/gated": repo}) as hub:
+        code, status, _ = run_cli(args, hub_env(hub, tmp_path))
+        assert code == 1
+        assert status["message"] == "hf://acme/gated is gated: give a token with access (HF_TOKEN)"
+        code, status, stderr = run_cli(args, hub_env(hub, tmp_path, HF_TOKEN="hf_secret"))
+        assert code == 0, stderr
+        assert status["phase"] == "Cached"
+
+
+def test_hf_missing_repository_and_revision(tmp_path: Path) -> None:
+    with HubServer({"acme/tiny": HubRepo({"a.json": b"{}"})}) as hub:
+        env = hub_env(hub, tmp_path)
+        cache = str(tmp_path / "c")
+        code, status, _ = run_cli(["--source", "hf://acme/absent", "--cache", cache], env)
+        assert code == 1
+        assert status["message"] == "hf://acme/absent not found (or private: give HF_TOKEN)"
+        code, status, _ = run_cli(["--source", "hf://acme/tiny@v9", "--cache", cache], env)
+        assert code == 1
+        assert status["message"] == "hf://acme/tiny@v9: the revision 'v9' does not exist"
+
+
+def test_hf_unreachable_hub_is_retried_then_fails(tmp_path: Path) -> None:
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_CACHE": str(tmp_path / "hub-cache"),
+    }
+    args = ["--source", "hf://acme/tiny", "--cache", str(tmp_path / "c"), "--retries", "2"]
+    args += ["--backoff-seconds", "0.01"]
+    code, status, stderr = run_cli(args, env)
+    assert code == 1
+    assert "ConnectError" in str(status["message"]) and "gave up after 2 attempts" in stderr

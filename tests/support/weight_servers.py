@@ -3,6 +3,8 @@
 - `HttpFileServer`: a plain HTTP file server (stdlib) with Content-Length, HEAD and
   single Range requests, answered by sendfile; faults can be injected per path (a status
   for the next N requests; a connection dropped after N bytes) and every GET is counted.
+- `HubServer`: the Hugging Face hub's HTTP API, as much as its client uses to download
+  (`HF_ENDPOINT`): repository info, file tree, `/resolve/` with the hub's error codes.
 - `S3Server`: moto's S3-compatible server, run as its own process (`python -m
   moto.server`) on a free loopback port; `env()` gives the AWS_* environment a client needs.
 - `write_safetensors`: a real .safetensors file of float32 tensors (no torch needed).
@@ -32,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
@@ -164,6 +167,171 @@ class HttpFileServer:
         return self.server.bytes_sent
 
     def __enter__(self) -> HttpFileServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- a Hugging Face hub (the protocol its client speaks) --------------------------------------
+
+
+@dataclass
+class HubRepo:
+    files: dict[str, bytes]
+    commit: str = ""
+    gated_token: str | None = None  # set: a request without this bearer token is refused
+
+    def __post_init__(self) -> None:
+        if not self.commit:
+            blob = b"".join(k.encode() + v for k, v in sorted(self.files.items()))
+            self.commit = hashlib.sha1(blob).hexdigest()
+
+
+class _HubHandler(BaseHTTPRequestHandler):
+    server: _HubHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, data: Any) -> None:
+        self._send(200, json.dumps(data).encode(), {"Content-Type": "application/json"})
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        body = json.dumps({"error": message}).encode()
+        self._send(status, body, {"X-Error-Code": code, "Content-Type": "application/json"})
+
+    def do_HEAD(self) -> None:
+        self._route()
+
+    def do_GET(self) -> None:
+        self._route()
+
+    def _repo(self, repo_id: str) -> HubRepo | None:
+        repo = self.server.repos.get(repo_id)
+        if repo is None:
+            self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+            return None
+        if repo.gated_token and self.headers.get("Authorization") != f"Bearer {repo.gated_token}":
+            self._error(401, "GatedRepo", f"Access to model {repo_id} is restricted")
+            return None
+        return repo
+
+    def _revision_ok(self, repo: HubRepo, revision: str) -> bool:
+        if unquote(revision) in ("main", repo.commit):
+            return True
+        self._error(404, "RevisionNotFound", f"Invalid rev id: {unquote(revision)}")
+        return False
+
+    def _route(self) -> None:
+        self.server.requests.append(f"{self.command} {self.path}")
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/api/models/"):
+            rest = path.removeprefix("/api/models/")
+            for marker in ("/revision/", "/tree/"):
+                if marker in rest:
+                    repo_id, _, revision = rest.partition(marker)
+                    revision = revision.split("/", 1)[0]
+                    break
+            else:
+                repo_id, marker, revision = rest, "/revision/", "main"
+            repo = self._repo(repo_id)
+            if repo is None or not self._revision_ok(repo, revision):
+                return
+            entries = sorted(repo.files.items())
+            if marker == "/tree/":
+                self._json(
+                    [
+                        {
+                            "type": "file",
+                            "oid": hashlib.sha1(content).hexdigest(),
+                            "size": len(content),
+                            "path": name,
+                        }
+                        for name, content in entries
+                    ]
+                )
+                return
+            self._json(
+                {
+                    "id": repo_id,
+                    "modelId": repo_id,
+                    "sha": repo.commit,
+                    "private": False,
+                    "gated": bool(repo.gated_token),
+                    "siblings": [
+                        {"rfilename": name, "size": len(content)} for name, content in entries
+                    ],
+                }
+            )
+            return
+        repo_part, marker, rest = path.lstrip("/").partition("/resolve/")
+        if not marker:
+            self._error(404, "EntryNotFound", "not a hub path")
+            return
+        repo = self._repo(repo_part)
+        revision, _, filename = rest.partition("/")
+        if repo is None or not self._revision_ok(repo, revision):
+            return
+        content = repo.files.get(unquote(filename))
+        if content is None:
+            self._error(404, "EntryNotFound", f"{filename} does not exist")
+            return
+        digest = hashlib.sha256(content).hexdigest()
+        self._send(
+            200,
+            content,
+            {
+                "X-Repo-Commit": repo.commit,
+                "ETag": f'"{digest}"',
+                "Accept-Ranges": "bytes",
+                "Content-Type": "application/octet-stream",
+            },
+        )
+
+
+class _HubHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, repos: dict[str, HubRepo]) -> None:
+        super().__init__(("127.0.0.1", 0), _HubHandler)
+        self.repos = repos
+        self.requests: list[str] = []
+
+
+class HubServer:
+    """A model hub on loopback that huggingface_hub downloads from (`HF_ENDPOINT`).
+
+    It answers what `snapshot_download` and `model_info` ask: the repository's
+    info and file tree, and each file by `/resolve/` (HEAD and GET), with the
+    hub's error codes (RepoNotFound, RevisionNotFound, GatedRepo).
+    """
+
+    def __init__(self, repos: dict[str, HubRepo]) -> None:
+        self.server = _HubHTTPServer(repos)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def requests(self) -> list[str]:
+        return self.server.requests
+
+    def __enter__(self) -> HubServer:
         self.thread.start()
         return self
 
