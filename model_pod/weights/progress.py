@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fovea.domain.conditions import RuntimeState, WeightsPhase
 from fovea.model_pod.report import backoff_seconds, is_retryable, rfc3339
 from fovea.model_pod.weights.cache import human_bytes
 
@@ -26,9 +27,9 @@ REPORT_INTERVAL_SECONDS = 1.0
 LOG_INTERVAL_SECONDS = 5.0
 FINAL_ATTEMPTS = 6
 
-FETCHING = "Fetching"
-CACHED = "Cached"
-FAILED = "Failed"
+FETCHING = WeightsPhase.FETCHING.value
+CACHED = WeightsPhase.CACHED.value
+FAILED = WeightsPhase.FAILED.value
 
 
 @dataclass
@@ -106,7 +107,7 @@ def weights_patch(status: dict[str, Any], pod: str | None = None) -> dict[str, A
     """
     runtime: dict[str, Any] = {"weights": status}
     if pod:
-        runtime.update(pod=pod, state="Loading")
+        runtime.update(pod=pod, state=RuntimeState.LOADING.value)
     return {"status": {"runtime": runtime}}
 
 
