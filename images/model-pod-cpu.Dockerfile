@@ -16,8 +16,9 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 COPY build/images/ca-certificates.crt /etc/ssl/build-ca-certificates.crt
 # PYTHONSAFEPATH: the sources in /src have a folder operator/ that would shadow
 # the standard library's operator module.
+COPY images/constraints.txt /etc/pip-constraints.txt
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/build-ca-certificates.crt \
-    PYTHONSAFEPATH=1
+    PYTHONSAFEPATH=1 PIP_CONSTRAINT=/etc/pip-constraints.txt
 # torch and torchvision first, from the CPU-only index: `.[model]` then finds
 # them installed and pulls no CUDA wheels. With TORCH_INDEX empty, the base
 # brings them (Debian's CPU builds, scripts/make-base-image.sh torch, where

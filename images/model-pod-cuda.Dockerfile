@@ -21,8 +21,9 @@ ARG ENGINES=""
 COPY build/images/ca-certificates.crt /etc/ssl/build-ca-certificates.crt
 # PYTHONSAFEPATH: the sources in /src have a folder operator/ that would shadow
 # the standard library's operator module.
+COPY images/constraints.txt /etc/pip-constraints.txt
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=/etc/ssl/build-ca-certificates.crt \
-    PYTHONSAFEPATH=1 DEBIAN_FRONTEND=noninteractive
+    PYTHONSAFEPATH=1 PIP_CONSTRAINT=/etc/pip-constraints.txt DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* \
