@@ -1,6 +1,8 @@
 """Model weights: fetched once into a cache, verified, and held while a model serves them.
 
-- `sources`: one reader per URI scheme (hf, s3, http(s), pvc and file).
+- `sources`: the reader for a URI's scheme: `source_http`, `source_s3` (lists and signs,
+  then streams by the HTTP path), `source_hf`, `source_local` (pvc, file); `reader`
+  what they share.
 - `download`: streaming to a file with its sha256 computed on the way, resumed with
   HTTP Range after a transient error; local copies.
 - `cache`: the cache directory: temporaries, complete-entry markers, LRU eviction that
