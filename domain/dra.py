@@ -261,10 +261,12 @@ def owner_references(owners: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
     ]
 
 
-def owner_uids(claim: Mapping[str, Any]) -> frozenset[str]:
-    """The uids of a claim's selection owners."""
+def owners_of(claim: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(name, uid) of a claim's selection owners."""
     refs = (claim.get("metadata") or {}).get("ownerReferences") or []
-    return frozenset(str(r.get("uid")) for r in refs if r.get("kind") == c.SELECTION_KIND)
+    return [
+        (str(r.get("name")), str(r.get("uid"))) for r in refs if r.get("kind") == c.SELECTION_KIND
+    ]
 
 
 def pod_claims(claim_name: str) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -305,6 +307,16 @@ def reserved_for(claim: Mapping[str, Any], pod_uid: str) -> bool:
     """Whether the scheduler reserved `claim` for the pod `pod_uid` (the kubelet's check)."""
     refs = (claim.get("status") or {}).get("reservedFor") or []
     return any(r.get("resource") == "pods" and r.get("uid") == pod_uid for r in refs)
+
+
+# The scheduler's words for a pod whose shared claim another pod's scheduling is allocating.
+_ALLOCATING = "is in the process of being allocated"
+
+
+def waits_for_allocation(message: str) -> bool:
+    """Whether the scheduler's Unschedulable message only says a claim is being allocated
+    (transient: the pod is tried again once it is), not that no node fits."""
+    return _ALLOCATING in message
 
 
 def _attr(attrs: Mapping[str, Any], name: str) -> object:

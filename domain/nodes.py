@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fovea.domain import constants as c
+from fovea.domain import dra
 from fovea.domain.gpus import node_usable
 from fovea.domain.resources import Framework, ModelOption
 from fovea.domain.units import parse_quantity
@@ -242,14 +243,19 @@ class Refusals:
 
 
 def unschedulable(pod: Mapping[str, Any]) -> str | None:
-    """The scheduler's message when it cannot place the pod (PodScheduled False, Unschedulable)."""
+    """The scheduler's message when it cannot place the pod (PodScheduled False, Unschedulable).
+
+    Not while the pod only waits for a claim it shares to finish its allocation (DRA):
+    the scheduler tries it again as soon as the claim is allocated.
+    """
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if (
             cond.get("type") == "PodScheduled"
             and cond.get("status") == "False"
             and cond.get("reason") == "Unschedulable"
         ):
-            return str(cond.get("message") or "Unschedulable")
+            message = str(cond.get("message") or "Unschedulable")
+            return None if dra.waits_for_allocation(message) else message
     return None
 
 

@@ -5,9 +5,10 @@ namespace, GPU and sharing config (`fovea.domain.dra.claim_for`). This module
 turns the pass's desired pods, the pods that exist and the claims that exist
 into the claim writes: create the claims desired pods need, keep every claim
 a pod still references (a pod on its way out holds its device until it is
-gone), set each claim's owners to the selections using it (garbage collection
-removes a claim whose selections are all deleted), and delete the managed
-claims no pod needs any more.
+gone), add the selections using a claim to its owners (garbage collection removes
+a claim whose selections are all deleted), and delete the managed claims no
+pod needs any more. A pod whose claim is written in a pass is created in
+the next one.
 """
 
 from __future__ import annotations
@@ -34,9 +35,16 @@ class ClaimUse:
 @dataclass(frozen=True)
 class ClaimWrites:
     create: tuple[dict[str, Any], ...] = ()  # ResourceClaim bodies
-    owners: tuple[tuple[Key, dict[str, Any]], ...] = ()  # merge patches of ownerReferences
+    owners: tuple[tuple[Key, dict[str, Any]], ...] = ()  # claims with more owners (replace)
     delete: tuple[Key, ...] = ()
     needed: frozenset[Key] = field(default_factory=frozenset)  # claims a pod needs or holds
+
+    @property
+    def pending(self) -> frozenset[Key]:
+        """Claims written this pass: their pods wait one pass, so the scheduler sees them
+        as they are (a claim it does not know yet, or changes under it, delays the pod)."""
+        made = {(b["metadata"]["namespace"], b["metadata"]["name"]) for b in self.create}
+        return frozenset(made | {key for key, _ in self.owners})
 
 
 def plan_claims(
@@ -63,9 +71,13 @@ def plan_claims(
     ]
     patches = []
     for key in sorted(wanted.keys() & existing.keys()):
-        want = dra.owner_references(sorted(owners[key]))
-        if frozenset(ref["uid"] for ref in want) != dra.owner_uids(existing[key]):
-            patches.append((key, {"metadata": {"ownerReferences": want}}))
+        have = dra.owners_of(existing[key])
+        if not {uid for _, uid in owners[key]} <= {uid for _, uid in have}:
+            # Owners are only added: every write to a claim races with the scheduler's
+            # reservation of it (a conflict costs a pod a scheduling backoff), and the
+            # garbage collector drops owners that are deleted.
+            want = dra.owner_references(sorted(owners[key]))
+            patches.append((key, with_owners(existing[key], want)))
     needed = frozenset(wanted) | frozenset(held)
     delete = sorted(
         key
@@ -73,6 +85,23 @@ def plan_claims(
         if key not in needed and not (obj.get("metadata") or {}).get("deletionTimestamp")
     )
     return ClaimWrites(tuple(create), tuple(patches), tuple(delete), needed)
+
+
+def with_owners(claim: Raw, owners: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The whole claim with `owners` added to its own, for a replace (PUT) at its
+    resourceVersion.
+
+    Not a patch: the API server re-encodes a patched object, which rewrites the bytes of
+    the driver's opaque parameters, and then refuses the (immutable) spec as changed.
+    """
+    have = dra.owners_of(claim)
+    added = [(str(o["name"]), str(o["uid"])) for o in owners]
+    body = {k: v for k, v in claim.items() if k != "status"}
+    body["metadata"] = {
+        **claim["metadata"],
+        "ownerReferences": dra.owner_references(sorted(set(have) | set(added))),
+    }
+    return body
 
 
 def _key(obj: Raw) -> Key:

@@ -283,6 +283,9 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
         for key, cat in sorted(world.catalogs.items())
     )
     claims = plan_claims(uses, world.pods, world.claims)
+    if claims.pending:  # their pods come in the next pass, once the claims are as written
+        waiting = {(u.claim.namespace, u.selection) for u in uses if u.claim.key in claims.pending}
+        decisions = [replace(d, create_pod=False) if d.key in waiting else d for d in decisions]
     return Decisions(tuple(decisions), catalog_decisions, tuple(delete), admission.use, claims)
 
 

@@ -111,3 +111,18 @@ def test_a_pod_references_its_claim_by_name() -> None:
     pod = {"spec": {"resourceClaims": pod_claims}}
     assert dra.claim_names(pod) == ["gpu-n-0-abc"]
     assert container_claims == [{"name": pod_claims[0]["name"]}]
+
+
+def test_waiting_for_a_shared_claims_allocation_is_no_refusal() -> None:
+    from fovea.domain.nodes import unschedulable
+
+    def pod(message: str) -> dict[str, Any]:
+        cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+        return {"status": {"conditions": [{**cond, "message": message}]}}
+
+    allocating = (
+        "0/7 nodes are available: resource claim b/gpu-n-0-abc is in the process of being "
+        "allocated. no new claims to deallocate"
+    )
+    assert unschedulable(pod(allocating)) is None
+    assert unschedulable(pod("0/3 nodes are available: 1 Insufficient cpu.")) is not None

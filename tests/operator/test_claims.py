@@ -3,6 +3,7 @@ selections using them, and deleted once no pod needs them; pods reference them."
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,15 +47,17 @@ def test_a_claim_stays_while_a_pod_holds_it_and_goes_after() -> None:
     assert plan_claims([], [], [terminating]).delete == ()
 
 
-def test_owners_follow_the_selections_using_a_claim() -> None:
+def test_owners_grow_with_the_selections_using_a_claim() -> None:
     claim = dra.claim_for("ns", DEVICE, DraSharing.TIME_SLICING, 4)
     body = dra.claim_body(claim, [("a", "uid-a")])
     same = plan_claims([ClaimUse(claim, "a", "uid-a")], [], [body])
-    assert same.create == () and same.owners == ()
-    more = plan_claims([ClaimUse(claim, "a", "uid-a"), ClaimUse(claim, "b", "uid-b")], [], [body])
+    assert same.create == () and same.owners == () and same.pending == frozenset()
+    more = plan_claims([ClaimUse(claim, "b", "uid-b")], [], [body])
     (key, patch), *_ = more.owners
-    assert key == claim.key
+    assert key == claim.key and more.pending == {claim.key}
+    # Owners are only added (a write to a claim races with the scheduler's reservation).
     assert [o["uid"] for o in patch["metadata"]["ownerReferences"]] == ["uid-a", "uid-b"]
+    assert patch["spec"] == body["spec"]  # replaced whole, not patched (opaque bytes kept)
 
 
 # --- reconcile in dra mode -------------------------------------------------------------
@@ -104,7 +107,7 @@ def test_in_dra_mode_the_pod_references_the_claim_of_its_planned_gpu() -> None:
     w = world(dra_available=True, dra_devices=(DEVICE, OTHER))
     decisions = reconcile(w, PodSettings(sharing_mode=None))
     (d,) = decisions.selections
-    assert d.desired_pod is not None and d.create_pod
+    assert d.desired_pod is not None and not d.create_pod  # its claim first, the pod next pass
     spec = d.desired_pod["spec"]
     resources = spec["containers"][0]["resources"]
     assert c.RESOURCE_GPU not in resources["limits"]
@@ -118,7 +121,10 @@ def test_in_dra_mode_the_pod_references_the_claim_of_its_planned_gpu() -> None:
     selector = claim_body["spec"]["devices"]["requests"][0]["exactly"]["selectors"][0]
     assert uuid in selector["cel"]["expression"]
     actions = decisions.actions()
-    assert actions.create_claims == [claim_body] and bool(actions)
+    assert actions.create_claims == [claim_body] and actions.create == []
+    # The next pass, with the claim there: the pod.
+    again = reconcile(dataclasses.replace(w, claims=[claim_body]), PodSettings(sharing_mode=None))
+    assert again.claims.create == () and again.selections[0].create_pod
 
 
 def test_without_a_published_device_a_gpu_is_not_planned_in_dra_mode() -> None:
