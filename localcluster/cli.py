@@ -48,6 +48,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--detach", action="store_true", help="run in the background; return when ready"
     )
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    up.add_argument(
+        "--container-node",
+        action="store_true",
+        help="also a node that runs images as containers (a kubelet with containerd; "
+        "needs root: docs/images.md)",
+    )
 
     down = sub.add_parser("down", parents=[common], help="stop a detached cluster")
     down.add_argument("--purge", action="store_true", help="also delete the state directory")
@@ -121,18 +127,34 @@ def _up_foreground(args: argparse.Namespace, state: StateDir) -> int:
         cluster = LocalCluster(state.root, gpus=args.gpus, start_timeout_s=args.timeout)
     except NodeSpecError as exc:
         return _fail(str(exc))
+    from fovea.localcluster.containernode import ContainerNode, ContainerNodeUnavailable
+
+    node: ContainerNode | None = None
     try:
         cluster.start()
+        if args.container_node:
+            node = ContainerNode(cluster.state, cluster.server, log=cluster.log)
+            node.start()
         print(f"kubeconfig: {cluster.kubeconfig}", flush=True)
         print(f"export KUBECONFIG={cluster.kubeconfig}   # Ctrl-C stops the cluster", flush=True)
         failure = cluster.wait()
     except KeyboardInterrupt:
         cluster.log("stopping")
+        if node is not None:
+            node.stop()
         cluster.stop()
         return 0 if cluster.failure is None else 1
-    except (NodeSpecError, AlreadyRunning, BinariesUnavailable, ComponentFailed) as exc:
+    except (
+        NodeSpecError,
+        AlreadyRunning,
+        BinariesUnavailable,
+        ComponentFailed,
+        ContainerNodeUnavailable,
+    ) as exc:
         return _fail(str(exc))
     finally:
+        if node is not None:
+            node.stop()
         cluster.stop()
     if failure:
         return _fail(f"stopped because {failure}")
@@ -145,6 +167,7 @@ def _up_detached(args: argparse.Namespace, state: StateDir) -> int:
     argv = [
         sys.executable, "-P", "-m", "fovea.localcluster.cli", "up", "--state-dir", str(state.root),
         "--gpus", args.gpus, "--timeout", str(args.timeout),
+        *(["--container-node"] if args.container_node else []),
     ]  # fmt: skip
     with state.supervisor_log.open("ab") as log:
         child = subprocess.Popen(
