@@ -13,7 +13,7 @@
 #              one made here from Debian's packages)
 #   TORCH_INDEX   where model-pod-cpu gets torch (default: PyTorch's CPU index when
 #              this machine reaches it; else Debian's CPU torch in the base made by
-#              scripts/make-base-image.sh torch)
+#              scripts/make-base-image.sh torch, or in the PYTHON_IMAGE you give)
 #
 # Each image's size and build time are printed when it is built.
 #
@@ -77,10 +77,10 @@ build_args() {
         model-pod-cpu)
             local index=${TORCH_INDEX-https://download.pytorch.org/whl/cpu}
             if [[ -n "$index" ]] && ! curl -fsS -m 20 -o /dev/null "$index/" 2>/dev/null; then
-                echo "build-images: $index is out of reach: torch comes from Debian's packages" >&2
+                echo "build-images: $index is out of reach: torch comes with the base (Debian's CPU torch unless PYTHON_IMAGE is given)" >&2
                 index=""
             fi
-            if [[ -z "$index" ]]; then
+            if [[ -z "$index" && -z "$python_image" ]]; then
                 python_image=$(scripts/make-base-image.sh torch)
             elif [[ -z "$python_image" ]]; then
                 python_image=$(scripts/make-base-image.sh python)
