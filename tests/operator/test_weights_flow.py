@@ -170,8 +170,8 @@ def test_a_missing_credentials_secret_fails_with_its_name(
     kube.select(TASK, "m")
 
     def failed() -> dict[str, Any] | None:
-        # (In a new namespace the pod may first wait for its service-account CA ConfigMap:
-        # another CreateContainerConfigError, also shown; the Secret's is the one that stays.)
+        # (Another CreateContainerConfigError may come first, say the API server slow to
+        # answer the node under load: shown too; the Secret's is the one that stays.)
         status = kube.status(TASK)
         said = (status.get("weights") or {}).get("message") or ""
         return status if said.startswith("Secret hub-token not found") else None
