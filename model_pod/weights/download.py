@@ -64,7 +64,7 @@ class Retry:
     def run(self, what: str, action: Callable[[], T]) -> T:
         """`action()`, tried again after transient failures; the last failure is raised.
 
-        `what` names the action for people reading the code (errors carry the source).
+        `what` names the action in the log when the error's message does not already.
         """
         for attempt in range(self.attempts):
             try:
@@ -78,7 +78,7 @@ class Retry:
                     ) from exc
                 delay = self.delay(attempt)
                 message = f"{exc}; retry {attempt + 1} of {self.attempts - 1} in {delay:.1f}s"
-                log.warning("%s", message)
+                log.warning("%s", message if message.startswith(what) else f"{what}: {message}")
                 if self.on_retry is not None:
                     self.on_retry(message)
                 self.sleep(delay)

@@ -177,11 +177,6 @@ class ProgressReporter:
         self._deliver(status, final=True)
         return status
 
-    def rate(self) -> float:
-        """Bytes per second over the whole fetch so far."""
-        elapsed = self._clock() - self._started
-        return self._progress.bytes_done / elapsed if elapsed > 0 else 0.0
-
     # --- internals ---------------------------------------------------------------------
 
     def _fetching(self) -> dict[str, Any]:
