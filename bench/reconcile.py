@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -35,11 +36,13 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
 from fovea.kube import api_client, install_cluster_scoped
@@ -136,6 +139,7 @@ def main() -> int:
     args = parser.parse_args()
 
     put_kubectl_on_path(ensure_binaries())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the clusters on a kill too
     figures = {mode: run_mode(mode, args) for mode in args.modes.split(",")}
     if set(MODES) <= set(figures):
         base, dra_ = figures["timeSliced"], figures["dra"]
@@ -202,8 +206,10 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, float]:
 
         # The converge phase plans onto the fake nodes only (no agent starts their pods).
         core.patch_node(cluster.nodes[0].name, {"spec": {"unschedulable": True}})
-        for i in range(args.nodes):
-            add_fake_gpu_node(core, custom, f"bench-gpu-{i:03d}")
+        fake = [f"bench-gpu-{i:03d}" for i in range(args.nodes)]
+        for name in fake:
+            add_fake_gpu_node(core, custom, name)
+        threading.Thread(target=keep_alive, args=(api, fake, done), daemon=True).start()
         status_s, scheduled_s = converge(core, custom, namespaces, args.selections)
         figures["converge_status_s"], figures["converge_scheduled_s"] = status_s, scheduled_s
         print(
@@ -228,6 +234,24 @@ def add_fake_gpu_node(core: client.CoreV1Api, custom: client.CustomObjectsApi, n
     gpus = GpuSet(1, 80 * 1024, "Bench-GPU-80GiB", True)
     body = resource_slice(NodePlan(name, 64, 512 * 2**30, gpus), node.metadata.uid)
     custom.create_cluster_custom_object("resource.k8s.io", "v1", "resourceslices", body)
+
+
+def keep_alive(api: client.ApiClient, nodes: list[str], done: threading.Event) -> None:
+    """Renew the fake nodes' Leases, as a kubelet does, so they stay Ready however long
+    the run takes (the node-lifecycle controller marks a silent node NotReady)."""
+    leases = client.CoordinationV1Api(api)
+    while not done.is_set():
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        for name in nodes:
+            spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}
+            try:
+                leases.patch_namespaced_lease(name, "kube-node-lease", {"spec": spec})
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                body = {"metadata": {"name": name}, "spec": spec}
+                leases.create_namespaced_lease("kube-node-lease", body)
+        done.wait(10)
 
 
 def change_latency(core: client.CoreV1Api, custom: client.CustomObjectsApi, n: int) -> list[float]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fovea.domain import dra
+from fovea.domain.nodes import unschedulable
 
 Key = tuple[str, str]  # (namespace, name)
 Raw = Mapping[str, Any]
@@ -85,6 +86,43 @@ def plan_claims(
         if key not in needed and not (obj.get("metadata") or {}).get("deletionTimestamp")
     )
     return ClaimWrites(tuple(create), tuple(patches), tuple(delete), needed)
+
+
+def waiting(
+    uses: Iterable[ClaimUse],
+    creating: Iterable[Key],
+    writes: ClaimWrites,
+    pods: Iterable[Raw],
+) -> frozenset[Key]:
+    """The selections (namespace, name) whose new pod waits for a later pass.
+
+    A pod whose claim is written this pass waits one pass (`ClaimWrites.pending`). And one
+    pod at a time is scheduled with a claim: the scheduler allocates a claim for the first
+    pod and then writes each pod into its `reservedFor`; a second pod scheduled meanwhile
+    finds the claim "being allocated" or changed under it, and waits out a backoff. So a
+    new pod waits while another pod of its claim is not yet on a node (a pod the scheduler
+    refused does not count: it may wait for room for long). `creating`: the selections
+    about to create their pod.
+    """
+    busy = {
+        (str(p["metadata"]["namespace"]), name)
+        for p in pods
+        if not (p.get("spec") or {}).get("nodeName")
+        and not p["metadata"].get("deletionTimestamp")
+        and unschedulable(p) is None
+        for name in dra.claim_names(p)
+    }
+    wanting = set(creating)
+    out: set[Key] = set()
+    for use in sorted(uses, key=lambda u: (u.claim.namespace, u.selection)):
+        key, sel = use.claim.key, (use.claim.namespace, use.selection)
+        if sel not in wanting:
+            continue
+        if key in writes.pending or key in busy:
+            out.add(sel)
+        else:
+            busy.add(key)  # this one goes now; the claim's next pod waits for it
+    return frozenset(out)
 
 
 def with_owners(claim: Raw, owners: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

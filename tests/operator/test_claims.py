@@ -11,7 +11,7 @@ from fovea.domain import constants as c
 from fovea.domain import dra
 from fovea.domain.dra import DraSharing
 from fovea.domain.resources import SelectionSpec, SharingMode
-from fovea.operator.claims import ClaimUse, plan_claims
+from fovea.operator.claims import ClaimUse, plan_claims, waiting
 from fovea.operator.podspec import PodSettings
 from fovea.operator.reconcile import Catalog, Selection, World, reconcile, sharing_mode
 
@@ -143,3 +143,24 @@ def test_device_plugin_mode_writes_no_claims_and_removes_unheld_ones() -> None:
     assert d.desired_pod is not None and "resourceClaims" not in d.desired_pod["spec"]
     assert decisions.claims.create == ()
     assert decisions.claims.delete == (("ns", stale["metadata"]["name"]),)
+
+
+def test_one_pod_at_a_time_is_scheduled_with_a_claim() -> None:
+    claim = dra.claim_for("ns", DEVICE, DraSharing.TIME_SLICING, 4)
+    body = dra.claim_body(claim, [("a", "uid-a"), ("b", "uid-b")])
+    uses = [ClaimUse(claim, "a", "uid-a"), ClaimUse(claim, "b", "uid-b")]
+    both = [("ns", "a"), ("ns", "b")]
+    # Just created: both wait a pass.
+    assert waiting(uses, both, plan_claims(uses, [], []), []) == {("ns", "a"), ("ns", "b")}
+    # There: the first goes, the other waits for it.
+    there = plan_claims(uses, [], [body])
+    assert waiting(uses, both, there, []) == {("ns", "b")}
+    # Its pod is not on a node yet: the next waits.
+    pending = pod_with(claim.name, name="a-pod")
+    assert waiting(uses, [("ns", "b")], there, [pending]) == {("ns", "b")}
+    # On a node (reserved), or refused by the scheduler: the next goes.
+    bound = {**pending, "spec": {**pending["spec"], "nodeName": "n"}}
+    assert waiting(uses, [("ns", "b")], there, [bound]) == frozenset()
+    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "x"}
+    refused = {**pending, "status": {"conditions": [cond]}}
+    assert waiting(uses, [("ns", "b")], there, [refused]) == frozenset()

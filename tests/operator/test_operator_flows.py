@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fovea.domain import constants as c
-from kube_testing import Kube, eventually
+from kube_testing import Kube, eventually, holds_gpu
 from kube_testing import tiny_catalog as catalog
 from kube_testing import tiny_option as option
 
@@ -16,12 +16,6 @@ pytestmark = pytest.mark.integration
 
 # Local cluster default: fovea-gpu-0 with 2x24 GiB, fovea-gpu-1 with 1x80 GiB,
 # threshold 0.8 -> room for 19.2, 19.2 and 64 GiB.
-
-
-def gpu_limit(pod: dict[str, Any]) -> str | None:
-    limits = pod["spec"]["containers"][0]["resources"].get("limits", {})
-    value = limits.get(c.RESOURCE_GPU)
-    return None if value is None else str(value)
 
 
 def fill_gpus(kube: Kube, priority: int) -> None:
@@ -40,7 +34,7 @@ def test_three_selections_get_three_gpu_pods(kube: Kube, operator: None) -> None
     pods = eventually(lambda: kube.model_pods() if len(kube.model_pods()) == 3 else None)
     assert pods is not None
     for pod in pods:
-        assert gpu_limit(pod) == "1"
+        assert holds_gpu(pod)
         node = kube.planned_node(pod)
         assert node.startswith("fovea-gpu-")
     phases = eventually(
@@ -113,7 +107,7 @@ def test_full_gpu_with_cpu_footprint_falls_back_to_cpu(kube: Kube, operator: Non
     )
     assert status is not None
     pod = eventually(lambda: kube.pod(status["pod"]))
-    assert pod is not None and gpu_limit(pod) is None
+    assert pod is not None and not holds_gpu(pod)
     assert eventually(
         lambda: any(e["reason"] == "CPUFallback" for e in kube.events("extra")) or None
     )

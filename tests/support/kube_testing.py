@@ -184,6 +184,16 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def holds_gpu(pod: dict[str, Any]) -> bool:
+    """A GPU pod in either kind of sharing: one `nvidia.com/gpu` (device plugin), or its
+    GPU's ResourceClaim (dra mode, which the operator picks on the local cluster)."""
+    limits = pod["spec"]["containers"][0]["resources"].get("limits") or {}
+    if str(limits.get(c.RESOURCE_GPU)) == "1":
+        return True
+    claims = pod["spec"].get("resourceClaims") or []
+    return bool(claims) and c.RESOURCE_GPU not in limits
+
+
 def tiny_option(vram_gb: float, **extra: Any) -> dict[str, Any]:
     """A catalog option declaring `vram_gb` whose real model is a tiny MLP a CPU loads at once
     (built from its architecture, random weights: nothing is downloaded)."""
