@@ -99,7 +99,7 @@ def test_allocated_devices_match_the_plan_and_each_pod_sees_its_gpu(
     assert len(claims(kube)) == 2
 
 
-def test_switching_from_the_device_plugin_to_dra_moves_models_make_before_break(
+def test_switching_between_the_device_plugin_and_dra_moves_models_make_before_break(
     kube: Kube,
     operator_factory: Callable[[], Any],
     monkeypatch: pytest.MonkeyPatch,
@@ -116,22 +116,40 @@ def test_switching_from_the_device_plugin_to_dra_moves_models_make_before_break(
     first.wait(timeout=30)
 
     monkeypatch.setenv("FOVEA_OPERATOR_SHARING_MODE", "auto")
+    second = operator_factory()
+    after = _moved(kube, old_pod, dra_=True)
+    assert after["allocatedDevice"]["uuid"].startswith("GPU-sim-")
+    assert eventually(lambda: kube.pod(old_pod) is None, timeout=60)
+    claim = after["allocatedDevice"]["claim"]
+    assert claim in claims(kube)
+
+    # And back: the device plugin again, the claim gone with the last pod that held it.
+    second.terminate()
+    second.wait(timeout=30)
+    monkeypatch.setenv("FOVEA_OPERATOR_SHARING_MODE", "timeSliced")
     operator_factory()
+    back = _moved(kube, after["pod"], dra_=False)
+    assert "allocatedDevice" not in back
+    assert eventually(lambda: claim not in claims(kube), timeout=WAIT_S), claims(kube).keys()
+
+
+def _moved(kube: Kube, old_pod: str, dra_: bool) -> dict[str, Any]:
+    """The selection's status once a new pod replaced `old_pod` and is Ready; fails if the
+    old pod went before its successor was Ready (make-before-break: the GPU has room)."""
     seen_gap = []
 
     def moved() -> dict[str, Any] | None:
         status = kube.status("det")
         new_pod = status.get("pod")
-        new_ready = status.get("phase") == "Ready" and status.get("allocatedDevice")
-        if new_pod != old_pod and not new_ready and kube.pod(old_pod) is None:
-            seen_gap.append(new_pod)  # the old pod went before its successor was Ready
-        return status if new_pod != old_pod and new_ready else None
+        ready = status.get("phase") == "Ready" and bool(status.get("allocatedDevice")) == dra_
+        if new_pod != old_pod and not ready and kube.pod(old_pod) is None:
+            seen_gap.append(new_pod)
+        return status if new_pod != old_pod and ready else None
 
     after = eventually(moved, timeout=WAIT_S, interval=0.05)
     assert after, kube.status("det")
-    assert not seen_gap
-    assert after["allocatedDevice"]["uuid"].startswith("GPU-sim-")
-    assert eventually(lambda: kube.pod(old_pod) is None, timeout=60)
+    assert not seen_gap, f"pod {old_pod} went before {seen_gap[0]} was Ready"
+    return after
 
 
 def _ready(kube: Kube, task: str) -> dict[str, Any] | None:
