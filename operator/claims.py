@@ -7,8 +7,10 @@ into the claim writes: create the claims desired pods need, keep every claim
 a pod still references (a pod on its way out holds its device until it is
 gone), add the selections using a claim to its owners (garbage collection removes
 a claim whose selections are all deleted), and delete the managed claims no
-pod needs any more. A pod whose claim is written in a pass is created in
-the next one.
+pod needs any more. The executor writes the claims of a pass before its
+pods, so a new pod's claim exists when the scheduler sees the pod. A pod is
+never held back for its claim: a plan that waits is re-made on the next
+pass, and selections without pods would move from GPU to GPU.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fovea.domain import dra
-from fovea.domain.nodes import unschedulable
 
 Key = tuple[str, str]  # (namespace, name)
 Raw = Mapping[str, Any]
@@ -39,13 +40,6 @@ class ClaimWrites:
     owners: tuple[tuple[Key, dict[str, Any]], ...] = ()  # claims with more owners (replace)
     delete: tuple[Key, ...] = ()
     needed: frozenset[Key] = field(default_factory=frozenset)  # claims a pod needs or holds
-
-    @property
-    def pending(self) -> frozenset[Key]:
-        """Claims written this pass: their pods wait one pass, so the scheduler sees them
-        as they are (a claim it does not know yet, or changes under it, delays the pod)."""
-        made = {(b["metadata"]["namespace"], b["metadata"]["name"]) for b in self.create}
-        return frozenset(made | {key for key, _ in self.owners})
 
 
 def plan_claims(
@@ -86,43 +80,6 @@ def plan_claims(
         if key not in needed and not (obj.get("metadata") or {}).get("deletionTimestamp")
     )
     return ClaimWrites(tuple(create), tuple(patches), tuple(delete), needed)
-
-
-def waiting(
-    uses: Iterable[ClaimUse],
-    creating: Iterable[Key],
-    writes: ClaimWrites,
-    pods: Iterable[Raw],
-) -> frozenset[Key]:
-    """The selections (namespace, name) whose new pod waits for a later pass.
-
-    A pod whose claim is written this pass waits one pass (`ClaimWrites.pending`). And one
-    pod at a time is scheduled with a claim: the scheduler allocates a claim for the first
-    pod and then writes each pod into its `reservedFor`; a second pod scheduled meanwhile
-    finds the claim "being allocated" or changed under it, and waits out a backoff. So a
-    new pod waits while another pod of its claim is not yet on a node (a pod the scheduler
-    refused does not count: it may wait for room for long). `creating`: the selections
-    about to create their pod.
-    """
-    busy = {
-        (str(p["metadata"]["namespace"]), name)
-        for p in pods
-        if not (p.get("spec") or {}).get("nodeName")
-        and not p["metadata"].get("deletionTimestamp")
-        and unschedulable(p) is None
-        for name in dra.claim_names(p)
-    }
-    wanting = set(creating)
-    out: set[Key] = set()
-    for use in sorted(uses, key=lambda u: (u.claim.namespace, u.selection)):
-        key, sel = use.claim.key, (use.claim.namespace, use.selection)
-        if sel not in wanting:
-            continue
-        if key in writes.pending or key in busy:
-            out.add(sel)
-        else:
-            busy.add(key)  # this one goes now; the claim's next pod waits for it
-    return frozenset(out)
 
 
 def with_owners(claim: Raw, owners: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -53,7 +53,6 @@ from fovea.domain.resources import (
     SharingMode,
 )
 from fovea.operator.claims import ClaimUse, ClaimWrites, plan_claims
-from fovea.operator.claims import waiting as claim_waits
 from fovea.operator.images import image_refusal
 from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod, label_value
 from fovea.operator.weights_pod import WeightsSettings
@@ -284,9 +283,6 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
         for key, cat in sorted(world.catalogs.items())
     )
     claims = plan_claims(uses, world.pods, world.claims)
-    creating = [d.key for d in decisions if d.create_pod]
-    later = claim_waits(uses, creating, claims, world.pods)
-    decisions = [replace(d, create_pod=False) if d.key in later else d for d in decisions]
     return Decisions(tuple(decisions), catalog_decisions, tuple(delete), admission.use, claims)
 
 

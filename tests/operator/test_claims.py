@@ -11,7 +11,7 @@ from fovea.domain import constants as c
 from fovea.domain import dra
 from fovea.domain.dra import DraSharing
 from fovea.domain.resources import SelectionSpec, SharingMode
-from fovea.operator.claims import ClaimUse, plan_claims, waiting
+from fovea.operator.claims import ClaimUse, plan_claims
 from fovea.operator.podspec import PodSettings
 from fovea.operator.reconcile import Catalog, Selection, World, reconcile, sharing_mode
 
@@ -51,10 +51,10 @@ def test_owners_grow_with_the_selections_using_a_claim() -> None:
     claim = dra.claim_for("ns", DEVICE, DraSharing.TIME_SLICING, 4)
     body = dra.claim_body(claim, [("a", "uid-a")])
     same = plan_claims([ClaimUse(claim, "a", "uid-a")], [], [body])
-    assert same.create == () and same.owners == () and same.pending == frozenset()
+    assert same.create == () and same.owners == ()
     more = plan_claims([ClaimUse(claim, "b", "uid-b")], [], [body])
     (key, patch), *_ = more.owners
-    assert key == claim.key and more.pending == {claim.key}
+    assert key == claim.key
     # Owners are only added (a write to a claim races with the scheduler's reservation).
     assert [o["uid"] for o in patch["metadata"]["ownerReferences"]] == ["uid-a", "uid-b"]
     assert patch["spec"] == body["spec"]  # replaced whole, not patched (opaque bytes kept)
@@ -107,7 +107,7 @@ def test_in_dra_mode_the_pod_references_the_claim_of_its_planned_gpu() -> None:
     w = world(dra_available=True, dra_devices=(DEVICE, OTHER))
     decisions = reconcile(w, PodSettings(sharing_mode=None))
     (d,) = decisions.selections
-    assert d.desired_pod is not None and not d.create_pod  # its claim first, the pod next pass
+    assert d.desired_pod is not None and d.create_pod  # with its claim (written first)
     spec = d.desired_pod["spec"]
     resources = spec["containers"][0]["resources"]
     assert c.RESOURCE_GPU not in resources["limits"]
@@ -121,10 +121,10 @@ def test_in_dra_mode_the_pod_references_the_claim_of_its_planned_gpu() -> None:
     selector = claim_body["spec"]["devices"]["requests"][0]["exactly"]["selectors"][0]
     assert uuid in selector["cel"]["expression"]
     actions = decisions.actions()
-    assert actions.create_claims == [claim_body] and actions.create == []
-    # The next pass, with the claim there: the pod.
+    assert actions.create_claims == [claim_body] and actions.create == [d.desired_pod]
+    # The next pass, with the claim there: nothing more to write.
     again = reconcile(dataclasses.replace(w, claims=[claim_body]), PodSettings(sharing_mode=None))
-    assert again.claims.create == () and again.selections[0].create_pod
+    assert again.claims.create == () and again.claims.delete == ()
 
 
 def test_without_a_published_device_a_gpu_is_not_planned_in_dra_mode() -> None:
@@ -143,24 +143,3 @@ def test_device_plugin_mode_writes_no_claims_and_removes_unheld_ones() -> None:
     assert d.desired_pod is not None and "resourceClaims" not in d.desired_pod["spec"]
     assert decisions.claims.create == ()
     assert decisions.claims.delete == (("ns", stale["metadata"]["name"]),)
-
-
-def test_one_pod_at_a_time_is_scheduled_with_a_claim() -> None:
-    claim = dra.claim_for("ns", DEVICE, DraSharing.TIME_SLICING, 4)
-    body = dra.claim_body(claim, [("a", "uid-a"), ("b", "uid-b")])
-    uses = [ClaimUse(claim, "a", "uid-a"), ClaimUse(claim, "b", "uid-b")]
-    both = [("ns", "a"), ("ns", "b")]
-    # Just created: both wait a pass.
-    assert waiting(uses, both, plan_claims(uses, [], []), []) == {("ns", "a"), ("ns", "b")}
-    # There: the first goes, the other waits for it.
-    there = plan_claims(uses, [], [body])
-    assert waiting(uses, both, there, []) == {("ns", "b")}
-    # Its pod is not on a node yet: the next waits.
-    pending = pod_with(claim.name, name="a-pod")
-    assert waiting(uses, [("ns", "b")], there, [pending]) == {("ns", "b")}
-    # On a node (reserved), or refused by the scheduler: the next goes.
-    bound = {**pending, "spec": {**pending["spec"], "nodeName": "n"}}
-    assert waiting(uses, [("ns", "b")], there, [bound]) == frozenset()
-    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "x"}
-    refused = {**pending, "status": {"conditions": [cond]}}
-    assert waiting(uses, [("ns", "b")], there, [refused]) == frozenset()
