@@ -88,6 +88,20 @@ def test_sharing_modes() -> None:
         c.RESOURCE_HAMI_GPUMEM: "8192",
     }
     assert gpu_limits(big, SharingMode.MIG) == {"nvidia.com/mig-2g.20gb": "1"}
+    assert gpu_limits(big, SharingMode.DRA) == {}  # a ResourceClaim instead
+
+
+def test_in_dra_mode_a_gpu_pod_references_its_claim_and_a_cpu_pod_none() -> None:
+    settings = PodSettings(sharing_mode=SharingMode.DRA)
+    pod = build_pod(SEL, OPTION, Target("gpu-node-0", 1), settings, claim="gpu-c")
+    assert pod["spec"]["resourceClaims"] == [{"name": "gpu", "resourceClaimName": "gpu-c"}]
+    container = pod["spec"]["containers"][0]
+    assert container["resources"]["claims"] == [{"name": "gpu"}]
+    assert c.RESOURCE_GPU not in container["resources"]["limits"]
+    other = build_pod(SEL, OPTION, Target("gpu-node-0", 1), settings, claim="gpu-d")
+    assert other["metadata"]["name"] != pod["metadata"]["name"]  # the claim is in the spec
+    cpu = build_pod(SEL, OPTION, Target(None, None), settings, claim="gpu-c")
+    assert "resourceClaims" not in cpu["spec"]
 
 
 def test_requests_are_the_planners_and_the_avoided_nodes_travel_with_the_pod() -> None:
