@@ -35,7 +35,6 @@ from fovea.domain import constants as c
 from fovea.domain import dra, leases
 from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import SelectionSpec
-from fovea.operator.claims import with_owners
 from fovea.operator.reconcile import Actions, Catalog, Event, Key, Selection, World
 from fovea.operator.workqueue import RetryQueue
 
@@ -76,8 +75,7 @@ CREATE_POD, DELETE_POD, PATCH_STATUS, PATCH_CATALOG, CREATE_IDENTITY, POST_EVENT
     "create-identity",
     "post-event",
 )
-CREATE_CLAIM, OWN_CLAIM, DELETE_CLAIM = ("create-claim", "own-claim", "delete-claim")
-OWN_CLAIM_ATTEMPTS = 5
+CREATE_CLAIM, DELETE_CLAIM = ("create-claim", "delete-claim")
 RESOURCE_GROUP, RESOURCE_VERSION = dra.API_VERSION.split("/")
 EVENT_COMPONENT = "fovea-models-operator"
 EVENT_CONTROLLER = "fovea.dev/operator"
@@ -337,8 +335,6 @@ class Cluster:
         # dra mode: a pod's claim exists before the pod (the scheduler allocates it then).
         claims = [b for b in actions.create_claims if _namespace(b) not in self._terminating]
         self._each(done, seen, now, CREATE_CLAIM, claims, _pod_key, self._create_claim)
-        owners = actions.claim_owners
-        self._each(done, seen, now, OWN_CLAIM, owners, lambda i: i[0], self._own_claim)
         creates = [p for p in actions.create if _namespace(p) not in self._terminating]
         done.deferred += len(actions.create) - len(creates)
         self._each(done, seen, now, CREATE_POD, creates, _pod_key, self._create_pod)
@@ -444,26 +440,6 @@ class Cluster:
             self._custom.create_namespaced_custom_object(
                 RESOURCE_GROUP, RESOURCE_VERSION, ns, "resourceclaims", claim
             )
-
-    def _own_claim(self, item: tuple[Key, dict[str, Any]]) -> None:
-        """Replace the claim with more owners; when it changed meanwhile (the scheduler
-        reserves it for pods), read it again and add them to what it is now."""
-        (ns, name), body = item
-        owners = body["metadata"]["ownerReferences"]
-        for attempt in range(OWN_CLAIM_ATTEMPTS):
-            try:
-                with _tolerating(404):
-                    self._custom.replace_namespaced_custom_object(
-                        RESOURCE_GROUP, RESOURCE_VERSION, ns, "resourceclaims", name, body
-                    )
-                return
-            except ApiException as exc:
-                if exc.status != 409 or attempt == OWN_CLAIM_ATTEMPTS - 1:
-                    raise
-            response: Any = self._custom.get_namespaced_custom_object(
-                RESOURCE_GROUP, RESOURCE_VERSION, ns, "resourceclaims", name, _preload_content=False
-            )
-            body = with_owners(json.loads(response.data), owners)
 
     def _delete_claim(self, key: Key) -> None:
         ns, name = key

@@ -166,7 +166,6 @@ class Decisions:
         """The flat work list the executor carries out."""
         out = Actions(delete=list(self.delete), quota_use=dict(self.quota_use))
         out.create_claims = list(self.claims.create)
-        out.claim_owners = list(self.claims.owners)
         out.delete_claims = list(self.claims.delete)
         for d in self.selections:
             if d.desired_pod is not None:
@@ -194,13 +193,12 @@ class Actions:
     events: list[Event] = field(default_factory=list)
     namespaces: set[str] = field(default_factory=set)  # where model pods need their identity
     quota_use: dict[str, Use] = field(default_factory=dict)  # for the quota metrics
-    # dra mode: ResourceClaims to create (before pods), re-own, and delete (after pods).
+    # dra mode: ResourceClaims to create (before pods) and delete (after pods).
     create_claims: list[dict[str, Any]] = field(default_factory=list)
-    claim_owners: list[tuple[Key, dict[str, Any]]] = field(default_factory=list)
     delete_claims: list[Key] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        claims = self.create_claims or self.claim_owners or self.delete_claims
+        claims = self.create_claims or self.delete_claims
         return bool(self.create or self.delete or self.status or self.catalog_status or claims)
 
 
@@ -312,7 +310,8 @@ def _claim(
     device = dra.device_at(world.dra_devices, place.node, place.gpu_index)
     if device is None:
         return None
-    return dra.claim_for(r.sel.namespace, device, settings.dra_sharing, r.option.vram_gib)
+    sharing, vram = settings.dra_sharing, r.option.vram_gib
+    return dra.claim_for(r.sel.namespace, r.sel.name, device, sharing, vram)
 
 
 def _allocated(d: _Decided, claim: dra.Claim, world: World) -> _Decided:

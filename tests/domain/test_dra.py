@@ -53,7 +53,7 @@ def test_dra_is_available_with_the_device_class_and_a_device() -> None:
 
 def test_a_claim_selects_exactly_its_gpu_by_uuid_with_the_drivers_config() -> None:
     device = dra.devices_from_slices([slice_of("node-a", gpu("gpu-0", "GPU-a", 0))])[0]
-    claim = dra.claim_for("team", device, DraSharing.TIME_SLICING, 8.0)
+    claim = dra.claim_for("team", "det", device, DraSharing.TIME_SLICING, 8.0)
     body = dra.claim_body(claim, [("sel", "uid-1")])
     request = body["spec"]["devices"]["requests"][0]
     assert request["name"] == dra.REQUEST
@@ -71,17 +71,24 @@ def test_a_claim_selects_exactly_its_gpu_by_uuid_with_the_drivers_config() -> No
     }
     assert body["metadata"]["namespace"] == "team"
     assert body["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert len(claim.name) <= 63 and claim.name.startswith("gpu-node-a-0-")
+    assert len(claim.name) <= 63 and claim.name.startswith("det-gpu-node-a-0-")
 
 
-def test_time_sliced_claims_are_one_per_gpu_mps_claims_one_per_budget() -> None:
+def test_claims_are_one_per_selection_and_gpu_mps_claims_one_per_budget() -> None:
     device = dra.devices_from_slices([slice_of("n", gpu("gpu-0", "GPU-a", 0))])[0]
     other = dra.devices_from_slices([slice_of("n", gpu("gpu-1", "GPU-b", 1))])[0]
     ts = DraSharing.TIME_SLICING
-    assert dra.claim_for("ns", device, ts, 4).name == dra.claim_for("ns", device, ts, 9).name
-    assert dra.claim_for("ns", device, ts, 4).name != dra.claim_for("ns", other, ts, 4).name
-    mps4 = dra.claim_for("ns", device, DraSharing.MPS, 4)
-    assert mps4.name != dra.claim_for("ns", device, DraSharing.MPS, 9).name
+    assert (
+        dra.claim_for("ns", "a", device, ts, 4).name == dra.claim_for("ns", "a", device, ts, 9).name
+    )
+    assert (
+        dra.claim_for("ns", "a", device, ts, 4).name != dra.claim_for("ns", "a", other, ts, 4).name
+    )
+    assert (
+        dra.claim_for("ns", "a", device, ts, 4).name != dra.claim_for("ns", "b", device, ts, 4).name
+    )
+    mps4 = dra.claim_for("ns", "a", device, DraSharing.MPS, 4)
+    assert mps4.name != dra.claim_for("ns", "a", device, DraSharing.MPS, 9).name
     params = dra.claim_body(mps4, [])["spec"]["devices"]["config"][0]["opaque"]["parameters"]
     assert params["sharing"] == {
         "strategy": "MPS",

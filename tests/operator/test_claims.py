@@ -24,20 +24,17 @@ def pod_with(claim: str, ns: str = "ns", name: str = "p") -> dict[str, Any]:
     return {"metadata": {"namespace": ns, "name": name}, "spec": {"resourceClaims": pod_claims}}
 
 
-def test_a_desired_pods_claim_is_created_with_its_selections_as_owners() -> None:
-    claim = dra.claim_for("ns", DEVICE, DraSharing.TIME_SLICING, 4)
-    uses = [ClaimUse(claim, "a", "uid-a"), ClaimUse(claim, "b", "uid-b")]
-    writes = plan_claims(uses, [], [])
+def test_a_desired_pods_claim_is_created_owned_by_its_selection() -> None:
+    claim = dra.claim_for("ns", "a", DEVICE, DraSharing.TIME_SLICING, 4)
+    writes = plan_claims([ClaimUse(claim, "a", "uid-a")], [], [])
     assert len(writes.create) == 1
-    assert {o["uid"] for o in writes.create[0]["metadata"]["ownerReferences"]} == {
-        "uid-a",
-        "uid-b",
-    }
-    assert writes.delete == () and writes.owners == ()
+    assert [o["uid"] for o in writes.create[0]["metadata"]["ownerReferences"]] == ["uid-a"]
+    assert writes.delete == ()
+    assert plan_claims([ClaimUse(claim, "a", "uid-a")], [], list(writes.create)).create == ()
 
 
 def test_a_claim_stays_while_a_pod_holds_it_and_goes_after() -> None:
-    old = dra.claim_for("ns", OTHER, DraSharing.TIME_SLICING, 4)
+    old = dra.claim_for("ns", "a", OTHER, DraSharing.TIME_SLICING, 4)
     body = dra.claim_body(old, [("a", "uid-a")])
     held = plan_claims([], [pod_with(old.name)], [body])
     assert held.delete == () and old.key in held.needed
@@ -45,19 +42,6 @@ def test_a_claim_stays_while_a_pod_holds_it_and_goes_after() -> None:
     assert gone.delete == (old.key,)
     terminating = {**body, "metadata": {**body["metadata"], "deletionTimestamp": "now"}}
     assert plan_claims([], [], [terminating]).delete == ()
-
-
-def test_owners_grow_with_the_selections_using_a_claim() -> None:
-    claim = dra.claim_for("ns", DEVICE, DraSharing.TIME_SLICING, 4)
-    body = dra.claim_body(claim, [("a", "uid-a")])
-    same = plan_claims([ClaimUse(claim, "a", "uid-a")], [], [body])
-    assert same.create == () and same.owners == ()
-    more = plan_claims([ClaimUse(claim, "b", "uid-b")], [], [body])
-    (key, patch), *_ = more.owners
-    assert key == claim.key
-    # Owners are only added (a write to a claim races with the scheduler's reservation).
-    assert [o["uid"] for o in patch["metadata"]["ownerReferences"]] == ["uid-a", "uid-b"]
-    assert patch["spec"] == body["spec"]  # replaced whole, not patched (opaque bytes kept)
 
 
 # --- reconcile in dra mode -------------------------------------------------------------
@@ -137,7 +121,7 @@ def test_without_a_published_device_a_gpu_is_not_planned_in_dra_mode() -> None:
 
 
 def test_device_plugin_mode_writes_no_claims_and_removes_unheld_ones() -> None:
-    stale = dra.claim_body(dra.claim_for("ns", DEVICE, DraSharing.TIME_SLICING, 4), [])
+    stale = dra.claim_body(dra.claim_for("ns", "a", DEVICE, DraSharing.TIME_SLICING, 4), [])
     decisions = reconcile(world(claims=[stale]), PodSettings())
     (d,) = decisions.selections
     assert d.desired_pod is not None and "resourceClaims" not in d.desired_pod["spec"]

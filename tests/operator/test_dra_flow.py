@@ -2,13 +2,15 @@
 DeviceClass gpu.nvidia.com and ResourceSlices), the real kube-scheduler allocating, the node
 agent exposing the allocated GPU to each pod.
 
-Two GPU nodes, three GPUs (2x24 GiB on fovea-gpu-0, 1x80 GiB on fovea-gpu-1; threshold 0.8:
+Each selection's pod on a GPU references the selection's claim on that GPU. Two GPU
+nodes, three GPUs (2x24 GiB on fovea-gpu-0, 1x80 GiB on fovea-gpu-1; threshold 0.8:
 19.2, 19.2 and 64 GiB), five models whose sizes allow one packing (the two 24 GiB GPUs alike):
 56 and 7 GiB on the 80 GiB GPU, 14 and 14 GiB on different 24 GiB GPUs, 5 GiB beside one of them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,9 +69,9 @@ def test_allocated_devices_match_the_plan_and_each_pod_sees_its_gpu(
     assert {where["left"], where["right"]} == {("fovea-gpu-0", 0), ("fovea-gpu-0", 1)}
     assert where["small"] in (where["left"], where["right"])
 
-    # One claim per GPU in use, allocated that GPU and reserved for the pods on it.
+    # One claim per selection on its GPU, allocated that GPU and reserved for its pod.
     found = claims(kube)
-    assert len(found) == 3
+    assert len(found) == 5
     for task, status in statuses.items():
         claim = found[status["allocatedDevice"]["claim"]]
         result = claim["status"]["allocation"]["devices"]["results"][0]
@@ -90,13 +92,19 @@ def test_allocated_devices_match_the_plan_and_each_pod_sees_its_gpu(
     table = kube.kubectl(["-n", kube.namespace, "get", "msel", "big"]).stdout
     assert "GPU" in table.splitlines()[0] and "GPU-sim-fovea-gpu-1-0" in table
 
-    # When a GPU's last pod goes, its claim goes too; the others stay.
-    big_claim = statuses["big"]["allocatedDevice"]["claim"]
+    # When a GPU's last pod goes, its claims go too; the other GPUs' stay.
     kube.select("big", None)
-    assert eventually(lambda: big_claim in claims(kube), timeout=30)  # "mid" still holds it
-    kube.select("mid", None)
+    big_claim = statuses["big"]["allocatedDevice"]["claim"]
     assert eventually(lambda: big_claim not in claims(kube), timeout=WAIT_S), claims(kube).keys()
-    assert len(claims(kube)) == 2
+    assert len(claims(kube)) == 4 and _on(claims(kube), "fovea-gpu-1") == 1  # "mid" there still
+    kube.select("mid", None)
+    assert eventually(lambda: _on(claims(kube), "fovea-gpu-1") == 0, timeout=WAIT_S)
+    assert len(claims(kube)) == 3
+
+
+def _on(found: dict[str, dict[str, Any]], node: str) -> int:
+    """How many claims hold a device of `node` (their spec selects it; allocated or not)."""
+    return sum(1 for c in found.values() if f"GPU-sim-{node}-" in json.dumps(c["spec"]))
 
 
 def test_switching_between_the_device_plugin_and_dra_moves_models_make_before_break(

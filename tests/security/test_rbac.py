@@ -94,13 +94,11 @@ MUST: dict[str, list[Ask]] = {
         # Its Lease, in its own namespace.
         own("create", LEASE),
         everywhere("list", LEASE),  # session leases (fovea.domain.leases)
-        # dra mode (fovea.domain.dra): devices read, one claim per namespace and GPU.
+        # dra mode (fovea.domain.dra): devices read, one claim per selection and GPU.
         cluster("list", "deviceclasses.resource.k8s.io"),
         cluster("list", "resourceslices.resource.k8s.io"),
         everywhere("list", "resourceclaims.resource.k8s.io"),
         elsewhere("create", "resourceclaims.resource.k8s.io"),
-        elsewhere("get", "resourceclaims.resource.k8s.io"),
-        elsewhere("update", "resourceclaims.resource.k8s.io"),
         elsewhere("delete", "resourceclaims.resource.k8s.io"),
         own("get", f"{LEASE}/fovea-models-operator"),
         own("update", f"{LEASE}/fovea-models-operator"),
@@ -174,6 +172,7 @@ MUST_NOT: dict[str, list[Ask]] = {
         cluster("create", "resourceslices.resource.k8s.io"),
         cluster("create", "deviceclasses.resource.k8s.io"),
         elsewhere("patch", "resourceclaims.resource.k8s.io", "status"),
+        elsewhere("update", "resourceclaims.resource.k8s.io"),  # a claim is never changed
         # Nodes are read only; no other workloads.
         cluster("patch", "nodes"),
         cluster("delete", "nodes"),
