@@ -29,7 +29,7 @@ DISABLED_CONTROLLERS = (
     "node-ipam-controller",
 )
 # DRA (resource.k8s.io/v1, GA) with devices several claims may share: the operator's dra
-# mode gives each namespace its own claim on a GPU the planner shares across namespaces
+# mode gives each selection its own claim on a GPU the planner shares (across namespaces too)
 # (fovea.domain.dra). Beta and on by default in 1.36; named so the cluster says what it needs.
 FEATURE_GATES = "DRAConsumableCapacity=true"
 # In start order; stopped in reverse.
