@@ -165,6 +165,10 @@ def scheduler_args(bin_dir: Path, kubeconfig: Path, ports: Ports) -> list[str]:
         "--bind-address=127.0.0.1",
         f"--secure-port={ports.scheduler}",
         "--leader-elect=false",
+        # A single-user cluster: binding pods (and, with DRA, writing each claim's
+        # allocation) is not throttled at the client's default 50 requests/s.
+        "--kube-api-qps=500",
+        "--kube-api-burst=1000",
         f"--feature-gates={FEATURE_GATES}",
         "--profiling=false",
     ]
