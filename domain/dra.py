@@ -80,6 +80,8 @@ class Device:
     product: str | None = None
     memory_bytes: int | None = None
     simulated: bool = False
+    # `allowMultipleAllocations`: several claims may hold it (required to share a GPU).
+    shareable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,15 +147,40 @@ def devices_from_slices(slices: Iterable[Mapping[str, Any]]) -> list[Device]:
                     product=product if isinstance(product, str) else None,
                     memory_bytes=int(parse_quantity(memory)) if memory is not None else None,
                     simulated=_attr(attrs, ATTR_SIMULATED) is True,
+                    shareable=dev.get("allowMultipleAllocations") is True,
                 )
             )
     return sorted(out, key=lambda d: (d.node, -1 if d.index is None else d.index, d.name))
 
 
 def dra_available(device_classes: Iterable[Mapping[str, Any]], devices: Sequence[Device]) -> bool:
-    """The cluster speaks DRA for GPUs: DeviceClass `gpu.nvidia.com` and at least one device."""
+    """The cluster speaks DRA for GPUs the way the planner shares them: DeviceClass
+    `gpu.nvidia.com`, at least one device, and every device allows several allocations.
+
+    A device without `allowMultipleAllocations` (the NVIDIA driver's own slices today)
+    can be held by one claim only, so it could serve one model pod at a time and the
+    planner's packing would not hold: `auto` then stays with the device plugin
+    (`dra_unavailable_reason` says why).
+    """
+    return dra_unavailable_reason(device_classes, devices) is None
+
+
+def dra_unavailable_reason(
+    device_classes: Iterable[Mapping[str, Any]], devices: Sequence[Device]
+) -> str | None:
+    """Why `auto` does not choose dra, or None when it does."""
     named = {str((dc.get("metadata") or {}).get("name")) for dc in device_classes}
-    return DEVICE_CLASS in named and bool(devices)
+    if DEVICE_CLASS not in named:
+        return f"no DeviceClass {DEVICE_CLASS}"
+    if not devices:
+        return f"no ResourceSlice publishes a {DRIVER} device"
+    exclusive = [f"{d.node}/{d.name}" for d in devices if not d.shareable]
+    if exclusive:
+        return (
+            f"{len(exclusive)} device(s) without allowMultipleAllocations "
+            f"(one claim each: no GPU sharing), e.g. {exclusive[0]}"
+        )
+    return None
 
 
 def device_at(devices: Iterable[Device], node: str, index: int) -> Device | None:

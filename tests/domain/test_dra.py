@@ -19,11 +19,20 @@ def slice_of(node: str, *devices: dict[str, Any], driver: str = dra.DRIVER) -> d
     }
 
 
-def gpu(name: str, uuid: str, index: int | None = None, memory: str = "24Gi") -> dict[str, Any]:
+def gpu(
+    name: str, uuid: str, index: int | None = None, memory: str = "24Gi", shareable: bool = True
+) -> dict[str, Any]:
     attrs: dict[str, Any] = {"uuid": {"string": uuid}, "productName": {"string": "NVIDIA-A10"}}
     if index is not None:
         attrs["index"] = {"int": index}
-    return {"name": name, "attributes": attrs, "capacity": {"memory": {"value": memory}}}
+    device: dict[str, Any] = {
+        "name": name,
+        "attributes": attrs,
+        "capacity": {"memory": {"value": memory}},
+    }
+    if shareable:
+        device["allowMultipleAllocations"] = True
+    return device
 
 
 def test_devices_come_from_the_nvidia_drivers_slices_only() -> None:
@@ -49,6 +58,17 @@ def test_dra_is_available_with_the_device_class_and_a_device() -> None:
     assert dra.dra_available(named, devices)
     assert not dra.dra_available([], devices)
     assert not dra.dra_available(named, [])
+
+
+def test_auto_leaves_dra_alone_when_a_device_cannot_be_shared() -> None:
+    # The NVIDIA driver's own slices: one claim per device, so one model per GPU.
+    exclusive = dra.devices_from_slices([slice_of("n", gpu("gpu-0", "GPU-a", 0, shareable=False))])
+    named = [{"metadata": {"name": dra.DEVICE_CLASS}}]
+    assert not exclusive[0].shareable
+    assert not dra.dra_available(named, exclusive)
+    reason = dra.dra_unavailable_reason(named, exclusive)
+    assert reason is not None and "allowMultipleAllocations" in reason and "n/gpu-0" in reason
+    assert dra.dra_unavailable_reason([], exclusive) == "no DeviceClass gpu.nvidia.com"
 
 
 def test_a_claim_selects_exactly_its_gpu_by_uuid_with_the_drivers_config() -> None:
