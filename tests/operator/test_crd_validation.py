@@ -141,7 +141,7 @@ def test_task_is_immutable_and_status_is_a_subresource(kube: Kube) -> None:
     assert stored["spec"]["priority"] == 100  # defaulted by the CRD
     listed = kube.kubectl(["get", "msel", "-n", kube.namespace]).stdout.splitlines()
     assert listed[0].split() == [
-        "NAME", "TASK", "MODEL", "PHASE", "READY", "VRAM", "DEVICE", "NODE", "AGE"
+        "NAME", "TASK", "MODEL", "PHASE", "READY", "VRAM", "DEVICE", "NODE", "GPU", "AGE"
     ]  # fmt: skip
     assert listed[1].split()[:8] == [
         "object-detection",
