@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pod_testing import kubectl
 
 from fovea.localcluster.logserver import parse_log_path, tail_bytes
 from fovea.localcluster.rest import Rest
@@ -25,16 +25,6 @@ def test_tail_keeps_the_last_lines() -> None:
     assert tail_bytes(data, 2) == b"two\nthree\n"
     assert tail_bytes(data, 0) == b""
     assert tail_bytes(b"partial", 1) == b"partial"
-
-
-def kubectl(kubeconfig: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", kubeconfig, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def pod(name: str, script: str) -> dict[str, Any]:
