@@ -82,6 +82,8 @@ bench: install
 	$(PY) bench/faults.py
 	$(PY) bench/cli.py
 	$(PY) bench/board.py
+	$(PY) bench/tenants.py
+	$(PY) bench/container_node.py
 
 crds:
 	$(BIN)/fovea-models crds --write
