@@ -132,6 +132,7 @@ class Cluster:
         self._custom = client.CustomObjectsApi(api)
         self._identities: set[str] = set()
         self._terminating: frozenset[str] = frozenset()
+        self._dra_reason: str | None = ""  # last logged reason auto mode skips dra ("": none yet)
         self._failures: dict[WriteKey, WriteFailure] = {}
         self._lock = Lock()  # the writer threads record into _failures
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="apply")
@@ -181,8 +182,12 @@ class Cluster:
         """
         classes = self._list_resource("deviceclasses", cluster_wide=True)
         devices = dra.devices_from_slices(self._list_resource("resourceslices", cluster_wide=True))
+        reason = dra.dra_unavailable_reason(classes, devices)
+        if reason != self._dra_reason:
+            self._dra_reason = reason
+            log.info("DRA for GPUs: %s", "available" if reason is None else f"not used: {reason}")
         return {
-            "dra_available": dra.dra_available(classes, devices),
+            "dra_available": reason is None,
             "dra_devices": tuple(devices),
             "claims": self._list_resource("resourceclaims", dra.CLAIM_SELECTOR),
         }
