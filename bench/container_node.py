@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,35 +34,16 @@ from fovea.localcluster.containernode_config import (
 )
 from fovea.localcluster.rest import ApiError, Rest
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "support"))
+
+from pod_watch import RunningWatch  # noqa: E402
+
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
-
-
-class RunningWatch:
-    """Records when each pod of a namespace is first seen Running (via a watch)."""
-
-    def __init__(self, kubeconfig: Path, namespace: str) -> None:
-        self.rest, self.namespace = Rest(kubeconfig, pool_size=2), namespace
-        self.running: dict[str, float] = {}
-        self._ready = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-        self._ready.wait(10)
-
-    def _run(self) -> None:
-        path = f"/api/v1/namespaces/{self.namespace}/pods"
-        version = self.rest.get(path)["metadata"]["resourceVersion"]
-        self._ready.set()
-        for event in self.rest.watch(path, version, 600):
-            obj: dict[str, Any] = event.get("object", {})
-            name = obj.get("metadata", {}).get("name")
-            if obj.get("status", {}).get("phase") == "Running" and name not in self.running:
-                self.running[name] = time.monotonic()
-
-    def close(self) -> None:
-        self.rest.close()
 
 
 def process_pod(name: str) -> dict[str, Any]:
