@@ -98,22 +98,30 @@ def test_fetched_once_into_the_node_cache_and_loaded_from_it(
     assert init["name"] == "fetch-weights" and init["state"]["terminated"]["exitCode"] == 0
     node = status["node"]
 
-    # A second start of the same model on the same node fetches nothing.
-    kube.select(TASK, None)
-    assert eventually(lambda: not kube.model_pods() or None, WAIT_S)
-    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    kube.select(TASK, "m")
+    # Caches are per node: a start on a node that fetched before downloads nothing, a
+    # start on another node (the planner may pick it) downloads the whole file once.
+    cached_on = {node}
+    restarts: list[tuple[str, int]] = []
+    while len(restarts) < 4 and (not restarts or restarts[-1][1] != 0):
+        kube.select(TASK, None)
+        assert eventually(lambda: not kube.model_pods() or None, WAIT_S)
+        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        kube.select(TASK, "m")
 
-    def ready_again() -> dict[str, Any] | None:
-        status = ready(kube)
-        fresh = status and (status.get("weights") or {}).get("updatedAt", "") >= since
-        return status if fresh else None
+        def ready_again(since: str = since) -> dict[str, Any] | None:
+            status = ready(kube)
+            fresh = status and (status.get("weights") or {}).get("updatedAt", "") >= since
+            return status if fresh else None
 
-    again = eventually(ready_again, WAIT_S)
-    assert again is not None, kube.status(TASK)
-    assert again["node"] == node
-    assert again["weights"]["phase"] == "Cached"
-    assert again["weights"]["fetchedBytes"] == 0, again["weights"]
+        again = eventually(ready_again, WAIT_S)
+        assert again is not None, kube.status(TASK)
+        assert again["weights"]["phase"] == "Cached"
+        fetched = again["weights"]["fetchedBytes"]
+        assert fetched == (0 if again["node"] in cached_on else size), (again["node"], restarts)
+        cached_on.add(again["node"])
+        restarts.append((again["node"], fetched))
+    # Two GPU nodes: by the third start at the latest, one lands where the file is cached.
+    assert restarts[-1][1] == 0, restarts
 
 
 def test_bad_sources_fail_with_the_reason_and_the_serving_model_stays(
