@@ -19,7 +19,14 @@ pytestmark = pytest.mark.integration
 
 
 def fill_gpus(kube: Kube, priority: int) -> None:
-    """Fill the three GPUs: c (60 GiB) on the 80 GiB GPU, then a and b (19 GiB each)."""
+    """Fill the three GPUs: c (60 GiB) on the 80 GiB GPU, then a and b (19 GiB each).
+
+    First wait until no earlier test's model pod (another namespace, maybe still
+    terminating) holds GPU memory: the planner shares GPUs across namespaces, so
+    one would change what is full and what gets evicted.
+    """
+    others = eventually(lambda: not kube.other_model_pods() or None, 120.0)
+    assert others, kube.other_model_pods()
     kube.select("c", "m", priority=priority)
     assert eventually(lambda: len(kube.model_pods()) == 1 or None)
     for task in ("a", "b"):

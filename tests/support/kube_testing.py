@@ -157,6 +157,17 @@ class Kube:
             key=lambda p: p["metadata"]["name"],
         )
 
+    def other_model_pods(self) -> list[str]:
+        """Model pods of other namespaces (an earlier test's, terminating ones too)."""
+        pods = self.core.list_pod_for_all_namespaces(
+            label_selector=f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
+        ).items
+        return sorted(
+            f"{p.metadata.namespace}/{p.metadata.name}"
+            for p in pods
+            if p.metadata.namespace != self.namespace
+        )
+
     def pod(self, name: str) -> dict[str, Any] | None:
         try:
             pod: dict[str, Any] = self.api.sanitize_for_serialization(
