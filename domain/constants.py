@@ -41,6 +41,10 @@ NODE_LABEL_SIMULATED: Final = f"{GROUP}/simulated-gpu"
 RESOURCE_GPU: Final = "nvidia.com/gpu"
 RESOURCE_HAMI_GPUMEM: Final = "nvidia.com/gpumem"
 TAINT_GPU: Final = "nvidia.com/gpu"
+# A node that pulls no images (no registry reachable, such as the local cluster's
+# container node): it runs only what `status.images` lists. Model pods tolerate it
+# when pinned, and the planner sends one there only if the node holds its images.
+TAINT_PRELOADED_IMAGES: Final = f"{GROUP}/preloaded-images"
 
 # Environment of a model-server process (set by the operator's pod spec).
 ENV_TASK: Final = "FOVEA_TASK"

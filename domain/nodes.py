@@ -11,7 +11,8 @@ live here so that there is one source of truth for each:
   left for model pods: allocatable CPU, memory, pods and GPU slots
   (`nvidia.com/gpu`, time-slicing replicas included) minus the requests of
   the pods already bound there that the planner does not place itself, and
-  whether model pods tolerate the node's taints.
+  whether model pods tolerate the node's taints, and, on a node tainted
+  `fovea.dev/preloaded-images` (it pulls nothing), the images it holds.
 
 The CPU request of a model pod depends on what serves the model:
 
@@ -36,6 +37,7 @@ from typing import Any
 from fovea.domain import constants as c
 from fovea.domain import dra
 from fovea.domain.gpus import node_usable
+from fovea.domain.image_refs import normalize_image
 from fovea.domain.resources import Framework, ModelOption
 from fovea.domain.units import parse_quantity
 
@@ -54,10 +56,29 @@ CPU_MILLIS_BY_FRAMEWORK: Mapping[Framework, int] = {
 }
 DEFAULT_CPU_MILLIS = 500
 
-# Model pods tolerate exactly this taint (GPU nodes usually carry it); podspec uses it.
-MODEL_POD_TOLERATIONS: tuple[Mapping[str, str], ...] = (
-    {"key": c.TAINT_GPU, "operator": "Exists", "effect": "NoSchedule"},
-)
+# Model pods tolerate exactly these taints; podspec uses them. GPU nodes usually carry
+# the first. The second marks nodes that run only the images they hold: a pod pinned
+# to its planned node tolerates it (the planner checked the images); an unpinned one
+# does not, or the scheduler could send it where its image is missing.
+_GPU_TOLERATION: Mapping[str, str] = {
+    "key": c.TAINT_GPU,
+    "operator": "Exists",
+    "effect": "NoSchedule",
+}
+_PRELOADED_TOLERATION: Mapping[str, str] = {
+    "key": c.TAINT_PRELOADED_IMAGES,
+    "operator": "Exists",
+    "effect": "NoSchedule",
+}
+MODEL_POD_TOLERATIONS: tuple[Mapping[str, str], ...] = (_GPU_TOLERATION, _PRELOADED_TOLERATION)
+
+
+def model_pod_tolerations(pinned: bool) -> list[dict[str, str]]:
+    """A model pod's tolerations: all of `MODEL_POD_TOLERATIONS` when pinned to a node."""
+    chosen = MODEL_POD_TOLERATIONS if pinned else (_GPU_TOLERATION,)
+    return [dict(t) for t in chosen]
+
+
 _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 _TERMINAL_PHASES = ("Succeeded", "Failed")
 UNLIMITED = 1 << 62
@@ -97,6 +118,9 @@ class NodeCapacity:
     where the node does not advertise the resource (MIG slices, overrides).
     `tolerated`: model pods tolerate every NoSchedule/NoExecute taint here.
     `has_gpu`: the node offers GPUs (CPU pods prefer nodes without).
+    `images`: None where the node pulls what it needs; on a node tainted
+    `fovea.dev/preloaded-images`, the images it holds (`normalize_image` form):
+    a pod goes there only if every image it runs is among them.
     """
 
     name: str
@@ -106,6 +130,7 @@ class NodeCapacity:
     gpu_slots: int = UNLIMITED
     tolerated: bool = True
     has_gpu: bool = False
+    images: frozenset[str] | None = None
 
 
 def node_capacities(
@@ -143,6 +168,7 @@ def node_capacities(
         gpu_raw = allocatable.get(c.RESOURCE_GPU)
         gpu_slots = _or_unlimited(gpu_raw, _count)
         u = used.get(name, [0, 0, 0, 0])
+        taints = (node.get("spec") or {}).get("taints") or []
         out.append(
             NodeCapacity(
                 name=name,
@@ -150,8 +176,9 @@ def node_capacities(
                 memory_mib=memory - u[1],
                 pods=pod_count - u[2],
                 gpu_slots=gpu_slots - u[3],
-                tolerated=taints_tolerated((node.get("spec") or {}).get("taints") or []),
+                tolerated=taints_tolerated(taints),
                 has_gpu=gpu_slots > 0 and gpu_raw is not None,
+                images=node_images(node) if _preloaded_only(taints) else None,
             )
         )
     return sorted(out, key=lambda n: n.name)
@@ -168,6 +195,19 @@ def taints_tolerated(taints: Iterable[Mapping[str, Any]]) -> bool:
         ):
             return False
     return True
+
+
+def node_images(node: Mapping[str, Any]) -> frozenset[str]:
+    """The images a node reports holding (`status.images[].names`), normalized."""
+    return frozenset(
+        normalize_image(str(name))
+        for image in (node.get("status") or {}).get("images") or []
+        for name in image.get("names") or []
+    )
+
+
+def _preloaded_only(taints: Iterable[Mapping[str, Any]]) -> bool:
+    return any(t.get("key") == c.TAINT_PRELOADED_IMAGES for t in taints)
 
 
 def requests_of(pod: Mapping[str, Any]) -> tuple[int, int, int]:

@@ -19,8 +19,10 @@ what the scheduler checks: every pod the plan puts on a node (GPU pods and
 CPU pods alike) takes its `cpu_millis` and `memory_mib` requests, one pod,
 and, on a GPU, one GPU slot (`nvidia.com/gpu`, time-slicing replicas
 counted) from what the node has left; nodes whose taints model pods do not
-tolerate take nothing, and a demand never goes to one of its
-`excluded_nodes` (where the scheduler refused its pod). Without `nodes`,
+tolerate take nothing, a demand never goes to one of its
+`excluded_nodes` (where the scheduler refused its pod), and a node that
+pulls no images (`NodeCapacity.images`, the `fovea.dev/preloaded-images`
+taint) takes only demands whose `images` it holds. Without `nodes`,
 only GPU memory counts and CPU placements name no node.
 
 Rank. A demand outranks another when its priority is higher, or the
@@ -135,6 +137,7 @@ class Demand:
     cpu_millis: int = 0
     memory_mib: int = 0
     excluded_nodes: frozenset[str] = frozenset()  # where the scheduler refused its pod
+    images: frozenset[str] = frozenset()  # what its pod runs (`normalize_image` form)
 
     @property
     def rank(self) -> tuple[int, float]:
@@ -409,6 +412,7 @@ class _Context:
         # Node limits: (CPU m, memory MiB, pods, GPU slots) left; None: nodes not counted.
         self.limits: dict[str, tuple[int, int, int, int]] | None = None
         self.untolerated: frozenset[str] = frozenset()
+        self.preloaded: dict[str, frozenset[str]] = {}  # nodes that run only these images
         self.cpu_homes: list[str] = []  # where CPU pods may go, nodes without GPUs first
         if nodes is not None:
             usable = [n for n in nodes if n.tolerated]
@@ -420,6 +424,7 @@ class _Context:
                 for n in usable
             }
             self.untolerated = frozenset(n.name for n in nodes if not n.tolerated)
+            self.preloaded = {n.name: n.images for n in usable if n.images is not None}
             has_gpu = {n.name: n.has_gpu or n.name in self.gpus_on_node for n in usable}
             self.cpu_homes = sorted(has_gpu, key=lambda name: (has_gpu[name], name))
         self.largest = max(self.cap, default=0.0)
@@ -434,8 +439,11 @@ class _Context:
         return self.pos_of.get((d.current.node, d.current.gpu_index))
 
     def allowed(self, d: Demand, node: str) -> bool:
-        """The node is not ruled out for this demand (taints, the scheduler's refusal)."""
-        return node not in self.untolerated and node not in d.excluded_nodes
+        """The node is not ruled out for this demand (taints, the scheduler's refusal, images)."""
+        if node in self.untolerated or node in d.excluded_nodes:
+            return False
+        held = self.preloaded.get(node)
+        return held is None or (bool(d.images) and d.images <= held)
 
     def best_run(self, pinned: Mapping[int, int]) -> _Run:
         best = _Run(self, first_fit=False, pinned=pinned)
@@ -1035,8 +1043,9 @@ class _Search:
         self.suffix = [0.0] * (len(self.items) + 1)
         for k in range(len(self.items) - 1, -1, -1):
             self.suffix[k] = self.suffix[k + 1] + demands[self.items[k]].vram_gib
-        # Nodes whose name matters (excluded somewhere, or where a model runs): no symmetry.
-        self.named: set[str] = set()
+        # Nodes whose name matters (excluded somewhere, where a model runs, or running only
+        # the images they hold): no symmetry.
+        self.named: set[str] = set(ctx.preloaded)
         for i in self.items:
             self.named.update(demands[i].excluded_nodes)
             at = ctx.current_pos(demands[i])

@@ -2,8 +2,9 @@
 
     with LocalCluster(state_dir) as cluster, ContainerNode(cluster.state, cluster.server) as node:
         node.import_from_docker("ghcr.io/fovea-models/control-plane:0.1.0")
-        # pods that tolerate the taint `fovea.dev/container-node` and select the label
-        # `fovea.dev/node-kind=container` run there as containers
+        # pods that tolerate the taint `fovea.dev/preloaded-images` and select the label
+        # `fovea.dev/node-kind=container` run there as containers; so do the operator's
+        # model pods when the node holds their image
 
 `start()` builds the kubelet and the pause binary from the Go module proxy
 (once per machine, localcluster/gobuild/build.sh), writes containerd's, the
@@ -37,6 +38,8 @@ from typing import IO
 
 import psutil
 
+from fovea.domain.image_refs import normalize_image
+from fovea.domain.nodes import node_images
 from fovea.localcluster import containernode_images as images
 from fovea.localcluster.binaries import GOBUILD
 from fovea.localcluster.containernode_config import (
@@ -340,9 +343,30 @@ class ContainerNode:
 
     # --- images ---------------------------------------------------------------------------
 
-    def import_from_docker(self, image: str, docker: str = "docker") -> None:
-        """Make `image` (from the local Docker engine) runnable here without a pull."""
+    def import_from_docker(
+        self, image: str, docker: str = "docker", timeout_s: float = 120
+    ) -> None:
+        """Make `image` (from the local Docker engine) runnable here without a pull.
+
+        Returns once the kubelet lists it in the Node's `status.images`, which is
+        what the operator's planner reads (its image cache refreshes every 30 s).
+        """
         images.import_from_docker(self.socket, image, docker)
+        self._wait_listed(image, time.monotonic() + timeout_s)
+
+    def _wait_listed(self, image: str, deadline: float) -> None:
+        assert self._rest is not None and self._kubelet is not None
+        wanted = normalize_image(image)
+        while True:
+            self._check_alive(self._kubelet, "kubelet", self.kubelet_log)
+            with contextlib.suppress(ApiError):
+                if wanted in node_images(self._rest.get(f"/api/v1/nodes/{self.name}")):
+                    return
+            if time.monotonic() > deadline:
+                raise ContainerNodeUnavailable(
+                    f"the kubelet did not list {image} in {self.name}'s status.images in time"
+                )
+            time.sleep(0.5)
 
     def images(self) -> list[str]:
         return images.images(self.socket)

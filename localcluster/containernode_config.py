@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fovea.domain import constants as c
+
 NODE_NAME = "container-node"
-# Pods meant for the container node tolerate this taint and select this label;
-# nothing else lands there.
-TAINT_KEY = "fovea.dev/container-node"
+# The node pulls nothing (no registry is reachable): it runs only the images
+# imported into its containerd. Pods meant for it tolerate this taint and select
+# this label; the operator pins a model pod there only when the node lists the
+# pod's images (fovea.domain.nodes); nothing else lands there.
+TAINT_KEY = c.TAINT_PRELOADED_IMAGES
 NODE_KIND_LABEL = "fovea.dev/node-kind"
 NODE_KIND = "container"
 PAUSE_IMAGE = "fovea.local/pause:3.10"

@@ -15,10 +15,11 @@ from typing import Any
 
 from fovea.domain import constants as c
 from fovea.domain import dra
+from fovea.domain.image_refs import normalize_image
 from fovea.domain.nodes import (
     DEFAULT_MEMORY_GIB,
-    MODEL_POD_TOLERATIONS,
     avoid_annotation,
+    model_pod_tolerations,
     pod_requests,
 )
 from fovea.domain.resources import GIB, MIB, ModelOption, SharingMode
@@ -177,7 +178,7 @@ def build_pod(
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": 30,
             **_affinity(target.node),
-            "tolerations": [dict(t) for t in MODEL_POD_TOLERATIONS],
+            "tolerations": model_pod_tolerations(pinned=target.node is not None),
             "containers": [
                 {
                     "name": "model-server",
@@ -215,6 +216,18 @@ def build_pod(
     pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH] = spec_hash
     pod["metadata"]["name"] = pod_name(sel, option, target, spec_hash)
     return pod
+
+
+def pod_images(option: ModelOption, settings: PodSettings) -> frozenset[str]:
+    """Every image a selection's pod runs (`build_pod`'s), normalized as nodes list them.
+
+    The model server's (the option's own or the operator's), and the operator's
+    for the `fetch-weights` init container when the option has weights.
+    """
+    images = {option.image or settings.image}
+    if option.weights is not None:
+        images.add(settings.image)
+    return frozenset(normalize_image(image) for image in images)
 
 
 def _affinity(node: str | None) -> dict[str, Any]:

@@ -54,7 +54,14 @@ from fovea.domain.resources import (
 )
 from fovea.operator.claims import ClaimUse, ClaimWrites, plan_claims
 from fovea.operator.images import image_refusal
-from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod, label_value
+from fovea.operator.podspec import (
+    PodSettings,
+    SelectionRef,
+    Target,
+    build_pod,
+    label_value,
+    pod_images,
+)
 from fovea.operator.weights_pod import WeightsSettings
 from fovea.operator.weights_status import progress_text, weights_status
 
@@ -478,6 +485,7 @@ def _demand(r: Resolved, own_pods: list[Raw], settings: PodSettings) -> placemen
         cpu_millis=requests.cpu_millis,
         memory_mib=requests.memory_mib,
         excluded_nodes=refusals(own_pods).nodes,
+        images=pod_images(r.option, settings),
     )
 
 

@@ -12,7 +12,9 @@ from fovea.domain.nodes import (
     PodRequests,
     Refusals,
     avoid_annotation,
+    model_pod_tolerations,
     node_capacities,
+    node_images,
     pod_requests,
     refusals,
     requests_of,
@@ -79,13 +81,43 @@ def test_requests_of_counts_init_containers_overhead_and_limits_as_requests() ->
     assert requests_of({"spec": spec}) == (3100, 1024, 0)
 
 
-def test_model_pods_tolerate_only_the_gpu_taint() -> None:
+def test_model_pods_tolerate_only_the_gpu_and_preloaded_images_taints() -> None:
     assert taints_tolerated([{"key": c.TAINT_GPU, "effect": "NoSchedule"}])
     assert taints_tolerated([{"key": "other", "effect": "PreferNoSchedule"}])
+    assert taints_tolerated([{"key": c.TAINT_PRELOADED_IMAGES, "effect": "NoSchedule"}])
     assert not taints_tolerated([{"key": c.TAINT_GPU, "effect": "NoExecute"}])
     assert not taints_tolerated([{"key": "dedicated", "value": "x", "effect": "NoSchedule"}])
     tainted = node("t", {"cpu": "1"}, taints=[{"key": "dedicated", "effect": "NoSchedule"}])
     assert node_capacities([tainted])[0].tolerated is False
+
+
+def test_a_node_that_pulls_nothing_is_tolerated_and_lists_what_it_holds() -> None:
+    preloaded = {"key": c.TAINT_PRELOADED_IMAGES, "value": "true", "effect": "NoSchedule"}
+    held = node("c", {"cpu": "2"}, taints=[preloaded])
+    held["status"]["images"] = [
+        {"names": ["ghcr.io/o/model-pod@sha256:ab", "ghcr.io/o/model-pod:1"], "sizeBytes": 9},
+        {"names": ["python:3.11"]},
+        {"sizeBytes": 1},  # a kubelet may list an image without names
+    ]
+    assert node_images(held) == {
+        "ghcr.io/o/model-pod@sha256:ab",
+        "ghcr.io/o/model-pod:1",
+        "docker.io/library/python:3.11",
+    }
+    (capacity,) = node_capacities([held])
+    assert capacity.tolerated is True and capacity.images == node_images(held)
+    # A node without the taint pulls what it needs: its list does not limit anything.
+    plain = node("p", {"cpu": "2"})
+    plain["status"]["images"] = held["status"]["images"]
+    assert node_capacities([plain])[0].images is None
+    # Tainted, and it holds nothing: nothing may go there.
+    assert node_capacities([node("e", {}, taints=[preloaded])])[0].images == frozenset()
+
+
+def test_only_a_pod_pinned_to_its_node_tolerates_the_preloaded_images_taint() -> None:
+    pinned = {t["key"] for t in model_pod_tolerations(pinned=True)}
+    assert pinned == {c.TAINT_GPU, c.TAINT_PRELOADED_IMAGES}
+    assert {t["key"] for t in model_pod_tolerations(pinned=False)} == {c.TAINT_GPU}
 
 
 def test_nodes_not_advertised_are_not_counted() -> None:

@@ -607,6 +607,31 @@ def test_cpu_pods_go_to_nodes_without_gpus_with_room() -> None:
     )  # without nodes: the scheduler's choice
 
 
+def test_a_node_that_pulls_nothing_takes_only_pods_whose_images_it_holds() -> None:
+    model_pod = frozenset({"ghcr.io/o/model-pod:1"})
+    held = NodeCapacity("container", 2000, 16384, 110, images=model_pod)
+    nodes = [held, *LOCAL_NODES]
+    cpu = dict(device_policy=CPU_ONLY, images=model_pod)
+    # It holds the image and has no GPU: CPU pods go there first ("container" < "cpu-0").
+    result = plan(LOCAL_GPUS, [pod("c1", 1, **cpu)], nodes=nodes)
+    assert where(result, "c1") == (Outcome.CPU, Slot("container"))
+    # A pod with an image it lacks (or the fetcher's too), or no known image, goes elsewhere.
+    for images in (frozenset({"ghcr.io/o/other:1"}), model_pod | {"x:1"}, frozenset()):
+        other = plan(LOCAL_GPUS, [pod("c2", 1, device_policy=CPU_ONLY, images=images)], nodes=nodes)
+        assert where(other, "c2") == (Outcome.CPU, Slot("cpu-0")), images
+    # Its room counts as on any node: the third pod of 1 CPU finds it full.
+    three = [d(f"c{i}", 1, **cpu, cpu_millis=1000, memory_mib=2048) for i in range(3)]
+    placed = plan(LOCAL_GPUS, three, nodes=nodes)
+    assert Counter(p.node for p in placed.placements.values()) == {"container": 2, "cpu-0": 1}
+    # GPUs on such a node take only the pods whose images it holds, too.
+    gpu_node = replace(LOCAL_NODES[1], images=model_pod)
+    gpus = [g for g in LOCAL_GPUS if g.node == "gpu-0"]
+    lacking = plan(gpus, [pod("g1", 1.0, images=frozenset({"y:1"}))], nodes=[gpu_node])
+    assert lacking.placements["ns/g1"].outcome == Outcome.UNSCHEDULABLE
+    holding = plan(gpus, [pod("g1", 1.0, images=model_pod)], nodes=[gpu_node])
+    assert holding.placements["ns/g1"].outcome == Outcome.GPU
+
+
 # --- properties with node capacities ---------------------------------------------------
 
 NODE_NAMES = ["n1", "n2", "n3"]

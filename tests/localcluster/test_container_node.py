@@ -30,7 +30,7 @@ from fovea.localcluster.containernode_config import (
     PAUSE_IMAGE,
     TAINT_KEY,
 )
-from kube_testing import eventually
+from kube_testing import Kube, eventually, tiny_catalog, tiny_option
 from kustomize_testing import (
     MANIFESTS,
     delete_cluster_rbac,
@@ -148,6 +148,47 @@ def test_a_pod_runs_as_a_container_and_its_memory_limit_is_enforced(
     assert terminated["reason"] == "OOMKilled", terminated
 
 
+def test_the_planner_puts_a_cpu_model_pod_there_only_when_the_node_holds_its_image(
+    container_node: ContainerNode, kube: Kube, operator: None
+) -> None:
+    """The node is tainted `fovea.dev/preloaded-images` and the kubelet lists what it holds
+    (`status.images`); the operator (a process here) reads both.
+
+    The model-pod image (2.3 GB with torch) is not built in `make test`, so the
+    first task's option names the control-plane image, which the node holds: its
+    pod lands there (and cannot load, the image has no torch: this test checks
+    where the scheduler bound the pod and that the kubelet started it from the
+    image; `make e2e-images` runs the model-pod image there to Ready). The second
+    task's pod runs the operator's model-pod image, which the node lacks: it
+    goes to a process node, though the container node has room and no GPU.
+    """
+    held = tiny_option(0.1, cpuMemoryGb=0.25, image=CONTROL_PLANE_IMAGE)
+    kube.apply_catalog(
+        tiny_catalog({"image_held": {"m": held}, "image_missing": {"m": tiny_option(0.1)}})
+    )
+    kube.select("image_held", "m", device_policy="cpu")
+    kube.select("image_missing", "m", device_policy="cpu")
+
+    def started() -> dict[str, dict[str, Any]] | None:
+        pods = {p["metadata"]["labels"][c.LABEL_TASK]: p for p in kube.model_pods()}
+        statuses = [(p["status"].get("containerStatuses") or [{}])[0] for p in pods.values()]
+        done = len(pods) == 2 and all(s.get("containerID") for s in statuses)
+        return pods if done else None
+
+    pods = eventually(started, timeout=START_S)
+    listing = kubectl(["get", "pods", "-n", kube.namespace, "-o", "wide"], kube.kubeconfig).stdout
+    assert pods, f"the model pods did not start:\n{listing}"
+    on_node = pods["image_held"]
+    assert on_node["spec"]["nodeName"] == container_node.name, listing
+    assert on_node["spec"]["containers"][0]["image"] == CONTROL_PLANE_IMAGE
+    running = on_node["status"]["containerStatuses"][0]
+    assert running["containerID"].startswith("containerd://"), running
+    assert kube.status("image_held").get("node") == container_node.name
+    elsewhere = pods["image_missing"]
+    assert elsewhere["spec"]["nodeName"] not in (None, container_node.name), listing
+    assert elsewhere["status"]["containerStatuses"][0]["containerID"].startswith("local://")
+
+
 # Test-only, as in tests/manifests/test_in_cluster.py: the operator watches the
 # test's namespace, not the whole cluster.
 CONFINE_OPERATOR = {
@@ -213,5 +254,7 @@ def test_the_operator_and_the_api_run_as_containers_and_a_select_loads(
         # The containerized operator created the model pod and saw it Ready.
         selection = get(kubeconfig, "-n", namespace, f"{c.SELECTION_PLURAL}.{c.GROUP}")["items"]
         assert [s["status"]["phase"] for s in selection] == ["Ready"]
+        # Its pod runs the model-pod image, which the container node does not hold.
+        assert selection[0]["status"]["node"] != container_node.name
     finally:
         delete_cluster_rbac(objects, kubeconfig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fovea.domain import constants as c
+from fovea.domain.image_refs import normalize_image
 from fovea.domain.nodes import ANNOTATION_AVOID_NODES, MODEL_POD_TOLERATIONS, pod_requests
 from fovea.domain.resources import ModelOption, SharingMode
 from fovea.operator.podspec import (
@@ -13,6 +14,7 @@ from fovea.operator.podspec import (
     Target,
     build_pod,
     gpu_limits,
+    pod_images,
     pod_name,
 )
 
@@ -113,7 +115,24 @@ def test_requests_are_the_planners_and_the_avoided_nodes_travel_with_the_pod() -
         assert resources["limits"]["memory"] == counted.limits()["memory"] == "1536Mi"
         assert pod["metadata"]["annotations"][ANNOTATION_AVOID_NODES] == "a,b"
         assert pod["spec"]["tolerations"] == [dict(t) for t in MODEL_POD_TOLERATIONS]
+        keys = {t["key"] for t in pod["spec"]["tolerations"]}
+        assert keys == {"nvidia.com/gpu", "fovea.dev/preloaded-images"}
+    # Not pinned (the scheduler picks the node): it must not go where its image may be missing.
+    anywhere = build_pod(SEL, OPTION, Target(None, None), PodSettings())
+    assert [t["key"] for t in anywhere["spec"]["tolerations"]] == ["nvidia.com/gpu"]
     plain = build_pod(SEL, OPTION, Target("gpu-node-0", 0), PodSettings())
     assert ANNOTATION_AVOID_NODES not in plain["metadata"]["annotations"]
     bigger = build_pod(SEL, OPTION, Target("gpu-node-0", 0), PodSettings(default_memory_gib=8))
     assert bigger["spec"]["containers"][0]["resources"]["requests"]["memory"] == "1024Mi"
+
+
+def test_pod_images_are_what_the_pod_runs() -> None:
+    """The planner matches these against a node's images: the same set the pod names."""
+    settings = PodSettings(image="ghcr.io/fovea-models/model-pod:1")
+    own = OPTION.model_copy(update={"image": "ghcr.io/fovea-models/other:2"})
+    fetched = own.model_copy(update={"weights": "https://weights.example/m.safetensors"})
+    for option in (OPTION, own, fetched):
+        pod = build_pod(SEL, option, Target("cpu-node", None), settings)
+        containers = pod["spec"]["containers"] + pod["spec"].get("initContainers", [])
+        assert pod_images(option, settings) == {normalize_image(k["image"]) for k in containers}
+    assert len(pod_images(fetched, settings)) == 2  # the fetcher runs the operator's image
