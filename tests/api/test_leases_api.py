@@ -11,7 +11,7 @@ from api_builders import examples_catalog
 from api_server import ApiServer
 from fovea.domain import leases
 from fovea.operator.cluster import Cluster
-from kube_testing import Kube
+from kube_testing import Kube, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +24,8 @@ def test_a_lease_is_a_kubernetes_lease_renewed_read_by_the_operator_and_ended(
 ) -> None:
     kube.apply_catalog(examples_catalog())
     kube.select(TASK, "yolov8n")
+    # The API's cache synced before the catalog existed: wait until its watch brings it.
+    assert eventually(lambda: api.http.get("/api/models/config").status_code == 200, 20)
     coordination = client.CoordinationV1Api(kube.api)
 
     held = api.http.post(f"/api/models/lease/{TASK}?ttl=120")
