@@ -653,11 +653,12 @@ def _finish(
         for v in (d.scheduled, d.ready, *degraded.after(previous, d.degraded))
     ]
     status = d.status.model_copy(update={"conditions": conditions})
-    patch = status_patch(status)
-    current = {k: sel.status.get(k) for k in patch}
+    # Only what this pass changes: a field it leaves as read is not written back, so a
+    # write made since the snapshot (someone's lastUsed, say) is not reverted by a stale one.
+    patch = {k: v for k, v in status_patch(status).items() if sel.status.get(k) != v}
     events = _events(sel, d, move, previous)
     key = sel.key
-    if current == patch:
+    if not patch:
         return SelectionDecision(key, d.desired_pod, d.create_pod, d.keep, status, None, ())
     return SelectionDecision(key, d.desired_pod, d.create_pod, d.keep, status, patch, events)
 

@@ -70,7 +70,7 @@ def test_a_selection_gets_one_pod_and_a_scheduling_status() -> None:
     status = actions.status[("ns", "det")]
     assert status["phase"] == Phase.SCHEDULING
     assert status["node"] == "gpu-0" and status["pod"] == actions.create[0]["metadata"]["name"]
-    assert status["plannedGpuIndex"] == 0 and status["gpuIndex"] is None  # not reported yet
+    assert status["plannedGpuIndex"] == 0 and status.get("gpuIndex") is None  # not reported
     assert status["declaredMemoryGb"] == 0.5 and status["observedGeneration"] == 1
     assert "runtime" not in status  # the model pod's subtree
     assert actions.namespaces == {"ns"}
@@ -236,7 +236,7 @@ def test_too_big_is_unschedulable_and_full_gpu_falls_back_to_cpu() -> None:
     assert len(full.create) == 2 and len(cpu_pods) == 1
     assert cpu_pods[0]["metadata"]["labels"][c.LABEL_TASK] == "det"
     det = full.status[("ns", "det")]
-    assert det["device"] == "cpu" and det["plannedGpuIndex"] is None
+    assert det["device"] == "cpu" and det.get("plannedGpuIndex") is None
     assert conditions(det)[ConditionType.SCHEDULED]["reason"] == Reason.CPU_FALLBACK
     warnings = [(e.name, e.reason) for e in full.events if e.type == EventType.WARNING]
     assert warnings == [("det", Reason.CPU_FALLBACK)]
@@ -258,7 +258,7 @@ def test_runtime_report_of_the_current_pod_makes_it_ready() -> None:
     assert status["phase"] == Phase.READY and status["measuredMemoryGb"] == 0.42
     assert "simulated GPU" in status["message"]
     # The pod runs on the CPU of a simulated GPU: no GPU index is reported, the plan is apart.
-    assert status["gpuIndex"] is None and status["plannedGpuIndex"] == 0
+    assert status.get("gpuIndex") is None and status["plannedGpuIndex"] == 0
     assert actions.create == [] and actions.delete == []
     assert (EventType.NORMAL, Reason.LOADED) in [(e.type, e.reason) for e in actions.events]
     stale = dataclasses.replace(
@@ -267,6 +267,24 @@ def test_runtime_report_of_the_current_pod_makes_it_ready() -> None:
     )
     loading = decide(dataclasses.replace(world_, selections=[stale]))
     assert loading.status[("ns", "det")]["phase"] == Phase.LOADING
+
+
+def test_a_status_write_carries_only_what_the_pass_changes() -> None:
+    """A field the pass leaves as it read it is not written back (merge patch), so a
+    snapshot older than someone's write (a lastUsed, say) does not revert that write."""
+    world_, _ = ready_world({"device": "cpu"}, lastUsed="2026-01-01T00:00:00Z")
+    patch = decide(world_).status[("ns", "det")]
+    assert "lastUsed" not in patch and patch["phase"] == Phase.READY
+    settled = apply(world_, decide(world_))
+    assert settled.selections[0].status["lastUsed"] == "2026-01-01T00:00:00Z"
+    assert ("ns", "det") not in decide(settled).status  # nothing changes: nothing is written
+    # The pod reports a use: the operator copies it, and writes just that.
+    sel = settled.selections[0]
+    used = {**sel.status["runtime"], "lastUsed": "2026-06-01T00:00:00Z"}
+    later = dataclasses.replace(
+        settled, selections=[dataclasses.replace(sel, status={**sel.status, "runtime": used})]
+    )
+    assert decide(later).status[("ns", "det")] == {"lastUsed": "2026-06-01T00:00:00Z"}
 
 
 def test_the_gpu_index_is_what_the_pod_reports() -> None:
