@@ -34,7 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 
@@ -321,18 +321,24 @@ class ContainerNode:
         )
 
     def _wait_ready(self, deadline: float) -> None:
+        def ready(node: dict[str, Any]) -> bool:
+            conditions = node.get("status", {}).get("conditions") or []
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+        self._wait_for_node(ready, deadline, f"{self.name} was not Ready in time")
+
+    def _wait_for_node(
+        self, done: Callable[[dict[str, Any]], bool], deadline: float, failure: str
+    ) -> None:
+        """Poll the Node object until `done` says so (while the kubelet lives), or fail."""
         assert self._rest is not None and self._kubelet is not None
         while True:
             self._check_alive(self._kubelet, "kubelet", self.kubelet_log)
             with contextlib.suppress(ApiError):
-                node = self._rest.get(f"/api/v1/nodes/{self.name}")
-                conditions = node.get("status", {}).get("conditions") or []
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                if done(self._rest.get(f"/api/v1/nodes/{self.name}")):
                     return
             if time.monotonic() > deadline:
-                raise ContainerNodeUnavailable(
-                    f"{self.name} was not Ready in time:\n{tail(self.kubelet_log)}"
-                )
+                raise ContainerNodeUnavailable(f"{failure}:\n{tail(self.kubelet_log)}")
             time.sleep(0.2)
 
     @staticmethod
@@ -352,21 +358,12 @@ class ContainerNode:
         what the operator's planner reads (its image cache refreshes every 30 s).
         """
         images.import_from_docker(self.socket, image, docker)
-        self._wait_listed(image, time.monotonic() + timeout_s)
-
-    def _wait_listed(self, image: str, deadline: float) -> None:
-        assert self._rest is not None and self._kubelet is not None
         wanted = normalize_image(image)
-        while True:
-            self._check_alive(self._kubelet, "kubelet", self.kubelet_log)
-            with contextlib.suppress(ApiError):
-                if wanted in node_images(self._rest.get(f"/api/v1/nodes/{self.name}")):
-                    return
-            if time.monotonic() > deadline:
-                raise ContainerNodeUnavailable(
-                    f"the kubelet did not list {image} in {self.name}'s status.images in time"
-                )
-            time.sleep(0.5)
+        self._wait_for_node(
+            lambda node: wanted in node_images(node),
+            time.monotonic() + timeout_s,
+            f"the kubelet did not list {image} in {self.name}'s status.images in time",
+        )
 
     def images(self) -> list[str]:
         return images.images(self.socket)
