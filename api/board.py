@@ -25,7 +25,7 @@ from fovea.api.state import ClusterState, Selection
 from fovea.domain import degraded
 from fovea.domain.conditions import WeightsPhase
 from fovea.domain.resources import CatalogSpec, Phase
-from fovea.domain.units import round_half_up
+from fovea.domain.units import format_bytes, round_gb
 
 _SELECTION_FIELDS = (
     "selected",
@@ -61,8 +61,8 @@ def board_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
                 "index": g.index,
                 "product": g.product,
                 "simulated": g.simulated,
-                "memory_gb": round_half_up(g.memory_gib, 2),
-                "threshold_gb": round_half_up(g.memory_gib * threshold, 2),
+                "memory_gb": round_gb(g.memory_gib),
+                "threshold_gb": round_gb(g.memory_gib * threshold),
                 "models": [
                     _model_on_gpu(key, sel, own=key.startswith(own_prefix))
                     for key, sel in held
@@ -92,7 +92,7 @@ def _model_on_gpu(key: str, sel: Selection, own: bool) -> dict[str, Any]:
 def _task(catalog: CatalogSpec, state: ClusterState, task: str) -> dict[str, Any]:
     sel = state.selection_for(task)
     options = [
-        {"name": name, "declared_gb": round_half_up(opt.vram_gib, 2), "external": opt.is_external}
+        {"name": name, "declared_gb": round_gb(opt.vram_gib), "external": opt.is_external}
         for name, opt in catalog.tasks[task].options.items()
     ]
     if sel is None:
@@ -135,10 +135,10 @@ def _progress(sel: Selection) -> dict[str, Any] | None:
     weights = sel.status.weights
     if weights is not None and weights.phase == WeightsPhase.FETCHING:  # docs/weights.md
         total = weights.bytes_total
-        done = f"{weights.bytes_done / 1e6:.1f}" + (f" of {total / 1e6:.1f}" if total else "")
+        done = format_bytes(weights.bytes_done) + (f" of {format_bytes(total)}" if total else "")
         return {
             "state": "Fetching",
-            "reason": f"fetching weights: {done} MB",
+            "reason": f"fetching weights: {done}",
             "percent": min(100.0, 100.0 * weights.bytes_done / total) if total else None,
         }
     found = _PERCENT.search(runtime.reason or "")

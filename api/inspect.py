@@ -14,12 +14,13 @@ from fovea.api.loading import load_outcome
 from fovea.api.state import ClusterState, Selection, index_by_task
 from fovea.domain.resources import CatalogSpec, ModelOption, SelectionSpec, SelectionStatus
 from fovea.domain.resources import selection_name as name_of_selection
+from fovea.domain.units import round_gb
 
 
 def option_view(option: ModelOption) -> dict[str, Any]:
     """An option in the contract's snake_case, with what a person asks of it first."""
     body = option.model_dump(mode="json", by_alias=False, exclude_none=True)
-    body["declared_memory_gb"] = round(option.vram_gib, 6)
+    body["declared_memory_gb"] = round_gb(option.vram_gib)
     body["cpu_fallback"] = option.cpu_memory_gb is not None
     return body
 

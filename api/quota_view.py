@@ -16,9 +16,9 @@ from typing import Any
 from fovea.api.state import ClusterState, Selection
 from fovea.domain.conditions import ConditionType, Reason
 from fovea.domain.resources import Phase
+from fovea.domain.units import round_gb
 
 HOLDING = frozenset({Phase.SCHEDULING, Phase.LOADING, Phase.READY})
-DIGITS = 3
 
 
 def quota_view(state: ClusterState) -> dict[str, Any] | None:
@@ -42,10 +42,10 @@ def quota_view(state: ClusterState) -> dict[str, Any] | None:
     limit = quota.gpu_memory_gib
     return {
         "namespace": state.namespace,
-        "gpu_memory_quota_gb": None if limit is None else round(limit, DIGITS),
+        "gpu_memory_quota_gb": None if limit is None else round_gb(limit),
         "max_priority": quota.max_priority,
-        "used_gb": round(used, DIGITS),
-        "available_gb": None if limit is None else round(max(0.0, limit - used), DIGITS),
+        "used_gb": round_gb(used),
+        "available_gb": None if limit is None else round_gb(max(0.0, limit - used)),
         "quota_exceeded": exceeded,
         "problem": quota.problem,
     }

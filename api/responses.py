@@ -24,6 +24,7 @@ from fovea.domain.resources import (
     RuntimeReport,
     SelectionStatus,
 )
+from fovea.domain.units import round_gb
 
 # The option fields of the original models.yaml, served back as the catalog has them.
 ORIGINAL_OPTION_FIELDS = frozenset(
@@ -43,7 +44,7 @@ ORIGINAL_OPTION_FIELDS = frozenset(
 )
 # Phases in which the status's node and GPU index name a GPU the model holds or is taking.
 HOLDING = frozenset({Phase.SCHEDULING, Phase.LOADING, Phase.READY, Phase.FAILED})
-DIGITS = 6  # KiB precision (tiny models count); avoids 8.299999999 from float sums
+SECONDS_DIGITS = 3
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,11 @@ class GpuView:
 
     @property
     def total_gib(self) -> float:
-        return round(sum(g.memory_gib for g in self.gpus), DIGITS)
+        return round_gb(sum(g.memory_gib for g in self.gpus))
 
     @property
     def simulated_gib(self) -> float:
-        return round(sum(g.memory_gib for g in self.gpus if g.simulated), DIGITS)
+        return round_gb(sum(g.memory_gib for g in self.gpus if g.simulated))
 
     @property
     def real(self) -> bool:
@@ -159,8 +160,8 @@ def status_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
         "loaded_models": {
             m.task: {
                 "model_id": m.runtime.model_id or m.selection.status.model_id or "",
-                "memory_usage_gb": _round(m.memory_gib),
-                "load_time": _round(m.load_time_s),
+                "memory_usage_gb": _gb(m.memory_gib),
+                "load_time": _seconds(m.load_time_s),
                 "device": m.runtime.device or m.selection.status.device or "cpu",
                 "node": m.selection.status.node,
                 "pod": m.runtime.pod or m.selection.status.pod,
@@ -172,7 +173,7 @@ def status_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
             }
             for m in loaded
         },
-        "total_vram_allocated_gb": round(sum(m.memory_gib or 0.0 for m in on_gpu), DIGITS),
+        "total_vram_allocated_gb": round_gb(sum(m.memory_gib or 0.0 for m in on_gpu)),
         "total_vram_available_gb": gpus.total_gib,
         "cuda_available": gpus.real,
         "device": str(real[0].runtime.device) if real else "cpu",
@@ -204,15 +205,15 @@ def gpu_holdings(state: ClusterState, gpus: GpuView) -> list[dict[str, Any]]:
                 "task": sel.spec.task,
                 "model": sel.spec.model,
                 "phase": str(status.phase),
-                "memory_gb": _round(measured),
-                "declared_memory_gb": _round(status.declared_memory_gb),
+                "memory_gb": _gb(measured),
+                "declared_memory_gb": _gb(status.declared_memory_gb),
             }
         )
     return [
         {
             "node": g.node,
             "index": g.index,
-            "memory_gb": round(g.memory_gib, DIGITS),
+            "memory_gb": round_gb(g.memory_gib),
             "simulated": g.simulated,
             "held_by": held.get((g.node, g.index), []),
         }
@@ -255,8 +256,13 @@ def vram_by_gpu(state: ClusterState, loaded: Sequence[LoadedModel]) -> dict[tupl
     return out
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, DIGITS)
+def _gb(value: float | None) -> float | None:
+    """A size by the one rounding rule (domain/units.py); None: not known."""
+    return None if value is None else round_gb(value)
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, SECONDS_DIGITS)
 
 
 def _real_cuda(m: LoadedModel, gpus: GpuView) -> bool:

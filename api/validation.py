@@ -32,7 +32,7 @@ from fovea.domain import budget
 from fovea.domain.gpus import Gpu
 from fovea.domain.placement import EPSILON
 from fovea.domain.resources import CatalogSpec, Phase, SharingMode
-from fovea.domain.units import format_gb
+from fovea.domain.units import format_gb, round_gb
 
 Slot = tuple[str, int]  # (node, GPU index)
 # The operator's phases that mean "placed on a GPU" once current (node and GPU index set).
@@ -65,15 +65,14 @@ def validate_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
     body["gpus"] = [
         {
             **full,
-            "used_gb": round(plan["used_gb"] + by_others.get((full["node"], full["index"]), 0), 2),
-            "free_gb": round(
+            "used_gb": round_gb(plan["used_gb"] + by_others.get((full["node"], full["index"]), 0)),
+            "free_gb": round_gb(
                 max(
                     0.0,
                     full["capacity_gb"]
                     - plan["used_gb"]
                     - by_others.get((full["node"], full["index"]), 0.0),
-                ),
-                2,
+                )
             ),
             "tasks": plan["tasks"],
         }

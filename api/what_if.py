@@ -31,7 +31,7 @@ from fovea.api.validation import validate_body
 from fovea.domain import budget, placement
 from fovea.domain.placement import Outcome
 from fovea.domain.resources import CatalogSpec, DevicePolicy, LoadPolicy, Phase, SelectionStatus
-from fovea.domain.units import round_half_up
+from fovea.domain.units import round_gb
 
 # Phases in which the status's node and planned GPU are a GPU the model holds (as budget's).
 _HOLDING = frozenset({Phase.SCHEDULING, Phase.LOADING, Phase.READY})
@@ -104,8 +104,8 @@ def plan_view(before: ClusterState, after: ClusterState, gpus: GpuView) -> dict[
             "node": g.node,
             "index": g.index,
             "simulated": g.simulated,
-            "capacity_gb": round_half_up(g.capacity_gib, 2),
-            "used_gb": round_half_up(g.used_gib, 2),
+            "capacity_gb": round_gb(g.capacity_gib),
+            "used_gb": round_gb(g.used_gib),
             "models": [_model_row(by_key[k]) for k in g.keys],
         }
         for g in result.gpus
@@ -205,6 +205,6 @@ def _model_row(d: placement.Demand) -> dict[str, Any]:
         "key": d.key,
         "task": d.task,
         "model": d.model,
-        "vram_gb": round_half_up(d.vram_gib, 2),
+        "vram_gb": round_gb(d.vram_gib),
         "priority": d.priority,
     }

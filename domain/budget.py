@@ -59,7 +59,7 @@ from fovea.domain.resources import (
     SelectionStatus,
     SharingMode,
 )
-from fovea.domain.units import format_gb, round_half_up
+from fovea.domain.units import format_gb, round_gb
 
 CONSIDER = "Consider selecting smaller models or reducing simultaneous tasks"
 # Phases whose status.node/gpuIndex describe a model that holds (or is taking) its GPU.
@@ -170,13 +170,13 @@ def validate(
     warnings: list[str] = []
     if total_required > total_vram + EPSILON:
         warnings.append(
-            f"Total required VRAM ({_gb(total_required)} GB) exceeds available VRAM "
-            f"({_gb(total_vram)} GB)"
+            f"Total required VRAM ({format_gb(total_required)} GB) exceeds available VRAM "
+            f"({format_gb(total_vram)} GB)"
         )
     elif total_required > max_allowed + EPSILON:
         warnings.append(
-            f"Total required VRAM ({_gb(total_required)} GB) exceeds the threshold limit "
-            f"({_gb(max_allowed)} GB, {threshold:.0%} of {_gb(total_vram)} GB)"
+            f"Total required VRAM ({format_gb(total_required)} GB) exceeds the threshold limit "
+            f"({format_gb(max_allowed)} GB, {threshold:.0%} of {format_gb(total_vram)} GB)"
         )
     if not valid:
         warnings.append(CONSIDER)
@@ -189,14 +189,12 @@ def validate(
     task_of = {d.key: task for task, d in demands.items()}
     return BudgetReport(
         valid=valid,
-        total_vram_gb=round_half_up(total_vram, 1),
-        total_required_gb=round_half_up(total_required, 1),
+        total_vram_gb=round_gb(total_vram),
+        total_required_gb=round_gb(total_required),
         threshold=threshold,
-        max_allowed_gb=round_half_up(max_allowed, 1),
+        max_allowed_gb=round_gb(max_allowed),
         model_requirements={
-            task: ModelRequirement(
-                model_name=demands[task].model, vram_gb=round_half_up(required[task], 2)
-            )
+            task: ModelRequirement(model_name=demands[task].model, vram_gb=round_gb(required[task]))
             for task in demands
         },
         warnings=warnings,
@@ -207,10 +205,10 @@ def validate(
                 index=g.index,
                 product=g.product,
                 simulated=g.simulated,
-                memory_gb=round_half_up(g.memory_gib, 2),
-                capacity_gb=round_half_up(g.capacity_gib, 2),
-                used_gb=round_half_up(g.used_gib, 2),
-                free_gb=round_half_up(g.free_gib, 2),
+                memory_gb=round_gb(g.memory_gib),
+                capacity_gb=round_gb(g.capacity_gib),
+                used_gb=round_gb(g.used_gib),
+                free_gb=round_gb(g.free_gib),
                 tasks=[task_of[k] for k in g.keys],
             )
             for g in result.gpus
@@ -289,7 +287,3 @@ def _placement_warning(task: str, d: Demand, p: Placement) -> str:
     if p.outcome == Outcome.EVICTED:
         return f"{head} would be evicted: {p.reason}"
     return f"{head} cannot be placed on a GPU: {p.reason}"
-
-
-def _gb(value: float) -> str:
-    return f"{round_half_up(value, 1):.1f}"

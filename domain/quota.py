@@ -26,8 +26,7 @@ from dataclasses import dataclass
 
 from fovea.domain import constants as c
 from fovea.domain.placement import EPSILON, Demand
-from fovea.domain.resources import GIB
-from fovea.domain.units import format_gb, parse_quantity
+from fovea.domain.units import GIB, format_gb, parse_quantity
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,6 @@ from fovea.domain.weights import WEIGHTS_MOUNT, parse_weights_uri
 
 _T = TypeVar("_T")
 
-GIB: int = 1024**3
-MIB: int = 1024**2
 
 PRIORITY_MIN = 0
 PRIORITY_MAX = 1000
@@ -595,6 +593,17 @@ class AllocatedDeviceStatus(Wire):
     claim: str
 
 
+class EndpointStatus(Wire):
+    """Where the task's requests go (docs/inference.md): a stable address across switches."""
+
+    service: str = Field(description="The selection's Service, in its namespace")
+    url: str = Field(description="In-cluster address of the serving model: POST {url}/predict")
+    route: str = Field(description="The API's inference route of the task (POST)")
+    serving_model: str | None = Field(
+        default=None, description="The model whose Ready pods the Service selects now"
+    )
+
+
 class SelectionStatus(Wire):
     """Written by the operator, except `runtime`, written by the model pod."""
 
@@ -620,6 +629,9 @@ class SelectionStatus(Wire):
     allocated_device: AllocatedDeviceStatus | None = Field(
         default=None,
         description="dra mode: the GPU allocated to the pod's ResourceClaim (status.allocation)",
+    )
+    endpoint: EndpointStatus | None = Field(
+        default=None, description="Where the task's requests go; none for an external API"
     )
     declared_memory_gb: float | None = Field(default=None, description="The catalog's figure, GiB")
     measured_memory_gb: float | None = Field(

@@ -42,7 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--gpus",
         default="auto",
         help="GPU nodes: 'auto' (real GPUs via NVML, else 2x24GiB,1x80GiB simulated), 'real', "
-        "'none', or a list of [COUNTx]SIZE[:PRODUCT], one per node, e.g. 2x24GiB,1x80GiB",
+        "'none', or a list of [COUNTx]SIZE[:PRODUCT], one per node, e.g. 2x24GB,1x80GB "
+        "(GB = GiB = 1024^3 bytes)",
     )
     up.add_argument(
         "--detach", action="store_true", help="run in the background; return when ready"

@@ -5,8 +5,9 @@ Node and Lease bodies as plain dicts. Finding real GPUs (NVML) lives in
 `fovea.localcluster.nvml`; talking to the API server lives in `fovea.localcluster.agent`.
 
 The `--gpus` spec is a comma-separated list of GPU nodes; each item is
-`[COUNTx]SIZE[:PRODUCT]`: COUNT GPUs (default 1) of SIZE memory each (units
-GiB/Gi or MiB/Mi) on one node, with an optional product name. The default,
+`[COUNTx]SIZE[:PRODUCT]`: COUNT GPUs (default 1) of SIZE memory each (a size
+as `fovea.domain.units.parse_size` reads it: 24GB = 24GiB = 24Gi) on one
+node, with an optional product name. The default,
 `2x24GiB,1x80GiB`, registers one node with two 24 GiB GPUs (the case of two
 models sharing a machine) and one node with one 80 GiB GPU (a large model),
 plus, always, one CPU-only node. `none` registers only the CPU node.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fovea.domain import constants as c
+from fovea.domain.units import MIB, parse_size
 
 DEFAULT_SIMULATED_GPUS = "2x24GiB,1x80GiB"
 MAX_GPUS_PER_NODE = 16
@@ -31,10 +33,9 @@ CPU_NODE_NAME = "fovea-cpu-0"
 TIME_SLICING_REPLICAS = 8
 
 _ITEM = re.compile(
-    r"^(?:(?P<count>\d+)\s*[xX]\s*)?(?P<size>\d+(?:\.\d+)?)\s*(?P<unit>GiB|Gi|MiB|Mi)"
+    r"^(?:(?P<count>\d+)\s*[xX]\s*)?(?P<size>\d+(?:\.\d+)?\s*[A-Za-z]+)"
     r"(?::(?P<product>[A-Za-z0-9][A-Za-z0-9_.-]{0,62}))?$"
 )
-_UNIT_MIB = {"GiB": 1024, "Gi": 1024, "MiB": 1, "Mi": 1}
 
 
 class NodeSpecError(ValueError):
@@ -90,22 +91,32 @@ def parse_gpus(spec: str) -> list[GpuSet]:
     for raw in text.split(","):
         item = raw.strip()
         match = _ITEM.match(item)
-        if not match:
+        size_bytes = _size(match["size"]) if match else None
+        if match is None or size_bytes is None:
             raise NodeSpecError(
                 f"invalid GPU node {item!r} in --gpus {spec!r}: expected [COUNTx]SIZE[:PRODUCT], "
-                "e.g. 2x24GiB or 1x80GiB:NVIDIA-A100-80GB (units GiB, Gi, MiB, Mi)"
+                "e.g. 2x24GB or 1x80GB:NVIDIA-A100-80GB (units GB, GiB, Gi, MB, MiB, Mi; "
+                "GB = GiB = 1024^3 bytes)"
             )
         count = int(match["count"] or 1)
         if not 1 <= count <= MAX_GPUS_PER_NODE:
             raise NodeSpecError(
                 f"invalid GPU node {item!r}: GPU count must be 1..{MAX_GPUS_PER_NODE}, got {count}"
             )
-        memory_mib = round(float(match["size"]) * _UNIT_MIB[match["unit"]])
+        memory_mib = round(size_bytes / MIB)
         if memory_mib < 1:
             raise NodeSpecError(f"invalid GPU node {item!r}: GPU memory must be positive")
         product = match["product"] or simulated_product(memory_mib)
         sets.append(GpuSet(count=count, memory_mib=memory_mib, product=product, simulated=True))
     return sets
+
+
+def _size(text: str) -> int | None:
+    """Bytes of a GPU's size (GB and MB: the contract's binary units); None if not one."""
+    try:
+        return parse_size(text)
+    except ValueError:
+        return None
 
 
 def resolve_gpu_spec(spec: str, detected: list[GpuSet]) -> list[GpuSet]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from fovea.domain import constants as c
 from fovea.domain import dra
+from fovea.domain.endpoints import label_value
 from fovea.domain.image_refs import normalize_image
 from fovea.domain.nodes import (
     DEFAULT_MEMORY_GIB,
@@ -22,7 +23,8 @@ from fovea.domain.nodes import (
     model_pod_tolerations,
     pod_requests,
 )
-from fovea.domain.resources import GIB, MIB, ModelOption, SharingMode
+from fovea.domain.resources import ModelOption, SharingMode
+from fovea.domain.units import GIB, MIB
 from fovea.operator.images import PROJECT_IMAGES
 from fovea.operator.weights_pod import WeightsSettings, add_weights
 
@@ -65,12 +67,6 @@ class PodSettings:
     startup_seconds: int = 900  # a 16 GiB VLM can take minutes to load
     # Images a catalog option may name (operator/images.py); `image` above always runs.
     allowed_images: tuple[str, ...] = PROJECT_IMAGES
-
-
-def label_value(text: str) -> str:
-    """A string made safe as a label value (<= 63 chars, alnum at both ends)."""
-    value = re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:MAX_NAME].strip("-_.")
-    return value or "none"
 
 
 def pod_name(sel: SelectionRef, option: ModelOption, target: Target, spec_hash: str = "") -> str:
@@ -143,6 +139,9 @@ def build_pod(
         {"name": c.ENV_PORT, "value": str(c.MODEL_POD_PORT)},
     ]
     probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5}
+    # Readiness decides when the pod joins its Service's endpoints (docs/inference.md):
+    # probed each second, so a switch publishes the new model within about a second.
+    readiness = {**probe, "periodSeconds": 1, "failureThreshold": 3}
     pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -195,10 +194,10 @@ def build_pod(
                     },
                     "resources": resources,
                     "startupProbe": {
-                        **probe,
-                        "failureThreshold": max(1, settings.startup_seconds // 5),
+                        **readiness,
+                        "failureThreshold": max(1, settings.startup_seconds),
                     },
-                    "readinessProbe": {**probe, "failureThreshold": 3},
+                    "readinessProbe": readiness,
                     "livenessProbe": {
                         "httpGet": {"path": "/healthz", "port": "http"},
                         "periodSeconds": 10,

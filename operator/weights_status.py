@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from fovea.domain.conditions import WeightsPhase
 from fovea.domain.resources import ModelOption, WeightsReport
+from fovea.domain.units import format_bytes
 from fovea.operator.weights_pod import FETCH_CONTAINER
 
 Raw = Mapping[str, Any]
@@ -76,16 +77,12 @@ def weights_status(
 
 
 def progress_text(report: WeightsReport) -> str:
-    """Bytes and rate in a few words: '1.2 of 4.0 GiB at 35.0 MiB/s'."""
-    done = _gib(report.bytes_done)
-    total = f" of {_gib(report.bytes_total)}" if report.bytes_total is not None else ""
+    """Bytes and rate in a few words: '1.2 GB of 4.0 GB at 35.0 MB/s' (domain/units.py)."""
+    done = format_bytes(report.bytes_done)
+    total = f" of {format_bytes(report.bytes_total)}" if report.bytes_total is not None else ""
     rate = report.bytes_per_second
-    speed = f" at {rate / 2**20:.1f} MiB/s" if rate else ""
+    speed = f" at {format_bytes(rate)}/s" if rate else ""
     return f"{done}{total}{speed}"
-
-
-def _gib(count: int | None) -> str:
-    return f"{(count or 0) / 2**30:.2f} GiB"
 
 
 def _report(raw: object) -> WeightsReport | None:

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fovea.domain.units import format_bytes
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
@@ -53,13 +55,8 @@ def stage_of(view: dict[str, Any], model: str) -> Stage:
 
 
 def size(count: float | None) -> str:
-    """Bytes for people: 512 B, 1.5 MB, 2.31 GB (decimal units, as download tools show)."""
-    value = float(count or 0)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.3g} {unit}"
-        value /= 1000
-    return f"{value:.3g} TB"  # unreachable
+    """Bytes for people: 512 B, 1.5 MB, 2.31 GB (the contract's units, domain/units.py)."""
+    return format_bytes(count)
 
 
 def stage_line(stage: Stage) -> str:
@@ -93,20 +90,19 @@ class WaitDisplay:
         if self.out.is_terminal:
             from rich.progress import (
                 BarColumn,
-                DownloadColumn,
                 Progress,
                 SpinnerColumn,
                 TextColumn,
                 TimeElapsedColumn,
-                TransferSpeedColumn,
             )
 
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
+                # rich's own columns count 10^3; these say sizes as everything else does.
+                TextColumn("{task.fields[amount]}"),
+                TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
                 console=self.out,
                 transient=False,
@@ -130,8 +126,7 @@ class WaitDisplay:
         if self._progress is None:
             return
         if self._fetch is not None:
-            task = self._progress.tasks[self._fetch]
-            self._progress.update(self._fetch, completed=task.total or task.completed)
+            self._fetched(self._progress, self._fetch)
         if self._load is not None:
             self._progress.update(self._load, total=1, completed=1)
 
@@ -140,17 +135,34 @@ class WaitDisplay:
         assert progress is not None
         if stage.name == FETCHING:
             if self._fetch is None:
-                self._fetch = progress.add_task(f"{self.label}: fetch weights", total=stage.total)
-            progress.update(self._fetch, completed=stage.done or 0, total=stage.total)
+                self._fetch = progress.add_task(
+                    f"{self.label}: fetch weights", total=stage.total, amount="", rate=""
+                )
+            progress.update(
+                self._fetch,
+                completed=stage.done or 0,
+                total=stage.total,
+                amount=size(stage.done) + (f"/{size(stage.total)}" if stage.total else ""),
+                rate=f"{size(stage.rate)}/s" if stage.rate else "",
+            )
         elif stage.name == LOADING:
             if self._fetch is not None:
-                task = progress.tasks[self._fetch]
-                progress.update(self._fetch, completed=task.total or task.completed)
+                self._fetched(progress, self._fetch)
             if self._load is None:
-                self._load = progress.add_task(f"{self.label}: {stage_line(stage)}", total=None)
+                self._load = progress.add_task(
+                    f"{self.label}: {stage_line(stage)}", total=None, amount="", rate=""
+                )
         elif line and line != self._last_line:
             progress.console.print(f"{self.label}: {line}", highlight=False)
         self._last_line = line
+
+    @staticmethod
+    def _fetched(progress: Progress, fetch: TaskID) -> None:
+        """The fetch bar ends full, its amount saying so."""
+        task = progress.tasks[fetch]
+        done = task.total or task.completed
+        amount = size(done) + (f"/{size(task.total)}" if task.total else "")
+        progress.update(fetch, completed=done, amount=amount)
 
     def _plain(self, stage: Stage, line: str | None) -> None:
         now = time.monotonic()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from fovea.domain.units import format_gb
+
 Row = dict[str, Any]
 
 # Phases in which a selection has (or is getting, or lost) a model pod: what `ps` lists.
@@ -249,12 +251,8 @@ def progress(view: dict[str, Any], model: str) -> tuple[str, str | None]:
 
 
 def gb(value: float | None) -> str:
-    """GB with three significant digits (tiny models count): 0.000512, 0.5, 19.2, 128."""
-    if value is None:
-        return "-"
-    if 0 < value < 0.001:
-        return "<0.001"
-    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+    """A GB figure by the one rounding rule (domain/units.py): 0.06, 0.5, 19.2, 102.4."""
+    return "-" if value is None else format_gb(value)
 
 
 def seconds(value: float | None) -> str | None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from fovea.domain.units import format_bytes
 from fovea.model_pod.weights.errors import CacheFull
 
 META_DIR = ".fovea"
@@ -74,15 +75,6 @@ def _flock(path: Path, mode: int) -> Iterator[IO[bytes]]:
             yield handle
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def human_bytes(count: float) -> str:
-    """1536 -> "1.5 KiB" (binary units, as everywhere in this project)."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
 
 
 class WeightsCache:
@@ -197,8 +189,8 @@ class WeightsCache:
         assert self.size_limit is not None
         if needed > self.size_limit:
             raise CacheFull(
-                f"cache full: the weights ({human_bytes(needed)}) are larger than the whole cache "
-                f"({human_bytes(self.size_limit)}); raise weights_cache.size_gb"
+                f"cache full: the weights ({format_bytes(needed)}) are larger than the whole cache "
+                f"({format_bytes(self.size_limit)}); raise weights_cache.size_gb"
             )
         entries = [e for e in self.entries() if e.key != keep]
         used = sum(e.size for e in entries)
@@ -213,10 +205,10 @@ class WeightsCache:
             else:
                 held.append(entry.key)
         if used + needed > self.size_limit:
-            free = human_bytes(self.size_limit - used)
+            free = format_bytes(self.size_limit - used)
             raise CacheFull(
-                f"cache full: {human_bytes(needed)} needed, {free} free of "
-                f"{human_bytes(self.size_limit)}, and the other entries are in use by running "
+                f"cache full: {format_bytes(needed)} needed, {free} free of "
+                f"{format_bytes(self.size_limit)}, and the other entries are in use by running "
                 "models "
                 f"({', '.join(held) or 'none'}); raise weights_cache.size_gb or unload a model"
             )

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fovea.domain.resources import GIB
+from fovea.domain.units import GIB, format_bytes
 from fovea.domain.weights import cache_key, parse_sha256, parse_weights_uri
-from fovea.model_pod.weights.cache import WeightsCache, human_bytes
+from fovea.model_pod.weights.cache import WeightsCache
 from fovea.model_pod.weights.download import Retry
 from fovea.model_pod.weights.errors import FetchError
 from fovea.model_pod.weights.progress import (
@@ -87,7 +87,7 @@ def _cached(cache: WeightsCache, key: str) -> Outcome | None:
     cache.touch(key)
     return Outcome(
         phase=CACHED,
-        message=f"already cached ({human_bytes(entry.size)}): 0 bytes fetched",
+        message=f"already cached ({format_bytes(entry.size)}): 0 bytes fetched",
         bytes_done=entry.size,
         bytes_total=entry.size,
         fetched_bytes=0,
@@ -138,8 +138,8 @@ def _fetch(
     return Outcome(
         phase=CACHED,
         message=(
-            f"fetched {human_bytes(fetched.size)} in {seconds:.1f}s "
-            f"({human_bytes(rate)}/s), "
+            f"fetched {format_bytes(fetched.size)} in {seconds:.1f}s "
+            f"({format_bytes(rate)}/s), "
             + ("sha256 verified" if pin else "sha256 computed (no weights_sha256 pin)")
         ),
         bytes_done=entry.size,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fovea.domain.conditions import RuntimeState, WeightsPhase
+from fovea.domain.units import format_bytes
 from fovea.model_pod.report import backoff_seconds, is_retryable, rfc3339
-from fovea.model_pod.weights.cache import human_bytes
 
 log = logging.getLogger("fovea.model_pod.weights")
 
@@ -217,8 +217,8 @@ class ProgressReporter:
                 "%s %s: %s%s - %s",
                 status["phase"],
                 self._source,
-                human_bytes(status["bytesDone"]),
-                f" of {human_bytes(total)}" if total else "",
+                format_bytes(status["bytesDone"]),
+                f" of {format_bytes(total)}" if total else "",
                 status["message"],
             )
         if self._send is None:

@@ -113,12 +113,12 @@ def test_the_board_shows_the_fetch_as_the_tasks_progress() -> None:
     from fovea.api.board import board_body
 
     runtime = {"pod": "p-1", "state": "Loading", "weights": FETCHING}
-    status = _loading({**FETCHING, "bytesDone": 250_000, "bytesTotal": 1_000_000})
+    status = _loading({**FETCHING, "bytesDone": 256 * 1024, "bytesTotal": 1024**2})
     st = state([selection("object_detection", "yolov8n", status={**status, "runtime": runtime})])
     tasks = board_body(st, responses.gpu_view(st))["tasks"]
     [task] = [t for t in tasks if t["task"] == "object_detection"]
     assert task["progress"] == {
         "state": "Fetching",
-        "reason": "fetching weights: 0.2 of 1.0 MB",
+        "reason": "fetching weights: 256.0 KB of 1.0 MB",
         "percent": 25.0,
     }

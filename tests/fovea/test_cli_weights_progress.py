@@ -41,19 +41,20 @@ def test_plain_lines_one_per_stage_and_per_tenth_fetched() -> None:
     with WaitDisplay(out, "det: yolo") as display:
         display.show(Stage(WAITING), "Scheduling · on gpu-0")
         display.show(Stage(WAITING), "Scheduling · on gpu-0")
-        for done in (0, 50, 100, 500, 990, 1000):
-            display.show(Stage(FETCHING, done, 1000, 2e6), None)
-        display.show(Stage(LOADING, fetched=1000), "Loading")
-        display.show(Stage(LOADING, fetched=1000), "Loading · still")
+        for done in (0, 52, 103, 512, 1014, 1024):
+            display.show(Stage(FETCHING, done, 1024, 2 * 1024**2), None)
+        display.show(Stage(LOADING, fetched=1024), "Loading")
+        display.show(Stage(LOADING, fetched=1024), "Loading · still")
         display.done()
     assert buffer.getvalue().splitlines() == [
         "det: yolo: Scheduling · on gpu-0",
-        "det: yolo: fetching weights: 0 B of 1 kB at 2 MB/s",
-        "det: yolo: fetching weights: 100 B of 1 kB at 2 MB/s",
-        "det: yolo: fetching weights: 500 B of 1 kB at 2 MB/s",
-        "det: yolo: fetching weights: 990 B of 1 kB at 2 MB/s",
-        "det: yolo: fetching weights: 1 kB of 1 kB at 2 MB/s",
-        "det: yolo: loading (weights fetched: 1 kB)",
+        # The contract's units (GB = 1024^3 bytes, domain/units.py), as every size is printed.
+        "det: yolo: fetching weights: 0 B of 1.0 KB at 2.0 MB/s",
+        "det: yolo: fetching weights: 103 B of 1.0 KB at 2.0 MB/s",
+        "det: yolo: fetching weights: 512 B of 1.0 KB at 2.0 MB/s",
+        "det: yolo: fetching weights: 1014 B of 1.0 KB at 2.0 MB/s",
+        "det: yolo: fetching weights: 1.0 KB of 1.0 KB at 2.0 MB/s",
+        "det: yolo: loading (weights fetched: 1.0 KB)",
     ]
 
 
@@ -68,12 +69,12 @@ def test_on_a_terminal_the_fetch_and_the_load_are_progress_bars() -> None:
     buffer = io.StringIO()
     out = Console(file=buffer, force_terminal=True, width=120)
     with WaitDisplay(out, "det: yolo") as display:
-        display.show(Stage(FETCHING, 250_000_000, 1_000_000_000, 5e7), None)
-        display.show(Stage(LOADING, fetched=1_000_000_000), "Loading")
+        display.show(Stage(FETCHING, 256 * 1024**2, 1024**3, 50 * 1024**2), None)
+        display.show(Stage(LOADING, fetched=1024**3), "Loading")
         display.done()
     shown = buffer.getvalue()
-    assert "det: yolo: fetch weights" in shown and "1.0/1.0 GB" in shown
-    assert "det: yolo: loading (weights fetched: 1 GB)" in shown
+    assert "det: yolo: fetch weights" in shown and "1.0 GB/1.0 GB" in shown
+    assert "det: yolo: loading (weights fetched: 1.0 GB)" in shown
 
 
 def test_describe_shows_the_weights_line_only_for_an_option_with_weights() -> None:
@@ -83,13 +84,13 @@ def test_describe_shows_the_weights_line_only_for_an_option_with_weights() -> No
     cached = {
         "phase": "Cached",
         "source": "s3://models/yolo",
-        "bytesDone": 2_000_000,
+        "bytesDone": 2 * 1024**2,
         "fetchedBytes": 0,
         "sha256": "ab" * 32,
     }
     fields = dict(describe_fields({**body, "status": {"pod": "p", "weights": cached}}))
     assert fields["Weights"] == (
-        "Cached s3://models/yolo (2 MB, fetched 0 B this start, sha256 abababababab…)"
+        "Cached s3://models/yolo (2.0 MB, fetched 0 B this start, sha256 abababababab…)"
     )
     failed = {"phase": "Failed", "source": "http://h/x", "message": "HTTP 404"}
     fields = dict(describe_fields({**body, "status": {"weights": failed}}))

@@ -39,6 +39,9 @@ def test_default_spec_is_two_gpu_nodes() -> None:
         ),
         ("2x40GiB:NVIDIA-A100-SXM4-40GB", [(2, 40960, "NVIDIA-A100-SXM4-40GB")]),
         ("1.5GiB", [(1, 1536, "Simulated-GPU-1536MiB")]),
+        # GB is what every message prints, and it is GiB (domain/units.py): typed as printed.
+        ("2x24GB", [(2, 24576, "Simulated-GPU-24GiB")]),
+        ("512MB,1x80gb", [(1, 512, "Simulated-GPU-512MiB"), (1, 81920, "Simulated-GPU-80GiB")]),
         ("none", []),
         ("", []),
     ],
@@ -50,7 +53,8 @@ def test_parse_gpus(spec: str, expected: list[tuple[int, int, str]]) -> None:
 @pytest.mark.parametrize(
     ("spec", "fragment"),
     [
-        ("24GB", "'24GB'"),
+        ("24G", "'24G'"),  # a Kubernetes quantity's G is 10^9: ambiguous, refused
+        ("24", "units GB, GiB"),
         ("2x", "'2x'"),
         ("x24GiB", "'x24GiB'"),
         ("0x24GiB", "GPU count must be 1..16"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fovea.domain.resources import GIB
+from fovea.domain.units import GIB
 from fovea.domain.weights import cache_key, parse_weights_uri
 from fovea.model_pod.weights.cache import HeldEntry, WeightsCache
 from fovea.model_pod.weights.download import Retry
@@ -97,7 +97,7 @@ def test_a_full_cache_fails_and_loses_nothing(sources: dict[str, str], tmp_path:
         for held in holds:
             held.release()
     assert outcome.phase == FAILED
-    assert outcome.message.startswith("cache full: 1.0 MiB needed, 512.0 KiB free of 2.5 MiB")
+    assert outcome.message.startswith("cache full: 1.0 MB needed, 512.0 KB free of 2.5 MB")
     assert "in use by running models" in outcome.message
     assert {e.key for e in WeightsCache(cache).entries()} == {key(sources["a"]), key(sources["b"])}
     assert list((cache / ".fovea" / "tmp").iterdir()) == []

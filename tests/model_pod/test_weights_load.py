@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from fovea.domain import constants as c
-from fovea.domain.resources import GIB
+from fovea.domain.units import GIB
 from fovea.domain.weights import ENV_WEIGHTS_PATH, cache_key, parse_weights_uri
 from fovea.model_pod.adapters.adapter_torch import TorchAdapter, mlp
 from fovea.model_pod.adapters.base import ModelSpec, single_weights_file, weights_location

@@ -219,7 +219,7 @@ def test_fetching_is_loading_with_reason_weights_fetching_and_the_bytes() -> Non
     assert d.status.weights is not None and d.status.weights.bytes_total == 2**32
     ready = next(x for x in d.status.conditions if x.type == ConditionType.READY)
     assert ready.reason == Reason.WEIGHTS_FETCHING
-    assert d.status.message.endswith("1.00 GiB of 4.00 GiB at 32.0 MiB/s")
+    assert d.status.message.endswith("1.0 GB of 4.0 GB at 32.0 MB/s")
     assert d.patch is not None and d.patch["weights"]["bytesDone"] == 2**30
 
 
