@@ -87,6 +87,8 @@ class EngineAdapter:
         self.output: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES_KEPT)
         self._closing = threading.Event()
         self._failure: str | None = None
+        # Watches the running child; ends when it exits (a failure unless we stopped it).
+        self.watcher: threading.Thread | None = None
         self.served_model = spec.model_id  # the fetched weights' path when there are some
 
     @property
@@ -129,7 +131,8 @@ class EngineAdapter:
         )
         threading.Thread(target=self._pump_output, daemon=True).start()
         self._wait_healthy()
-        threading.Thread(target=self._watch, daemon=True).start()
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
+        self.watcher.start()
         source = (
             f"random weights: {self.engine.name} --load-format dummy "
             f"(weights for {self.spec.model_id} are not on disk)"

@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from fovea.domain import constants as c
 from fovea.model_pod.adapters.base import ModelSpec
 from fovea.model_pod.identity import Identity
+from waiting import eventually
 
 # The subcommand exactly as `fovea-models model-pod` runs it (configure, then run),
 # without importing every other subcommand the CLI registers.
@@ -174,15 +174,18 @@ def start_model_pod(tmp_path: Path) -> Iterator[Callable[..., ModelPodProcess]]:
 
 
 def _answers_as(task: str, port: int, process: subprocess.Popen[bytes]) -> bool:
-    deadline = time.monotonic() + ANSWER_TIMEOUT_S
-    while time.monotonic() < deadline and process.poll() is None:
+    def verdict() -> tuple[bool] | None:
+        """(whether it is our model pod) once something answers or it exited; None before."""
+        if process.poll() is not None:
+            return (False,)
         try:
             info = httpx.get(f"http://127.0.0.1:{port}/info", timeout=2)
         except httpx.TransportError:
-            time.sleep(0.3)
-            continue
+            return None
         try:
-            return info.status_code == 200 and info.json().get("task") == task
+            return (info.status_code == 200 and info.json().get("task") == task,)
         except ValueError:
-            return False  # someone else's server on that port
-    return False
+            return (False,)  # someone else's server on that port
+
+    answered = eventually(verdict, ANSWER_TIMEOUT_S)
+    return answered is not None and answered[0]

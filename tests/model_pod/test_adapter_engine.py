@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from fovea.model_pod.adapters.engine_commands import (
 )
 from fovea.model_pod.identity import Identity
 from fovea.model_pod.lifecycle import FAILED, READY, ModelService
+from waiting import eventually
 
 STAND_IN = Path(__file__).with_name("stand_in_engine.py")
 GIB = 1024**3
@@ -149,10 +149,7 @@ def test_starts_answers_health_and_forwards_requests(adapters: list[EngineAdapte
 def test_death_after_start_is_detected(adapters: list[EngineAdapter]) -> None:
     adapter = make(adapters, stand_in("--die-after", "0.5"))
     adapter.load("cpu")
-    deadline = time.monotonic() + 10
-    while adapter.failure() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    failure = adapter.failure()
+    failure = eventually(adapter.failure, 10)
     assert failure is not None
     assert failure.startswith("stand-in server exited with code 9")
     assert "fatal error" in failure
@@ -181,8 +178,11 @@ def test_close_stops_the_child(adapters: list[EngineAdapter]) -> None:
     adapter.load("cpu")
     adapter.close()
     assert adapter.process is not None and adapter.process.poll() is not None
-    time.sleep(0.3)
-    assert adapter.failure() is None  # a stop we asked for is not a failure
+    # The watcher has seen the exit (and returned): a stop we asked for is not a failure.
+    assert adapter.watcher is not None
+    adapter.watcher.join(10)
+    assert not adapter.watcher.is_alive()
+    assert adapter.failure() is None
 
 
 # --- through the model service --------------------------------------------------------------
@@ -200,10 +200,7 @@ def test_service_measures_the_child_and_reports_its_death(
         measured = (service.report.measured_memory_gb or 0) * 1024**3
         assert measured >= 64 * 1024**2  # the child's resident memory, ballast included
         assert service.report.memory_breakdown["processRssGb"] > 0
-        deadline = time.monotonic() + 10
-        while service.state == READY and time.monotonic() < deadline:
-            service.check()
-            time.sleep(0.1)
+        assert eventually(lambda: service.check() or service.state != READY, 10)
         assert service.state == FAILED
         assert (service.report.reason or "").startswith("stand-in server exited with code 9")
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from fovea.model_pod.report import (
     runtime_patch,
     selection_patcher,
 )
+from waiting import eventually
 
 
 def test_patch_sets_every_field_and_nulls_what_is_gone() -> None:
@@ -117,17 +117,18 @@ def test_a_refused_write_is_tried_again_later_and_never_raises() -> None:
 
 
 def test_latest_state_wins_over_unsent_ones() -> None:
-    gate = threading.Event()
+    gate, sending = threading.Event(), threading.Event()
     bodies: list[dict[str, Any]] = []
 
     def slow_send(body: dict[str, Any]) -> None:
+        sending.set()
         gate.wait(5)
         bodies.append(body)
 
     reporter = Reporter(slow_send)
     reporter.start()
     reporter.set(RuntimeReport(state="Loading"))
-    time.sleep(0.1)  # the thread is now blocked sending Loading
+    assert eventually(sending.is_set, 5)  # the thread is now blocked sending Loading
     reporter.set(RuntimeReport(state="Failed", reason="first"))
     reporter.set(RuntimeReport(state="Ready", measured_memory_gb=1.0))
     gate.set()
@@ -156,9 +157,8 @@ def test_heartbeat_repeats_the_report() -> None:
     send = FlakySend([])
     reporter = fast_reporter(send, heartbeat_seconds=0.1)
     reporter.set(RuntimeReport(state="Ready"))
-    time.sleep(0.55)
+    assert eventually(lambda: len(send.bodies) >= 3, 5)  # the first, then two heartbeats
     reporter.stop()
-    assert len(send.bodies) >= 3
     assert all(b["status"]["runtime"]["heartbeat"] for b in send.bodies)
 
 

@@ -15,6 +15,7 @@ from fovea.operator.loop import Planner
 from fovea.operator.podspec import PodSettings
 from fovea.operator.reconcile import Actions, World
 from fovea.operator.settings import OperatorSettings
+from waiting import eventually_async
 
 
 class HeldLease:
@@ -67,9 +68,8 @@ def test_an_unexpected_error_is_logged_with_its_traceback_and_retried(
     async def run() -> None:
         task = asyncio.create_task(p.run())
         p.wake.set()
-        while p.passes < 1:
-            assert not task.done(), task
-            await asyncio.sleep(0.01)
+        await eventually_async(lambda: p.passes >= 1 or task.done(), 30)
+        assert not task.done(), task
         task.cancel()
 
     with caplog.at_level(logging.ERROR, logger="fovea.operator.loop"):

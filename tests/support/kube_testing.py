@@ -4,31 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
 from fovea.domain.resources import selection_name
-
-T = TypeVar("T")
-
-
-def eventually(
-    check: Callable[[], T | None], timeout: float = 45.0, interval: float = 0.1
-) -> T | None:
-    """The first truthy result of `check` within `timeout` seconds, else None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
+from waiting import eventually as eventually  # the suite's one wait (tests/support/waiting.py)
 
 
 class Kube:

@@ -27,7 +27,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -390,16 +389,24 @@ class S3Server:
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self.process.returncode}")
+        # Imported here: this file also runs alone as the HTTP server (see above), where
+        # the tests' helpers are not importable.
+        from waiting import eventually
+
+        process = self.process
+
+        def listening() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {process.returncode}")
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), timeout=1),
             ):
-                return self
-            time.sleep(0.2)
+                return True
+            return False
+
+        if eventually(listening, self.start_timeout):
+            return self
         self.__exit__(None, None, None)
         raise RuntimeError(f"moto server did not listen on {self.port} in {self.start_timeout}s")
 
