@@ -22,7 +22,7 @@ class ClientSource:
     """Hands out the current ApiClient (thread-safe)."""
 
     def __init__(self, kubeconfig: str | None = None) -> None:
-        self.path = kubeconfig or os.environ.get("KUBECONFIG") or None
+        self.path = kube.kubeconfig_path(kubeconfig)
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
         self._client = kube.api_client(self.path)  # raises ClusterUnreachable

@@ -6,29 +6,35 @@ service account. The official `kubernetes` client is used everywhere.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
+from fovea.settings import child_environment, export_kubeconfig, get_settings
+
 
 class ClusterUnreachable(RuntimeError):
     """No usable cluster configuration, or the API server does not answer."""
 
 
+def kubeconfig_path(kubeconfig: str | None = None) -> str | None:
+    """The kubeconfig to use: `kubeconfig`, else `$KUBECONFIG`; None means in-cluster."""
+    return kubeconfig or get_settings().kubeconfig or None
+
+
 def configure_kopf_login(kubeconfig: str | None = None) -> str | None:
     """Resolve which kubeconfig kopf should use (it reads `$KUBECONFIG`)."""
-    path = kubeconfig or os.environ.get("KUBECONFIG")
+    path = kubeconfig_path(kubeconfig)
     if path:
-        os.environ["KUBECONFIG"] = path
+        export_kubeconfig(path)
     return path
 
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """Return an ApiClient for the configured cluster, or raise ClusterUnreachable."""
-    path = kubeconfig or os.environ.get("KUBECONFIG")
+    path = kubeconfig_path(kubeconfig)
     cfg = client.Configuration()
     try:
         if path:
@@ -61,7 +67,7 @@ def install_cluster_scoped(kubeconfig: str, timeout_s: float = 90.0) -> None:
 
     from fovea.domain.crds import CRDS
 
-    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    env = child_environment({"KUBECONFIG": kubeconfig})
     files = [f"--filename={CRD_DIR / name}" for name in sorted(CRDS)]
     role = [d for d in yaml.safe_load_all(MODEL_POD_ROLE.read_text()) if d["kind"] == "ClusterRole"]
     wait = ["wait", "--for=condition=Established", f"--timeout={int(timeout_s)}s"]

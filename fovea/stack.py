@@ -12,7 +12,6 @@ everything.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import socket
@@ -31,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
 from fovea.kube import api_client, install_cluster_scoped
+from fovea.settings import child_environment
 
 # Children get SIGTERM if this process dies without cleaning up (kill -9).
 _SETPRIV = shutil.which("setpriv")
@@ -68,14 +68,15 @@ def run(args: argparse.Namespace) -> int:
     cluster = LocalCluster(args.state_dir, gpus=args.gpus)
     cluster.start()
     kubeconfig = str(cluster.kubeconfig)
-    env = {
-        **os.environ,
-        "KUBECONFIG": kubeconfig,
-        "PYTHONUNBUFFERED": "1",
-        # One identity across restarts, as a pod's name is across container restarts:
-        # a restarted operator renews its own Lease at once instead of waiting it out.
-        "FOVEA_OPERATOR_IDENTITY": f"fovea-models-up@{socket.gethostname()}",
-    }
+    env = child_environment(
+        {
+            "KUBECONFIG": kubeconfig,
+            "PYTHONUNBUFFERED": "1",
+            # One identity across restarts, as a pod's name is across container restarts:
+            # a restarted operator renews its own Lease at once instead of waiting it out.
+            "FOVEA_OPERATOR_IDENTITY": f"fovea-models-up@{socket.gethostname()}",
+        }
+    )
     command = [*_DIE_WITH_US, sys.executable, "-P", "-m", "fovea.cli"]
     children = {
         "operator": Child("operator", [*command, "operator"]),
@@ -181,7 +182,7 @@ def _catalog_manifest(choice: str) -> Path:
 def _apply(kubeconfig: str, catalog: Path, namespace: str) -> None:
     """CRDs first (and established), then the catalog; selections only where missing."""
     install_cluster_scoped(kubeconfig)
-    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    env = child_environment({"KUBECONFIG": kubeconfig})
     text = catalog.read_text()
     if catalog.suffix in (".yaml", ".yml") and "kind:" not in text:
         # A models.yaml: import it into a manifest first (errors name the file and option).

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from fovea.domain import constants as c
+from fovea.localcluster.settings import get_settings, prepend_to_path
 
 GOBUILD = Path(__file__).resolve().parent / "gobuild"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
@@ -36,7 +37,7 @@ def _complete(directory: Path) -> bool:
 
 def ensure_binaries(verbose: bool = True) -> Path:
     """The directory holding all the binaries; builds them (minutes, once) if needed."""
-    explicit = os.environ.get(c.ENV_K8S_BIN_DIR)
+    explicit = get_settings().k8s_bin_dir
     if explicit:
         directory = Path(explicit).expanduser()
         if not _complete(directory):
@@ -70,6 +71,4 @@ def put_kubectl_on_path(directory: Path) -> None:
     Everything this project runs with `kubectl` (tests, `fovea-models up`) then
     uses the client of the same release as the server, whatever else is installed.
     """
-    path = os.environ.get("PATH", "")
-    if not path.startswith(f"{directory}{os.pathsep}"):
-        os.environ["PATH"] = f"{directory}{os.pathsep}{path}"
+    prepend_to_path(directory)

@@ -35,6 +35,7 @@ from fovea.localcluster.pki import Pki, ensure_pki
 from fovea.localcluster.podrunner import AgentContext
 from fovea.localcluster.provisioner import LocalPathProvisioner
 from fovea.localcluster.rest import ApiError, Rest
+from fovea.localcluster.settings import child_environment
 from fovea.localcluster.spawn import Spawner, tail, terminate
 from fovea.localcluster.state import StateDir, default_state_dir
 
@@ -349,7 +350,7 @@ def _wants_nvml(gpus: str) -> bool:
 def _component_env() -> dict[str, str]:
     # Components must not pick up a user's kubeconfig or proxy settings.
     drop = {"KUBECONFIG", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"}
-    return {k: v for k, v in os.environ.items() if k not in drop}
+    return child_environment(drop.__contains__)
 
 
 def _create_time(pid: int) -> float | None:

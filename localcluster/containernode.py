@@ -25,7 +25,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -56,6 +55,7 @@ from fovea.localcluster.containernode_config import (
 )
 from fovea.localcluster.pki import Pki, ensure_serving_cert
 from fovea.localcluster.rest import ApiError, Rest
+from fovea.localcluster.settings import child_environment
 from fovea.localcluster.spawn import Spawner, tail, terminate
 from fovea.localcluster.state import StateDir
 
@@ -436,4 +436,4 @@ class ContainerNode:
 
 def _env() -> dict[str, str]:
     drop = {"KUBECONFIG", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"}
-    return {k: v for k, v in os.environ.items() if k not in drop}
+    return child_environment(drop.__contains__)

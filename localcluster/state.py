@@ -23,21 +23,16 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from fovea.domain import constants as c
+from fovea.localcluster.settings import get_settings
 
 
 def default_state_dir() -> Path:
     """`$FOVEA_STATE_DIR`, else `$XDG_STATE_HOME/fovea-models/cluster` (~/.local/state/...)."""
-    explicit = os.environ.get(c.ENV_STATE_DIR)
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "fovea-models" / "cluster"
+    return get_settings().default_state_dir()
 
 
 class AlreadyRunning(RuntimeError):

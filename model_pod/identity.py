@@ -6,7 +6,6 @@ mistake in a pod spec ends in one clear line rather than a traceback later.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from fovea.domain.resources import Framework
 from fovea.domain.weights import ENV_WEIGHTS_PATH
 from fovea.model_pod.adapters import ENGINE_FRAMEWORKS, IN_PROCESS_FRAMEWORKS
 from fovea.model_pod.adapters.base import ModelSpec, env_flag
+from fovea.model_pod.settings import get_settings
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -98,7 +98,7 @@ def _weights_path(env: Mapping[str, str]) -> str | None:
 
 def identity_from_env(env: Mapping[str, str] | None = None) -> Identity:
     """Read and check the process's identity; raise IdentityError naming what is wrong."""
-    env = os.environ if env is None else env
+    env = get_settings().variables() if env is None else env
     framework = _required(env, c.ENV_FRAMEWORK)
     known = [f.value for f in Framework]
     if framework not in known:

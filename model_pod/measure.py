@@ -149,7 +149,9 @@ def nvml() -> Iterator[Any]:
 
 
 def _handle(pynvml: Any, cuda_index: int) -> Any:
-    target = nvml_target(cuda_index, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    from fovea.model_pod.settings import get_settings
+
+    target = nvml_target(cuda_index, get_settings().cuda_visible_devices)
     if isinstance(target, int):
         return pynvml.nvmlDeviceGetHandleByIndex(target)
     return pynvml.nvmlDeviceGetHandleByUUID(target)

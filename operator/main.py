@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,10 +23,11 @@ def run(args: argparse.Namespace) -> int:
 
     from fovea.kube import configure_kopf_login
     from fovea.operator import handlers  # noqa: F401  (registers the handlers)
+    from fovea.operator.settings import set_flags
 
     configure_kopf_login(args.kubeconfig)
     if args.namespace:
-        os.environ["FOVEA_OPERATOR_NAMESPACES"] = json.dumps(args.namespace)
+        set_flags(namespaces=list(args.namespace))
     # kopf logs every handler call at INFO; our planner logs what it decides.
     kopf.configure(verbose=args.verbose, quiet=not args.verbose)
     kopf.run(

@@ -61,6 +61,16 @@ class OperatorSettings(BaseSettings):
         return Quota(gib, self.default_max_priority)
 
 
+# Command-line flags (`fovea-models operator -n NS`), which win over the environment.
+_flags: dict[str, object] = {}
+
+
+def set_flags(**flags: object) -> None:
+    """Set command-line flags before the first `get_settings` (operator/main.py)."""
+    _flags.update(flags)
+    get_settings.cache_clear()
+
+
 @lru_cache
 def get_settings() -> OperatorSettings:
-    return OperatorSettings()
+    return OperatorSettings.model_validate(_flags)

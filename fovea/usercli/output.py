@@ -7,10 +7,11 @@ rich is imported only when a table or a live view is printed, YAML only for
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from fovea.settings import get_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -93,7 +94,7 @@ def print_fields(out: Console, fields: Sequence[tuple[str, str]]) -> None:
 
 def error(message: str) -> None:
     """One line on stderr: `error: <the API's message>` (red on a terminal)."""
-    if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+    if sys.stderr.isatty() and not get_settings().no_color:
         sys.stderr.write(f"\x1b[31merror:\x1b[0m {message}\n")
     else:
         sys.stderr.write(f"error: {message}\n")

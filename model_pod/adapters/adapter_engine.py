@@ -41,6 +41,7 @@ from fovea.model_pod.adapters.engine_commands import (
     child_visible_devices,
     memory_fraction,
 )
+from fovea.model_pod.settings import child_environment, get_settings
 
 OUTPUT_LINES_KEPT = 40
 REASON_LINES = 6
@@ -105,7 +106,7 @@ class EngineAdapter:
         missing = self.engine.missing()
         if missing:
             raise LoadError(missing)
-        env = dict(os.environ)
+        env = child_environment()
         fraction: float | None = None
         if device.startswith("cuda"):
             fraction, env["CUDA_VISIBLE_DEVICES"] = self._gpu_settings(device)
@@ -149,7 +150,7 @@ class EngineAdapter:
         index = cuda_index(device)
         total = device_total_bytes(index)
         try:
-            visible = child_visible_devices(index, os.environ.get("CUDA_VISIBLE_DEVICES"))
+            visible = child_visible_devices(index, get_settings().cuda_visible_devices)
             fraction = memory_fraction(self.spec.declared_vram_gb, total or 0)
         except ValueError as exc:
             raise LoadError(f"cannot start {self.engine.name}: {exc}") from exc

@@ -7,11 +7,11 @@ on a machine with no route, and gives the reason a status can show.
 
 from __future__ import annotations
 
-import os
 import socket
 from urllib.parse import urlparse
 
 from fovea.model_pod.adapters.base import env_flag
+from fovea.model_pod.settings import get_settings
 
 DEFAULT_HUB = "https://huggingface.co"
 CONNECT_TIMEOUT_SECONDS = 3.0
@@ -19,7 +19,7 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 
 def hub_offline_reason(environ: dict[str, str] | None = None) -> str | None:
     """Why the hub must not be used (offline mode set), or None if it may be tried."""
-    env = os.environ if environ is None else environ
+    env = get_settings().variables() if environ is None else environ
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if env_flag(env.get(name)):
             return f"the hub is offline ({name}=1)"
@@ -30,7 +30,7 @@ def hub_unreachable_reason(
     endpoint: str | None = None, timeout: float = CONNECT_TIMEOUT_SECONDS
 ) -> str | None:
     """None if a TCP connection to the hub opens, else why it does not."""
-    url = urlparse(endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HUB)
+    url = urlparse(endpoint or get_settings().hf_endpoint or DEFAULT_HUB)
     host = url.hostname or "huggingface.co"
     port = url.port or (80 if url.scheme == "http" else 443)
     try:

@@ -11,18 +11,17 @@ reads `.bin` checkpoints with `weights_only=True` by itself.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from fovea.domain.resources import MODEL_DIR
-
-ENV_TRUSTED_WEIGHTS_DIR = "FOVEA_TRUSTED_WEIGHTS_DIR"
+from fovea.model_pod.settings import ENV_TRUSTED_WEIGHTS_DIR as ENV_TRUSTED_WEIGHTS_DIR
+from fovea.model_pod.settings import get_settings
 
 
 def trusted_dir(environ: Mapping[str, str] | None = None) -> Path:
     """The directory whose files may be unpickled (symlinks resolved)."""
-    env = os.environ if environ is None else environ
+    env = get_settings().variables() if environ is None else environ
     return Path(env.get(ENV_TRUSTED_WEIGHTS_DIR) or MODEL_DIR).resolve()
 
 

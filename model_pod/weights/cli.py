@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from fovea.domain import constants as c
 from fovea.domain.weights import WEIGHTS_MOUNT
+from fovea.model_pod.settings import get_settings
 
 EXIT_CACHED = 0
 EXIT_FAILED = 1
@@ -63,8 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _send(args: argparse.Namespace) -> Any:
     """The patch function for the own selection, or None (no selection, or no cluster)."""
-    namespace = os.environ.get(c.ENV_NAMESPACE, "").strip()
-    name = os.environ.get(c.ENV_SELECTION, "").strip()
+    settings = get_settings()
+    namespace, name = settings.namespace.strip(), settings.selection.strip()
     if args.no_report or not (namespace and name):
         return None
     from fovea.kube import ClusterUnreachable, api_client
@@ -85,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from fovea.model_pod.weights.fetcher import FetchRequest, fetch_weights
     from fovea.model_pod.weights.progress import CACHED, FAILED, Outcome, ProgressReporter
 
-    pod = os.environ.get(c.ENV_POD_NAME, "").strip() or os.environ.get("HOSTNAME") or None
+    settings = get_settings()
+    pod = settings.pod_name.strip() or settings.hostname or None
     reporter = ProgressReporter(_send(args), args.source, pod=pod)
     request = FetchRequest(
         uri=args.source,

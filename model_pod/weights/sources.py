@@ -16,16 +16,16 @@ credentials will not.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 from fovea.domain.weights import WeightsSource
+from fovea.model_pod.settings import get_settings
 from fovea.model_pod.weights.reader import Reader
 
 
 def reader_for(source: WeightsSource, env: Mapping[str, str] | None = None) -> Reader:
     """The reader of a parsed source (each imports its client library only when used)."""
-    env = os.environ if env is None else env
+    env = get_settings().variables() if env is None else env
     if source.scheme in ("http", "https"):
         from fovea.model_pod.weights.source_http import HttpReader
 
