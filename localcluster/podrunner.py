@@ -32,6 +32,7 @@ from fovea.localcluster.podstatus import POD_IP, Observed, Terminated, pod_statu
 from fovea.localcluster.probes import run_probe
 from fovea.localcluster.probeschedule import ProbeSchedule
 from fovea.localcluster.rest import MERGE_PATCH, ApiError, Rest
+from fovea.localcluster.settings import child_environment
 from fovea.localcluster.spawn import Spawner, terminate
 from fovea.localcluster.state import StateDir
 
@@ -417,11 +418,9 @@ class PodRunner:
 
     def _base_env(self) -> dict[str, str]:
         """The agent's environment without anything that would describe another pod."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("FOVEA_") and k not in (c.ENV_KUBECONFIG, "CUDA_VISIBLE_DEVICES")
-        }
+        env = child_environment(
+            lambda k: k.startswith("FOVEA_") or k in (c.ENV_KUBECONFIG, "CUDA_VISIBLE_DEVICES")
+        )
         env["PATH"] = os.pathsep.join([str(self.ctx.venv_bin), env.get("PATH", "/usr/bin:/bin")])
         return env
 
