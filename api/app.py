@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from fovea.api import (
     exception_handlers,
     routes_board,
+    routes_inference,
     routes_inspect,
     routes_leases,
     routes_models,
@@ -23,6 +24,8 @@ from fovea.api.cache import ClusterCache
 from fovea.api.clients import ClientSource
 from fovea.api.deps import include_guarded
 from fovea.api.feed import ChangeFeed
+from fovea.api.gateway import Gateway
+from fovea.api.inference_metrics import InferenceMetrics
 from fovea.api.metrics import LatencyMiddleware, SnapshotCollector, request_histogram
 from fovea.api.schemas import ErrorBody
 from fovea.api.selection_metrics import SelectionCollector
@@ -75,6 +78,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.gateway.aclose()
             feed.detach()
             if owns_cache:
                 await asyncio.to_thread(live_cache.stop)
@@ -93,6 +97,9 @@ def create_app(
     app.state.feed = feed
     app.state.registry = registry
     app.state.service = ModelService(cache, writer, feed, settings.max_wait_seconds)
+    app.state.gateway = Gateway(
+        cache, feed, app.state.service, settings, InferenceMetrics(registry)
+    )
 
     exception_handlers.install(app)
     # The polled reads first: routing tries routes in order.
@@ -106,6 +113,9 @@ def create_app(
     routes_board.install(app)  # the GPU board at /
     include_guarded(app, routes_leases.router, guarded)  # session leases
     include_guarded(app, routes_models.write_router, guarded)
+    # The inference route (docs/inference.md): the token guards it like every write.
+    app.include_router(routes_inference.read_router)
+    include_guarded(app, routes_inference.router, guarded)
 
     if settings.cors_origins:
         app.add_middleware(

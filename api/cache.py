@@ -1,7 +1,8 @@
 """The watch-fed cache: one watch per kind in, one immutable Snapshot out.
 
 Watcher threads (`watch.py`) keep raw stores of the configured namespace's
-ModelCatalogs, ModelSelections, model-server pods and Namespace object, of
+ModelCatalogs, ModelSelections, model-server pods, the EndpointSlices of the
+selections' Services (the inference route's view) and Namespace object, of
 all Nodes, and (cluster-wide mode) of every namespace's ModelSelections.
 After any change a single rebuild thread (which coalesces bursts) builds a
 new `Snapshot` with the response bytes of /config and /status precomputed,
@@ -38,6 +39,7 @@ from fovea.api.state import (
 from fovea.api.validation import validate_body
 from fovea.api.watch import Source, Watcher
 from fovea.domain import constants as c
+from fovea.domain.endpoints import ENDPOINT_SELECTOR
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ NODES = "nodes"
 PODS = "pods"
 PEERS = "peer-selections"  # every namespace's ModelSelections (cluster-wide mode)
 NAMESPACE = "namespace"  # the API's own Namespace: its GPU-memory quota annotations
-KINDS = (CATALOGS, SELECTIONS, NODES, PODS, PEERS, NAMESPACE)
+SLICES = "endpointslices"  # the selections' Services' endpoints (the inference route)
+KINDS = (CATALOGS, SELECTIONS, NODES, PODS, PEERS, NAMESPACE, SLICES)
 REBUILD = "rebuild"  # the key of `unsynced` while building a snapshot fails
 FIRST_REBUILD_RETRY_S = 0.1
 MODEL_POD_SELECTOR = f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
@@ -315,6 +318,7 @@ class ClusterCache:
             raw[PODS],
             raw[PEERS] if self.cluster_wide else None,
             raw[NAMESPACE].get(self.namespace),
+            raw[SLICES],
         )
         self._version += 1
         return Snapshot(self._version, state, unsynced, changes)
@@ -340,6 +344,12 @@ class ClusterCache:
                 lambda api: client.CoreV1Api(api).list_namespaced_pod,
                 (ns,),
                 (("label_selector", MODEL_POD_SELECTOR),),
+            ),
+            Source(
+                SLICES,
+                lambda api: client.DiscoveryV1Api(api).list_namespaced_endpoint_slice,
+                (ns,),
+                (("label_selector", ENDPOINT_SELECTOR),),
             ),
         ]
         if self.cluster_wide:

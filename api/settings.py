@@ -47,6 +47,28 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one write to the API server"
     )
+    # The inference route (docs/inference.md).
+    queue_length: int = Field(
+        default=256,
+        ge=0,
+        description="Requests a task may hold while its model is not Ready; one more answers "
+        "429 with Retry-After",
+    )
+    hold_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Longest a request is held for a model that is not Ready (then 503); unset: "
+        "3x the model's measured load time, at least min_hold_seconds, at most max_wait_seconds",
+    )
+    min_hold_seconds: float = Field(
+        default=60.0, gt=0, description="The least a request is held when hold_seconds is unset"
+    )
+    predict_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="Longest wait for a model pod's answer to start"
+    )
+    connect_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Longest wait for a model pod to accept a connection"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from fovea.api.parsing import parse_lenient
+from fovea.domain import constants as c
+from fovea.domain.endpoints import Endpoint, endpoints_by_service
 from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import CatalogSpec, SelectionSpec, SelectionStatus, selection_name
 
@@ -50,6 +52,10 @@ class ClusterState:
     peers: Mapping[str, Selection] = field(default_factory=dict)
     cluster_wide: bool = False  # whether `peers` is watched (else other namespaces are unseen)
     quota: Quota = UNLIMITED  # this namespace's GPU-memory quota (its annotations)
+    # The inference route's view (fovea.api.routing): every Service's endpoints, from its
+    # EndpointSlices, and the model each model-server pod runs (by pod name).
+    endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
+    pod_models: Mapping[str, str] = field(default_factory=dict)
 
     def selection_for(self, task: str) -> Selection | None:
         """The task's selection: the one named `selection_name(task)`, else any for the task."""
@@ -65,11 +71,13 @@ def build_state(
     pods: Mapping[str, Raw],
     peers: Mapping[str, Raw] | None = None,
     namespace_object: Raw | None = None,
+    slices: Mapping[str, Raw] | None = None,
 ) -> ClusterState:
     """Assemble a ClusterState from the cache's stores (all keyed by name).
 
     `peers` are the raw selections of every namespace (keyed "namespace/name")
-    when the API reads them cluster-wide, None in namespaced mode.
+    when the API reads them cluster-wide, None in namespaced mode. `slices` are
+    the EndpointSlices of the selections' Services.
     """
     raw_catalog = catalogs.get(catalog_name)
     catalog: CatalogSpec | None = None
@@ -94,7 +102,20 @@ def build_state(
         quota=quota_from_annotations(
             (namespace_object or {}).get("metadata", {}).get("annotations"), UNLIMITED
         ),
+        endpoints=endpoints_by_service((slices or {}).values()),
+        pod_models=pod_models(pods),
     )
+
+
+def pod_models(pods: Mapping[str, Raw]) -> dict[str, str]:
+    """The model (option name) each model-server pod runs: its FOVEA_MODEL, by pod name."""
+    out = {}
+    for name, pod in pods.items():
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            for var in container.get("env") or []:
+                if var.get("name") == c.ENV_MODEL and var.get("value"):
+                    out[name] = str(var["value"])
+    return out
 
 
 def _peers(namespace: str, raw: Mapping[str, Raw]) -> dict[str, Selection]:

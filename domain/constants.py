@@ -60,9 +60,15 @@ ENV_BATCH_SIZE: Final = "FOVEA_BATCH_SIZE"
 ENV_ALLOW_RANDOM_WEIGHTS: Final = "FOVEA_ALLOW_RANDOM_WEIGHTS"
 ENV_ARCHITECTURE: Final = "FOVEA_ARCHITECTURE"
 ENV_PORT: Final = "PORT"
+# The address a pod process listens on (the local cluster's node agent sets it to
+# the pod's own address, beside PORT).
+ENV_HOST: Final = "HOST"
 # Set by the local cluster's node agent on simulated GPU nodes.
 ENV_SIMULATED_GPU: Final = "FOVEA_SIMULATED_GPU"
 MODEL_POD_PORT: Final = 8080
+# The largest request body a model pod reads; the API refuses a bigger one (413) before
+# forwarding anything to it.
+MAX_PREDICT_BODY_BYTES: Final = 32 * 1024 * 1024
 
 # The local cluster (fovea.localcluster): its settings, and how it marks what it owns.
 ENV_STATE_DIR: Final = "FOVEA_STATE_DIR"  # where `cluster up` keeps etcd, PKI, logs

@@ -33,6 +33,7 @@ from urllib3.exceptions import HTTPError
 
 from fovea.domain import constants as c
 from fovea.domain import dra, leases
+from fovea.domain.endpoints import ENDPOINT_SELECTOR
 from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import SelectionSpec
 from fovea.operator.reconcile import Actions, Catalog, Event, Key, Selection, World
@@ -76,6 +77,7 @@ CREATE_POD, DELETE_POD, PATCH_STATUS, PATCH_CATALOG, CREATE_IDENTITY, POST_EVENT
     "post-event",
 )
 CREATE_CLAIM, DELETE_CLAIM = ("create-claim", "delete-claim")
+WRITE_SERVICE = "write-service"
 RESOURCE_GROUP, RESOURCE_VERSION = dra.API_VERSION.split("/")
 EVENT_COMPONENT = "fovea-models-operator"
 EVENT_CONTROLLER = "fovea.dev/operator"
@@ -171,6 +173,7 @@ class Cluster:
             write_failures=self.selection_failures(),
             node_pods=self._list_node_pods(),
             session_leases=leases.live_selections(self._list_session_leases(), now.timestamp()),
+            services=self._list_services(),
             **self._dra(),
         )
 
@@ -279,6 +282,24 @@ class Cluster:
             )
         ]
 
+    def _list_services(self) -> list[dict[str, Any]]:
+        """The selections' Services (`fovea.domain.endpoints`)."""
+        if not self.namespaces:
+            return _items(
+                self._core.list_service_for_all_namespaces(
+                    label_selector=ENDPOINT_SELECTOR, _preload_content=False
+                )
+            )
+        return [
+            item
+            for ns in self.namespaces
+            for item in _items(
+                self._core.list_namespaced_service(
+                    ns, label_selector=ENDPOINT_SELECTOR, _preload_content=False
+                )
+            )
+        ]
+
     def _list_node_pods(self) -> list[dict[str, Any]]:
         """Every pod bound to a node and not finished, in all namespaces: the requests that
         hold the nodes' CPU, memory, pods and GPU slots. Without the right to list them
@@ -343,6 +364,8 @@ class Cluster:
         creates = [p for p in actions.create if _namespace(p) not in self._terminating]
         done.deferred += len(actions.create) - len(creates)
         self._each(done, seen, now, CREATE_POD, creates, _pod_key, self._create_pod)
+        services = [s for s in actions.services if _namespace(s) not in self._terminating]
+        self._each(done, seen, now, WRITE_SERVICE, services, _pod_key, self._write_service)
         # An Event tells a status change: it goes out only once that status is written.
         written: set[tuple[str, Key]] = set()
 
@@ -437,6 +460,23 @@ class Cluster:
         body: Any = pod  # the client takes plain dicts as bodies
         with _tolerating(409):
             self._core.create_namespaced_pod(ns, body)
+
+    def _write_service(self, service: dict[str, Any]) -> None:
+        """Create a selection's Service, or move the one there to the model that serves now."""
+        ns, name = service["metadata"]["namespace"], service["metadata"]["name"]
+        selector = service["spec"]["selector"]
+        log.info("service %s/%s selects model %s", ns, name, selector.get(c.LABEL_MODEL))
+        body: Any = service
+        try:
+            self._core.create_namespaced_service(ns, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            patch: Any = {
+                "metadata": {"labels": service["metadata"]["labels"]},
+                "spec": {"selector": selector, "ports": service["spec"]["ports"]},
+            }
+            self._core.patch_namespaced_service(name, ns, patch)
 
     def _create_claim(self, claim: dict[str, Any]) -> None:
         ns, name = claim["metadata"]["namespace"], claim["metadata"]["name"]

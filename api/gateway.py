@@ -1,0 +1,307 @@
+"""The inference route's I/O: hold a request until a model can answer it, then pass it through.
+
+One `Gateway` per API process. For each request it asks `routing.decide()`
+where the request goes, against the cache's latest snapshot (the watch-fed
+view of selections, pods and EndpointSlices: never a call to the API server,
+so Ready models keep answering while the control plane is down), then:
+
+- Serve: sends the body unchanged to the least busy Ready pod and streams the
+  answer back as it arrives (never buffered), naming who answered
+  (`X-Fovea-Model`, `X-Fovea-Pod`). A pod that refuses the connection (it
+  just exited; nothing was sent) is skipped and the request goes to another
+  or waits; a pod that fails after the request was sent answers 502.
+- Hold: waits in the task's bounded queue and decides again after every
+  change the cache sees. A full queue answers 429 with `Retry-After`; a wait
+  that runs out answers 503 with the selection's phase and reason. A model
+  unloaded by keep-alive (or on demand and not loaded) is loaded again by the
+  first request that finds it so (`ModelService.load`, as `/load` does).
+- Refuse: answers at once, with the reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+
+import httpx
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from fovea.api.cache import ClusterCache
+from fovea.api.errors import ApiError
+from fovea.api.feed import ChangeFeed
+from fovea.api.inference_metrics import InferenceMetrics
+from fovea.api.routing import Backend, Hold, Refuse, Serve, decide
+from fovea.api.service import ModelService
+from fovea.api.settings import Settings
+from fovea.domain import constants as c
+
+log = logging.getLogger(__name__)
+
+HEADER_MODEL = "X-Fovea-Model"
+HEADER_POD = "X-Fovea-Pod"
+HEADER_HELD = "X-Fovea-Held-Ms"
+HEADER_SWITCHING = "X-Fovea-Switching"
+REWAKE_S = 5.0  # a wake-up not seen by the operator after this long is written again
+POLL_S = 1.0  # a held request re-decides at least this often, even with no change
+# What of a client's request reaches the pod (never its Authorization: the API's token).
+FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "content-encoding", "user-agent")
+DROPPED_RESPONSE_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+)
+
+ErrorBody = Callable[[int, str, Mapping[str, str]], Response]
+
+
+class BodyTooLarge(Exception):
+    """The request's body is over the model pod's limit (answered 413, nothing forwarded)."""
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One request as the gateway holds it: its task, the pod's path, body and headers."""
+
+    task: str
+    path: str
+    body: bytes
+    headers: Mapping[str, str]
+
+
+def contract_error(status: int, message: str, extra: Mapping[str, str]) -> Response:
+    """The contract's `{"error": ...}` body, with the phase/model fields when known."""
+    body = {"error": message, **{k: v for k, v in extra.items() if v}}
+    headers = {"Retry-After": extra["retry_after"]} if extra.get("retry_after") else None
+    body.pop("retry_after", None)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def read_body(request: Request, limit: int = c.MAX_PREDICT_BODY_BYTES) -> bytes:
+    """The body, refused (BodyTooLarge) as soon as it is announced or read past `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BodyTooLarge()
+        except ValueError as exc:
+            raise BodyTooLarge() from exc
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Gateway:
+    """Holds and forwards the requests of every task (one per API process)."""
+
+    def __init__(
+        self,
+        cache: ClusterCache,
+        feed: ChangeFeed,
+        service: ModelService,
+        settings: Settings,
+        metrics: InferenceMetrics,
+    ) -> None:
+        self.cache = cache
+        self.feed = feed
+        self.service = service
+        self.settings = settings
+        self.metrics = metrics
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout_seconds,
+                read=settings.predict_timeout_seconds,
+                write=settings.predict_timeout_seconds,
+                pool=settings.predict_timeout_seconds,
+            ),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
+        )
+        self.held: dict[str, int] = defaultdict(int)  # requests waiting, per task
+        self.in_flight: dict[str, int] = defaultdict(int)  # requests being answered, per pod
+        self._turn = itertools.count()
+        self._woken: dict[str, float] = {}  # task -> monotonic time of its last wake-up
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def forward(self, request: Forward, error: ErrorBody = contract_error) -> Response:
+        """Answer one request for `request.task` (see the module's docstring)."""
+        started = time.monotonic()
+        queued = False
+        excluded: set[str] = set()
+        version = -1
+        deadline: float | None = None
+        model = ""
+        try:
+            while True:
+                snap = self.cache.snapshot
+                if snap.version != version:
+                    version = snap.version
+                    excluded.clear()  # a new view: a pod that refused may be back
+                decision = decide(
+                    snap.state,
+                    request.task,
+                    snap.state.endpoints,
+                    snap.state.pod_models,
+                    frozenset(excluded),
+                )
+                if isinstance(decision, Refuse):
+                    self.metrics.answered(request.task, decision.model, decision.status, started)
+                    extra = {"phase": decision.phase, "model": decision.model}
+                    return error(decision.status, decision.message, extra)
+                if isinstance(decision, Serve):
+                    backend = self._pick(decision.backends)
+                    held_s = time.monotonic() - started
+                    if queued:
+                        self._leave(request.task, held_s)
+                        queued = False
+                    answer = await self._send(request, decision, backend, started, held_s, error)
+                    if answer is None:  # refused the connection: nothing was sent
+                        excluded.add(backend.pod)
+                        continue
+                    return answer
+                assert isinstance(decision, Hold)
+                model = decision.model
+                if not queued:
+                    if self.held[request.task] >= self.settings.queue_length:
+                        self.metrics.answered(request.task, model, 429, started)
+                        retry = str(max(1, math.ceil(self._hold_limit(decision.selection) / 10)))
+                        return error(
+                            429,
+                            f"Too many requests waiting for task '{request.task}' "
+                            f"({self.settings.queue_length} held while '{model}' is "
+                            f"{decision.phase}); retry later",
+                            {"phase": decision.phase, "model": model, "retry_after": retry},
+                        )
+                    queued = True
+                    self.held[request.task] += 1
+                    self.metrics.queue(request.task, self.held[request.task])
+                    deadline = started + self._hold_limit(decision.selection)
+                if decision.wake:
+                    refused = await self._wake(request.task)
+                    if refused is not None:
+                        self.metrics.answered(request.task, model, refused.status_code, started)
+                        return error(refused.status_code, refused.message, {"model": model})
+                assert deadline is not None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.metrics.answered(request.task, model, 503, started)
+                    waited = time.monotonic() - started
+                    return error(
+                        503,
+                        f"Model '{model}' of task '{request.task}' is not Ready after "
+                        f"{waited:.0f} s: {decision.phase} ({decision.reason})",
+                        {"phase": decision.phase, "model": model, "retry_after": "5"},
+                    )
+                await self.feed.wait_change(min(remaining, POLL_S))
+        finally:
+            if queued:
+                self._leave(request.task, time.monotonic() - started)
+
+    # --- parts ----------------------------------------------------------------
+
+    def _pick(self, backends: tuple[Backend, ...]) -> Backend:
+        """The backend with the fewest requests in flight (ties: in turn)."""
+        turn = next(self._turn)
+        ordered = backends[turn % len(backends) :] + backends[: turn % len(backends)]
+        return min(ordered, key=lambda b: self.in_flight[b.pod])
+
+    def _leave(self, task: str, held_s: float) -> None:
+        self.held[task] -= 1
+        self.metrics.queue(task, self.held[task])
+        self.metrics.held(task, held_s)
+
+    def _hold_limit(self, selection: str) -> float:
+        """How long a request may wait for `selection`'s model (settings; docs/inference.md)."""
+        if self.settings.hold_seconds is not None:
+            return self.settings.hold_seconds
+        sel = self.cache.snapshot.state.selections.get(selection)
+        load_s = sel.status.load_time_seconds if sel is not None else None
+        limit = max(self.settings.min_hold_seconds, 3 * (load_s or 0.0))
+        return min(limit, self.settings.max_wait_seconds)
+
+    async def _wake(self, task: str) -> ApiError | None:
+        """Load an idle-unloaded (or on-demand, unloaded) model, once per REWAKE_S per task."""
+        now = time.monotonic()
+        last = self._woken.get(task)
+        if last is not None and now - last < REWAKE_S:
+            return None
+        self._woken[task] = now
+        log.info("a request for task %s loads its model (it was not loaded)", task)
+        try:
+            await self.service.load(task, None)
+        except ApiError as exc:
+            return exc
+        return None
+
+    async def _send(
+        self,
+        request: Forward,
+        decision: Serve,
+        backend: Backend,
+        started: float,
+        held_s: float,
+        error: ErrorBody,
+    ) -> Response | None:
+        """Forward to `backend` and stream its answer; None if it refused the connection."""
+        upstream = self.client.build_request(
+            "POST",
+            backend.url + request.path,
+            content=request.body,
+            headers={k: v for k, v in request.headers.items() if k in FORWARDED_REQUEST_HEADERS},
+        )
+        self.in_flight[backend.pod] += 1
+        try:
+            response = await self.client.send(upstream, stream=True)
+        except httpx.ConnectError:
+            self.in_flight[backend.pod] -= 1
+            log.info("pod %s refused a connection; trying another", backend.pod)
+            return None
+        except httpx.HTTPError as exc:
+            self.in_flight[backend.pod] -= 1
+            self.metrics.answered(request.task, backend.model, 502, started)
+            return error(
+                502,
+                f"Model pod {backend.pod} ({backend.model}) failed during the request: "
+                f"{type(exc).__name__}: {exc or 'connection lost'}",
+                {"model": backend.model},
+            )
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower() not in DROPPED_RESPONSE_HEADERS
+        }
+        headers.setdefault(HEADER_MODEL, backend.model)
+        headers.setdefault(HEADER_POD, backend.pod)
+        headers[HEADER_HELD] = str(round(held_s * 1000))
+        if decision.switching:
+            headers[HEADER_SWITCHING] = "true"
+        status = response.status_code
+
+        async def done() -> None:
+            await response.aclose()
+            self.in_flight[backend.pod] -= 1
+            self.metrics.answered(request.task, backend.model, status, started)
+
+        return StreamingResponse(
+            _passthrough(response, backend),
+            status_code=status,
+            headers=headers,
+            background=BackgroundTask(done),
+        )
+
+
+async def _passthrough(response: httpx.Response, backend: Backend) -> AsyncIterator[bytes]:
+    """The pod's answer, chunk by chunk as it arrives (a cut connection ends it)."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as exc:
+        log.warning("pod %s broke off its answer: %s", backend.pod, exc)
