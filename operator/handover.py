@@ -1,0 +1,93 @@
+"""Make-before-break: when a selection's new pod is created and which of its pods stay.
+
+A new pod starts while the old one still serves when both fit on the GPU; else the
+old one goes first, and the new one waits for other selections' pods leaving its GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fovea.domain import constants as c
+from fovea.domain import placement
+from fovea.domain.nodes import unschedulable
+from fovea.operator.decisions import Key, Raw, Selection
+from fovea.operator.pods import (
+    annotation,
+    gpu_of,
+    holds_gpu,
+    owner_name,
+    owner_uid,
+    pod_is_ready,
+    pod_key,
+)
+
+
+def handover(
+    pod: Raw,
+    existing: Raw | None,
+    own_pods: list[Raw],
+    spare_gib: float,
+) -> tuple[bool, list[Key]]:
+    """Make-before-break when both fit, break-before-make when they don't.
+
+    Returns whether to create the new pod now, and which pods of the selection
+    to keep for the moment (the desired one included). An old pod is kept
+    while its successor loads if the successor's GPU still has room for it;
+    otherwise the old pod goes first and the new one is created once the old
+    one is gone. A spec change gives a new pod name, so it rolls the same way.
+    """
+    name = pod["metadata"]["name"]
+    own = (pod["metadata"]["namespace"], name)
+    # A pod the scheduler refused is on no node: it holds nothing and is not kept.
+    old = [p for p in own_pods if p["metadata"]["name"] != name and unschedulable(p) is None]
+    if existing is not None:
+        if pod_is_ready(existing):
+            return False, [own]
+        going = [pod_key(p) for p in old if not p["metadata"].get("deletionTimestamp")]
+        return False, [own, *going]
+    gpu_old = [p for p in old if holds_gpu(p)]
+    if any(p["metadata"].get("deletionTimestamp") for p in gpu_old):
+        return False, [own]  # wait until the GPU memory is really released
+    room = spare_gib
+    for p in gpu_old:  # only an old pod on the same GPU takes room from its successor
+        if gpu_of(p) == gpu_of(pod):
+            room -= float(annotation(p, c.ANNOTATION_VRAM_GIB) or 0)
+    if room < 0:
+        return False, [own]  # break-before-make: old pods are deleted, create next pass
+    return True, [own] + [pod_key(p) for p in old]
+
+
+def gpu_still_held(
+    pod: Raw | None, result: placement.Plan, pods: Sequence[Raw], sel: Selection
+) -> bool:
+    """Make-before-break: other selections' pods still fill pod's GPU and are on their way out
+    (moved or evicted by this plan, or terminating); the new pod waits for them to go.
+
+    Not when one of them waits for this selection's own old pod in turn (two models
+    swapping GPUs): that would wait for ever.
+    """
+    if pod is None or not holds_gpu(pod):
+        return False
+    here = gpu_of(pod)
+    usage = result.usage(here[0] or "", int(here[1]) if here[1] else None)
+    if usage is None:
+        return False
+    others = [p for p in pods if holds_gpu(p) and gpu_of(p) == here and owner_uid(p) != sel.uid]
+    held = sum(float(annotation(p, c.ANNOTATION_VRAM_GIB) or 0) for p in others)
+    if (
+        held + float(annotation(pod, c.ANNOTATION_VRAM_GIB) or 0)
+        <= usage.capacity_gib + placement.EPSILON
+    ):
+        return False
+    mine = {gpu_of(p) for p in pods if owner_uid(p) == sel.uid}
+    for p in others:
+        if p["metadata"].get("deletionTimestamp"):
+            return True
+        owner = owner_name(p)
+        target = result.placements.get(f"{p['metadata']['namespace']}/{owner}")
+        slot = target.slot if target is not None else None
+        going_to = (slot.node, str(slot.gpu_index)) if slot and slot.gpu_index is not None else None
+        if going_to != here and going_to not in mine:
+            return True
+    return False
