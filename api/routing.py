@@ -132,7 +132,7 @@ def decide(
     if outcome.state == "failed":
         return Refuse(503, f"Model '{model}' failed to load: {outcome.reason}", phase, model)
     reason = _ready_reason(sel)
-    wake = reason in WAKE_REASONS or not sel.spec.wanted
+    wake = reason in WAKE_REASONS
     if not wake and sel.status.phase not in _STARTING_PHASES:
         return Refuse(503, _phase_message(sel, model), phase, model)
     return Hold(phase, sel.status.message or reason or phase, sel.name, model, wake=wake)

@@ -1,0 +1,83 @@
+"""Each selection's Service follows the model that can answer: make-before-break (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from builders import NS, apply, catalog, catalog_spec, option, running, selection, world
+
+from fovea.domain import constants as c
+from fovea.operator.podspec import PodSettings
+from fovea.operator.reconcile import Actions, World, reconcile
+
+TASKS = {
+    "det": {
+        "small": option(modelId="yolov8n", framework="ultralytics", vramMb=512),
+        "other": option(modelId="yolov8s", framework="ultralytics", vramMb=512),
+    },
+    "sum": {"claude": {"modelId": "claude", "framework": "external_api"}},
+}
+
+
+def _world(*sels: Any) -> World:
+    return world(*sels, catalogs=[catalog(catalog_spec(TASKS))])
+
+
+def _pass(w: World) -> tuple[Actions, World]:
+    actions = reconcile(w, PodSettings()).actions()
+    return actions, apply(w, actions)
+
+
+def _ready_everything(w: World) -> World:
+    return replace(w, pods=[running(p) for p in w.pods])
+
+
+def _selector_model(w: World) -> str:
+    (svc,) = w.services
+    return str(svc["spec"]["selector"][c.LABEL_MODEL])
+
+
+def test_a_selection_gets_one_owned_service_and_a_steady_pass_writes_none() -> None:
+    actions, w = _pass(_world(selection("det", "small")))
+    (svc,) = actions.services
+    assert svc["metadata"]["name"] == "det"
+    assert svc["metadata"]["ownerReferences"][0]["uid"] == "uid-det"
+    assert _selector_model(w) == "small"
+    again, _ = _pass(_ready_everything(w))
+    assert again.services == []
+
+
+def test_the_status_names_the_endpoint() -> None:
+    actions, _ = _pass(_world(selection("det", "small")))
+    endpoint = actions.status[(NS, "det")]["endpoint"]
+    assert endpoint == {
+        "service": "det",
+        "url": "http://det.ns.svc:8080",
+        "route": "/api/models/predict/det",
+        "servingModel": "small",
+    }
+
+
+def test_an_external_api_has_no_service() -> None:
+    actions, _ = _pass(_world(selection("sum", "claude")))
+    assert actions.services == []
+    assert "endpoint" not in actions.status[(NS, "sum")]
+
+
+def test_a_switch_moves_the_selector_only_once_the_new_pod_is_ready() -> None:
+    _, w = _pass(_world(selection("det", "small")))
+    w = _ready_everything(w)
+    _, w = _pass(w)
+    switched = replace(
+        w.selections[0], spec=w.selections[0].spec.model_copy(update={"model": "other"})
+    )
+    actions, w = _pass(replace(w, selections=[switched]))
+    assert actions.services == []  # the new pod exists but is not Ready: small still serves
+    assert _selector_model(w) == "small"
+    new_pods = [p for p in w.pods if p["metadata"]["labels"][c.LABEL_MODEL] == "other"]
+    assert new_pods, "the new model's pod is created while the old one serves"
+    w = _ready_everything(w)
+    actions, w = _pass(w)
+    (moved,) = actions.services
+    assert moved["spec"]["selector"][c.LABEL_MODEL] == "other"
