@@ -15,22 +15,16 @@ the Events in `.events`, make-before-break in `.handover`, raw pod reads in `.po
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime
 
-from fovea.domain import constants as c
-from fovea.domain import dra, leases, placement
-from fovea.domain.endpoints import label_value
+from fovea.domain import demand, dra, placement
 from fovea.domain.gpus import Gpu, cpu_nodes, gpus_from_nodes
-from fovea.domain.nodes import node_capacities, pod_requests, refusals
+from fovea.domain.nodes import refusals
 from fovea.domain.placement import Outcome
-from fovea.domain.quota import admit
 from fovea.domain.resources import (
     AllocatedDeviceStatus,
-    DevicePolicy,
     GpuOverride,
-    Phase,
     SharingMode,
 )
 from fovea.operator.claims import ClaimUse, plan_claims
@@ -89,19 +83,20 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
     resolved = [resolve(sel, catalogs, catalog_errors, images) for sel in world.selections]
     resolved = [unload_idle(r, world.now) for r in resolved]  # keepAlive: idle on-demand models go
     pods_by_owner = group_by_owner(world.pods)
-    demands = [
-        _demand(r, pods_by_owner.get(r.sel.uid, []), settings) for r in resolved if needs_compute(r)
-    ]
-    admission = admit(demands, world.quotas)
-    thresholds = [r.catalog.inference.offload_threshold for r in resolved if r.catalog]
     overrides = [o for cat in catalogs.values() for o in cat.gpu_overrides]
-    result = placement.plan(
-        _gpus(world, overrides, settings),
-        leases.protect(admission.admitted, world.session_leases),
-        threshold=min(thresholds, default=0.8),
+    plan_input = demand.build(
+        [_wanted(r, settings) for r in resolved if needs_compute(r)],
+        gpus=_gpus(world, overrides, settings),
+        nodes=world.nodes,
+        model_pods=world.pods,
+        other_pods=world.node_pods,
+        quotas=world.quotas,
+        session_leases=world.session_leases,
+        threshold=demand.threshold_of(r.catalog for r in resolved if r.catalog),
         sharing=sharing_mode(world, settings),
-        nodes=node_capacities(world.nodes, _unplanned_pods(world, resolved, pods_by_owner)),
+        default_memory_gib=settings.default_memory_gib,
     )
+    result = plan_input.plan()
     moves = {m.key: m for m in result.moves}
     stamp = world.now.strftime("%Y-%m-%dT%H:%M:%SZ")
     cpu_node = _cpu_node(world.nodes)
@@ -109,7 +104,7 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
     decisions = []
     uses: list[ClaimUse] = []  # dra mode: the claim of each desired GPU pod
     for r in resolved:
-        refused = admission.refused.get(key_str(r.sel))
+        refused = plan_input.refused.get(key_str(r.sel))
         if refused is not None:  # over its namespace's GPU-memory quota
             r = Resolved(r.sel, r.option, r.catalog, quota_problem(refused))
         place = result.placements.get(key_str(r.sel))
@@ -147,7 +142,7 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
     )
     claims = plan_claims(uses, world.pods, world.claims)
     return Decisions(
-        tuple(decisions), catalog_decisions, tuple(delete), admission.use, claims, services.writes
+        tuple(decisions), catalog_decisions, tuple(delete), plan_input.use, claims, services.writes
     )
 
 
@@ -217,62 +212,16 @@ def _allocated(d: Decided, claim: dra.Claim, world: World) -> Decided:
     return replace(d, status=d.status.model_copy(update=update))
 
 
-def _demand(r: Resolved, own_pods: list[Raw], settings: PodSettings) -> placement.Demand:
+def _wanted(r: Resolved, settings: PodSettings) -> demand.Wanted:
+    """A resolved selection, as the demand builder takes it (`fovea.domain.demand`)."""
     assert r.option is not None and r.sel.spec is not None
-    requests = pod_requests(r.option, settings.default_memory_gib)  # what build_pod sets
-    current = None
-    for pod in own_pods:
-        ann = pod["metadata"].get("annotations", {})
-        if pod["metadata"].get("labels", {}).get(c.LABEL_MODEL) == label_value(
-            r.sel.spec.model or ""
-        ):
-            gpu = ann.get(c.ANNOTATION_PLANNED_GPU, "")
-            current = placement.Slot(
-                ann.get(c.ANNOTATION_PLANNED_NODE, ""), int(gpu) if gpu else None
-            )
-            break
-    return placement.Demand(
-        key=key_str(r.sel),
-        task=r.sel.spec.task,
-        model=r.sel.spec.model or "",
-        vram_gib=r.option.vram_gib,
-        priority=r.sel.spec.priority,
-        last_used=max(
-            _epoch(r.sel.status.get("lastUsed")),
-            _epoch((r.sel.status.get("runtime") or {}).get("lastUsed")),
-        ),
-        device_policy=DevicePolicy(r.sel.spec.device_policy),
-        cpu_memory_gib=r.option.cpu_memory_gb,
-        current=current,
-        was_evicted=r.sel.status.get("phase") == Phase.EVICTED.value,
-        cpu_millis=requests.cpu_millis,
-        memory_mib=requests.memory_mib,
-        excluded_nodes=refusals(own_pods).nodes,
-        images=pod_images(r.option, settings),
+    key, option = key_str(r.sel), r.option
+    return demand.Wanted(
+        key, r.sel.uid, r.sel.spec, option, r.sel.status, pod_images(option, settings)
     )
-
-
-def _unplanned_pods(
-    world: World, resolved: Sequence[Resolved], pods_by_owner: Mapping[str, list[Raw]]
-) -> list[Raw]:
-    """Pods on nodes that the plan does not place: all but the planned selections' own."""
-    planned = {
-        pod_key(p) for r in resolved if needs_compute(r) for p in pods_by_owner.get(r.sel.uid, [])
-    }
-    every = {pod_key(p): p for p in [*world.pods, *world.node_pods]}
-    return [p for key, p in sorted(every.items()) if key not in planned]
 
 
 def _cpu_node(nodes: Sequence[Raw]) -> str | None:
     """Where CPU pods go: the first node without GPUs, else anywhere the scheduler likes."""
     plain = [n.name for n in cpu_nodes(nodes) if not n.has_gpu]
     return plain[0] if plain else None
-
-
-def _epoch(stamp: object) -> float:
-    if not isinstance(stamp, str) or not stamp:
-        return 0.0
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
