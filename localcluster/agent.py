@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fovea.domain import constants as c
-from fovea.localcluster import dra, nodes
+from fovea.localcluster import dra, nodes, podnet
 from fovea.localcluster.logserver import KubeletLogServer
 from fovea.localcluster.nodes import NodePlan
 from fovea.localcluster.pki import Pki
@@ -55,6 +55,8 @@ class NodeAgent:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ports: dict[str, int] = {}  # pod uid -> the port its process was given
+        # Each pod's own address (podnet); the pool is chosen at start.
+        self._addresses: podnet.AddressPool | None = None
 
     @property
     def rest(self) -> Rest:
@@ -69,6 +71,7 @@ class NodeAgent:
         """Register nodes, then list (and start) their pods and watch them from there."""
         if self._logs is not None:
             self._logs.start()
+        self._addresses = podnet.AddressPool(podnet.prepare_network(self.log))
         self.register_nodes()
         for name in self.ctx.nodes:
             listed = threading.Event()
@@ -304,11 +307,20 @@ class NodeAgent:
             runner.gone()
 
     def forget(self, uid: str) -> None:
-        """Drop a finished runner and release its port."""
+        """Drop a finished runner and release its port and address."""
         with self._lock:
             self._runners.pop(uid, None)
             self._runner_node.pop(uid, None)
             self._ports.pop(uid, None)
+        if self._addresses is not None:
+            self._addresses.release(uid)
+
+    def allocate_address(self, uid: str, port: int, preferred: str | None) -> str:
+        """The pod's own address: `preferred` (where it was reported) when free, else
+        a free one of the pool (`podnet.AddressPool`)."""
+        if self._addresses is None:
+            raise RuntimeError("the node agent has not started")
+        return self._addresses.allocate(uid, port, preferred)
 
     def allocate_port(self, uid: str) -> int:
         """A free loopback port that no other live pod of this agent holds."""

@@ -28,7 +28,7 @@ from fovea.localcluster.dra import API_PATH, pod_claim_names, visible_devices
 from fovea.localcluster.kubeconfig import kubeconfig, write_kubeconfig
 from fovea.localcluster.nodes import NodePlan
 from fovea.localcluster.podspec import ContainerConfigError, Probe
-from fovea.localcluster.podstatus import POD_IP, Observed, Terminated, pod_status, rfc3339
+from fovea.localcluster.podstatus import HOST_IP, Observed, Terminated, pod_status, rfc3339
 from fovea.localcluster.probes import run_probe
 from fovea.localcluster.probeschedule import ProbeSchedule
 from fovea.localcluster.rest import MERGE_PATCH, ApiError, Rest
@@ -69,6 +69,11 @@ class PodHost(Protocol):
         """A free loopback port for the pod `uid`, held until `forget(uid)`."""
         ...
 
+    def allocate_address(self, uid: str, port: int, preferred: str | None) -> str:
+        """The pod's own address (`podnet`), where `port` (0: any) is free; held until
+        `forget(uid)`. `preferred`: the address it was reported at before, kept when free."""
+        ...
+
     def forget(self, uid: str) -> None:
         """The runner of pod `uid` has finished."""
         ...
@@ -90,7 +95,8 @@ class PodRunner:
         self._gone = False
         self._shutdown = False
         self._closed = False
-        self._port: int | None = None
+        self._port: int | None = None  # the port its process listens on
+        self._address: str | None = None  # its own address (podnet), for its whole life
         self._proc: subprocess.Popen[bytes] | None = None
         self._annotated = False
         self._kubeconfig: Path | None = None
@@ -187,6 +193,11 @@ class PodRunner:
         spec = pod["spec"]
         status = pod.get("status") or {}
         container = spec["containers"][0]
+        # Its address first, so that every status names it; a declared port (the
+        # one a Service's EndpointSlice names) must be free there.
+        self._address = self.host.allocate_address(
+            self.uid, podspec.declared_port(container) or 0, status.get("podIP")
+        )
         previous = (status.get("containerStatuses") or [{}])[0]
         init_specs = spec.get("initContainers") or []
         obs = Observed(
@@ -342,8 +353,14 @@ class PodRunner:
         self, pod: dict[str, Any], container: dict[str, Any]
     ) -> tuple[list[str], dict[str, str], Path]:
         node = self.ctx.nodes[pod["spec"]["nodeName"]]
+        address = self._address
+        assert address is not None  # given before the first start (_lifecycle)
         if self._port is None:
-            self._port = self.host.allocate_port(self.uid)
+            # Its declared port, on its own address (as in a pod network); a container
+            # that declares none gets a port no other pod of this machine holds.
+            declared = podspec.declared_port(pod["spec"]["containers"][0])
+            self._port = declared or self.host.allocate_port(self.uid)
+        agent_env = {c.ENV_PORT: str(self._port), c.ENV_HOST: address}
         if not self._annotated:
             self._annotate(node)
             self._annotated = True
@@ -351,16 +368,17 @@ class PodRunner:
             pod,
             container,
             self._lookup,
-            pod_ip=POD_IP,
+            pod_ip=address,
+            host_ip=HOST_IP,
             cpu=self.ctx.cpu,
             memory=self.ctx.memory_bytes,
-            preset={c.ENV_PORT: str(self._port)},
+            preset=agent_env,
         )
         env = self._base_env()
         env.update(pod_env)
-        # What the agent provides wins over the pod's own values: all pods share
-        # loopback, so each must listen on the port it was given.
-        env[c.ENV_PORT] = str(self._port)
+        # What the agent provides wins over the pod's own values: each process
+        # must listen where its pod is reported (address and port).
+        env.update(agent_env)
         env["HOSTNAME"] = self.name
         if pod["spec"].get("automountServiceAccountToken", True) is not False:
             env[c.ENV_KUBECONFIG] = str(self._pod_kubeconfig(pod))
@@ -478,7 +496,11 @@ class PodRunner:
         """Write the pod's status; a pod that vanished meanwhile counts as gone."""
         pod = self._latest()
         status = pod_status(
-            obs, pod.get("status") or {}, rfc3339(), pod["metadata"].get("generation")
+            obs,
+            pod.get("status") or {},
+            rfc3339(),
+            pod["metadata"].get("generation"),
+            pod_ip=self._address or HOST_IP,
         )
         body = {"metadata": {"uid": self.uid}, "status": status}
         path = f"/api/v1/namespaces/{self.namespace}/pods/{self.name}/status"
@@ -542,7 +564,12 @@ class PodRunner:
                     break
                 for name in schedule.due(time.monotonic()):
                     inside = proc.pid if volumes.wrapped(argv) else None
-                    ok = run_probe(schedule.probe(name), self._port or 0, env, cwd, inside)
+                    probe = schedule.probe(name)
+                    # Only the pod's container has probes (init containers have none).
+                    container = self._latest()["spec"]["containers"][0]
+                    port = podspec.probe_port(probe, container, self._port or 0)
+                    host = self._address or HOST_IP
+                    ok = run_probe(probe, host, port, env, cwd, inside)
                     outcome = schedule.record(name, ok, time.monotonic())
                     if outcome.changed:
                         item = replace(item, started=schedule.started, ready=schedule.ready)

@@ -62,7 +62,7 @@ def expand(text: str, env: Mapping[str, str]) -> str:
     return "".join(out)
 
 
-def _field_ref(pod: Mapping[str, Any], path: str, pod_ip: str) -> str:
+def _field_ref(pod: Mapping[str, Any], path: str, pod_ip: str, host_ip: str) -> str:
     meta = pod.get("metadata", {})
     spec = pod.get("spec", {})
     simple = {
@@ -72,9 +72,9 @@ def _field_ref(pod: Mapping[str, Any], path: str, pod_ip: str) -> str:
         "spec.nodeName": spec.get("nodeName", ""),
         "spec.serviceAccountName": spec.get("serviceAccountName", ""),
         "status.podIP": pod_ip,
-        "status.hostIP": pod_ip,
+        "status.hostIP": host_ip,
         "status.podIPs": pod_ip,
-        "status.hostIPs": pod_ip,
+        "status.hostIPs": host_ip,
     }
     if path in simple:
         return str(simple[path])
@@ -159,11 +159,13 @@ def container_env(
     cpu: int,
     memory: int,
     preset: Mapping[str, str] | None = None,
+    host_ip: str | None = None,
 ) -> dict[str, str]:
     """The container's environment as the kubelet builds it (envFrom, then env in order).
 
     `preset` variables (the agent's own, like PORT) come first, so `$(PORT)`
-    in a value expands; the container may redefine them.
+    in a value expands; the container may redefine them. `host_ip` (for
+    `status.hostIP`) defaults to `pod_ip`.
     """
     namespace = pod.get("metadata", {}).get("namespace", "default")
     env: dict[str, str] = dict(preset or {})
@@ -188,7 +190,8 @@ def container_env(
         source = var["valueFrom"]
         value: str | None
         if source.get("fieldRef"):
-            value = _field_ref(pod, source["fieldRef"]["fieldPath"], pod_ip)
+            path = source["fieldRef"]["fieldPath"]
+            value = _field_ref(pod, path, pod_ip, pod_ip if host_ip is None else host_ip)
         elif source.get("resourceFieldRef"):
             value = _resource_ref(container, source["resourceFieldRef"], cpu, memory)
         elif source.get("secretKeyRef"):
@@ -241,6 +244,7 @@ class Probe:
     scheme: str = "HTTP"
     headers: tuple[tuple[str, str], ...] = ()
     command: tuple[str, ...] = ()
+    port: int | str | None = None  # httpGet/tcpSocket/grpc: a number or a container port's name
     initial_delay_s: float = 0.0
     period_s: float = 10.0
     timeout_s: float = 1.0
@@ -265,17 +269,46 @@ class Probe:
             return replace(
                 base,
                 kind="http",
+                port=http.get("port"),
                 path=http.get("path") or "/",
                 scheme=(http.get("scheme") or "HTTP").upper(),
                 headers=tuple((h["name"], h["value"]) for h in http.get("httpHeaders") or []),
             )
         if spec.get("tcpSocket"):
-            return replace(base, kind="tcp")
+            return replace(base, kind="tcp", port=spec["tcpSocket"].get("port"))
         if spec.get("exec"):
             return replace(base, kind="exec", command=tuple(spec["exec"].get("command") or ()))
         if spec.get("grpc"):
-            return replace(base, kind="grpc")
+            return replace(base, kind="grpc", port=spec["grpc"].get("port"))
         raise ContainerConfigError(f"unsupported probe handler in {sorted(spec)}")
+
+
+def declared_port(container: Mapping[str, Any]) -> int | None:
+    """The container's first declared TCP `containerPort`, or None when it declares none."""
+    for port in container.get("ports") or []:
+        if (port.get("protocol") or "TCP") == "TCP" and port.get("containerPort"):
+            return int(port["containerPort"])
+    return None
+
+
+def probe_port(probe: Probe, container: Mapping[str, Any], listen_port: int) -> int | None:
+    """The port a probe connects to; None when it names a port the container lacks.
+
+    A container that declares ports is probed as a kubelet does: a number as
+    is, a name resolved through its `ports`. One that declares none listens on
+    the port the agent gave it (`listen_port`), where every probe goes.
+    """
+    ports = container.get("ports") or []
+    if not ports:
+        return listen_port
+    if isinstance(probe.port, int):
+        return probe.port
+    if isinstance(probe.port, str) and probe.port.isdigit():
+        return int(probe.port)
+    for port in ports:
+        if probe.port is not None and port.get("name") == probe.port:
+            return int(port["containerPort"])
+    return None
 
 
 def should_restart(policy: str, exit_code: int) -> bool:

@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-POD_IP = "127.0.0.1"
+# The node every process pod runs on: this machine. Each pod has an address of its
+# own (`podnet`).
+HOST_IP = "127.0.0.1"
 
 
 def rfc3339(moment: dt.datetime | None = None) -> str:
@@ -142,12 +144,18 @@ def conditions(
 
 
 def pod_status(
-    obs: Observed, previous: Mapping[str, Any], now: str, generation: int | None = None
+    obs: Observed,
+    previous: Mapping[str, Any],
+    now: str,
+    generation: int | None = None,
+    *,
+    pod_ip: str,
 ) -> dict[str, Any]:
     """The full `status` of the pod (what the agent merge-patches onto the status subresource).
 
     `previous` is the pod's current status (for transition times); `generation`
-    its metadata.generation, recorded as the generation this status describes.
+    its metadata.generation, recorded as the generation this status describes;
+    `pod_ip` the pod's own address (`podnet`).
     """
     ready = obs.ready and obs.running_since is not None and obs.initialized
     desired = {
@@ -160,10 +168,10 @@ def pod_status(
     status: dict[str, Any] = {
         "phase": obs.phase,
         "conditions": conditions(previous.get("conditions") or [], desired, now),
-        "hostIP": POD_IP,
-        "hostIPs": [{"ip": POD_IP}],
-        "podIP": POD_IP,
-        "podIPs": [{"ip": POD_IP}],
+        "hostIP": HOST_IP,
+        "hostIPs": [{"ip": HOST_IP}],
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
         "startTime": obs.start_time,
         "containerStatuses": [_container_status(obs)],
     }

@@ -1,7 +1,8 @@
-"""Run one probe against a pod process on loopback.
+"""Run one probe against a pod process at its own address.
 
-Every pod gets one port (env PORT): its container ports and probe ports all
-map to it, since all pods share 127.0.0.1. An exec probe of a container with
+Each pod has an address of its own (`podnet`); HTTP, TCP and gRPC probes
+connect there, on the port `podspec.probe_port` resolves (a named port
+through the container's ports). An exec probe of a container with
 volumes runs in that container's mount namespace (`nsenter`), so it sees what
 the container sees.
 """
@@ -20,19 +21,28 @@ from fovea.localcluster.podspec import Probe
 
 
 def run_probe(
-    probe: Probe, port: int, env: Mapping[str, str], cwd: Path, inside: int | None = None
+    probe: Probe,
+    host: str,
+    port: int | None,
+    env: Mapping[str, str],
+    cwd: Path,
+    inside: int | None = None,
 ) -> bool:
     """True when the probe succeeds (HTTP 200-399, TCP connect, exec exit 0).
 
-    `inside`: the pid of a container process with a mount namespace of its own
-    (volumes), for exec probes to run in.
+    `host`: the pod's address; `port`: the probe's resolved port (None: it
+    names a port the container does not declare, which fails as a kubelet's
+    does). `inside`: the pid of a container process with a mount namespace of
+    its own (volumes), for exec probes to run in.
     """
+    if probe.kind == "exec":
+        return _exec(probe, env, cwd, inside)
+    if port is None:
+        return False
     if probe.kind == "http":
-        return _http(probe, port)
-    if probe.kind in ("tcp", "grpc"):
-        # gRPC health checking is approximated by the port accepting connections.
-        return _tcp(port, probe.timeout_s)
-    return _exec(probe, env, cwd, inside)
+        return _http(probe, host, port)
+    # tcp, and grpc: gRPC health checking is approximated by the port accepting connections.
+    return _tcp(host, port, probe.timeout_s)
 
 
 def in_namespace_of(pid: int, command: list[str]) -> list[str]:
@@ -43,16 +53,16 @@ def in_namespace_of(pid: int, command: list[str]) -> list[str]:
     return [*enter, "--", *command]
 
 
-def _http(probe: Probe, port: int) -> bool:
+def _http(probe: Probe, host: str, port: int) -> bool:
     connection: http.client.HTTPConnection
     if probe.scheme == "HTTPS":
         # Kubelets do not verify probe certificates either.
         context = ssl._create_unverified_context()
         connection = http.client.HTTPSConnection(
-            "127.0.0.1", port, timeout=probe.timeout_s, context=context
+            host, port, timeout=probe.timeout_s, context=context
         )
     else:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=probe.timeout_s)
+        connection = http.client.HTTPConnection(host, port, timeout=probe.timeout_s)
     try:
         headers = {"User-Agent": "kube-probe/fovea-node-agent", **dict(probe.headers)}
         connection.request("GET", probe.path, headers=headers)
@@ -63,9 +73,9 @@ def _http(probe: Probe, port: int) -> bool:
         connection.close()
 
 
-def _tcp(port: int, timeout_s: float) -> bool:
+def _tcp(host: str, port: int, timeout_s: float) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s):
+        with socket.create_connection((host, port), timeout=timeout_s):
             return True
     except OSError:
         return False

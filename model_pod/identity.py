@@ -6,6 +6,7 @@ mistake in a pod spec ends in one clear line rather than a traceback later.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from fovea.model_pod.adapters import ENGINE_FRAMEWORKS, IN_PROCESS_FRAMEWORKS
 from fovea.model_pod.adapters.base import ModelSpec, env_flag
 from fovea.model_pod.settings import get_settings
 
+ALL_ADDRESSES = "0.0.0.0"
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
@@ -38,6 +40,7 @@ class Identity:
     namespace: str | None
     pod_name: str | None
     port: int
+    host: str = ALL_ADDRESSES  # the address to listen on
 
     @property
     def device(self) -> str:
@@ -96,6 +99,18 @@ def _weights_path(env: Mapping[str, str]) -> str | None:
     return value
 
 
+def _address(env: Mapping[str, str], name: str) -> str:
+    """An IP address to listen on (`ALL_ADDRESSES` when unset)."""
+    value = _optional(env, name)
+    if value is None:
+        return ALL_ADDRESSES
+    try:
+        ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise IdentityError(f"{name}={value!r} is not an IP address") from exc
+    return value
+
+
 def identity_from_env(env: Mapping[str, str] | None = None) -> Identity:
     """Read and check the process's identity; raise IdentityError naming what is wrong."""
     env = get_settings().variables() if env is None else env
@@ -137,4 +152,5 @@ def identity_from_env(env: Mapping[str, str] | None = None) -> Identity:
         namespace=namespace,
         pod_name=_optional(env, c.ENV_POD_NAME) or _optional(env, "HOSTNAME"),
         port=_integer(env, c.ENV_PORT, c.MODEL_POD_PORT, 1, 65535),
+        host=_address(env, c.ENV_HOST),
     )

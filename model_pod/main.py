@@ -26,7 +26,9 @@ log = logging.getLogger("fovea.model_pod")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
+    parser.add_argument(
+        "--host", default=None, help=f"listen address (default ${c.ENV_HOST} or 0.0.0.0)"
+    )
     parser.add_argument(
         "--port", type=int, default=None, help=f"listen port (default ${c.ENV_PORT} or 8080)"
     )
@@ -136,13 +138,14 @@ def run(args: argparse.Namespace) -> int:
     threading.Thread(target=service.load, name="fovea-load", daemon=True).start()
     threading.Thread(target=_watch, args=(service, stop), name="fovea-watch", daemon=True).start()
     port = args.port or identity.port
+    host = args.host or identity.host
     log.info(
         "model pod for task %s (%s %s) on %s, listening on %s:%d",
         identity.spec.task,
         identity.framework,
         identity.spec.model_id,
         identity.device,
-        args.host,
+        host,
         port,
     )
     started = time.monotonic()
@@ -158,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = uvicorn.Config(
         create_app(service, on_shutdown=shut_down),
-        host=args.host,
+        host=host,
         port=port,
         log_level="warning",
         access_log=False,

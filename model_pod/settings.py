@@ -42,6 +42,8 @@ class ModelPodSettings(BaseSettings):
     declared_vram_gb: str = Field("", alias=c.ENV_DECLARED_VRAM_GB)
     weights_path: str = Field("", alias=ENV_WEIGHTS_PATH)
     port: str = Field("", alias=c.ENV_PORT)
+    # The address to listen on (the local cluster's node agent sets the pod's own).
+    host: str = Field("", alias=c.ENV_HOST)
     # Where it reports: its ModelSelection, and as which pod (the pod name, else the hostname).
     namespace: str = Field("", alias=c.ENV_NAMESPACE)
     selection: str = Field("", alias=c.ENV_SELECTION)

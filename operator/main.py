@@ -15,6 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="namespace to watch (repeatable; default: all namespaces)",
     )
     parser.add_argument("--liveness-port", type=int, default=0, help="serve /healthz here")
+    parser.add_argument(
+        "--liveness-host", default="0.0.0.0", help="the address of /healthz (default 0.0.0.0)"
+    )
     parser.add_argument("--verbose", action="store_true")
 
 
@@ -35,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         clusterwide=not args.namespace,
         namespaces=list(args.namespace),
         liveness_endpoint=(
-            f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
+            f"http://{args.liveness_host}:{args.liveness_port}/healthz"
+            if args.liveness_port
+            else None
         ),
     )
     return 0

@@ -195,29 +195,57 @@ def test_pod_wanting_more_gpus_than_any_node_stays_pending(rest: Rest, namespace
 # --- the node agent -----------------------------------------------------------------------------
 
 
-def test_http_server_pod_turns_ready_on_its_own_port(rest: Rest, namespace: str) -> None:
-    create(rest, namespace, pod_body(
-        "web", ["python", "-m", "http.server", "$(PORT)"],
-        container={
-            "ports": [{"containerPort": c.MODEL_POD_PORT, "name": "http"}],
-            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
-            "resources": {"limits": {c.RESOURCE_GPU: "1"}},
-        },
-    ))  # fmt: skip
-    pod = wait_for(pod_where(rest, namespace, "web", ready), what="Ready")
-    status = pod["status"]
-    assert status["phase"] == "Running"
-    assert status["podIP"] == "127.0.0.1" and status["hostIP"] == "127.0.0.1"
-    assert status["startTime"]
-    state = container_status(pod)
-    assert state["ready"] and state["restartCount"] == 0 and "running" in state["state"]
-    kinds = {x["type"] for x in status["conditions"]}
-    assert {"PodScheduled", "Initialized", "ContainersReady", "Ready"} <= kinds
-    annotations = pod["metadata"]["annotations"]
-    assert annotations[c.ANNOTATION_SIMULATED_GPU] == "true"
-    port = int(annotations[c.ANNOTATION_LOCAL_PORT])
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
-        assert answer.status == 200
+def test_pods_declaring_one_port_each_serve_at_their_own_address(
+    rest: Rest, namespace: str
+) -> None:
+    """Two pods on 8080 side by side; a Service's EndpointSlice (the controller-manager's)."""
+    for name in ("web-a", "web-b"):
+        create(rest, namespace, pod_body(
+            name, ["python", "-m", "http.server", "--bind", "$(HOST)", "$(PORT)"],
+            metadata={"labels": {"app": name}},
+            container={
+                "ports": [{"containerPort": c.MODEL_POD_PORT, "name": "http"}],
+                "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                "resources": {"limits": {c.RESOURCE_GPU: "1"}},
+            },
+        ))  # fmt: skip
+    pods = [
+        wait_for(pod_where(rest, namespace, n, ready), what="Ready") for n in ("web-a", "web-b")
+    ]
+    addresses = [pod["status"]["podIP"] for pod in pods]
+    assert len(set(addresses)) == 2 and "127.0.0.1" not in addresses
+    for pod, address in zip(pods, addresses, strict=True):
+        status = pod["status"]
+        assert status["phase"] == "Running" and status["hostIP"] == "127.0.0.1"
+        assert status["podIPs"] == [{"ip": address}] and status["startTime"]
+        state = container_status(pod)
+        assert state["ready"] and state["restartCount"] == 0 and "running" in state["state"]
+        kinds = {x["type"] for x in status["conditions"]}
+        assert {"PodScheduled", "Initialized", "ContainersReady", "Ready"} <= kinds
+        annotations = pod["metadata"]["annotations"]
+        assert annotations[c.ANNOTATION_SIMULATED_GPU] == "true"
+        assert int(annotations[c.ANNOTATION_LOCAL_PORT]) == c.MODEL_POD_PORT
+        with urllib.request.urlopen(f"http://{address}:{c.MODEL_POD_PORT}/", timeout=5) as answer:
+            assert answer.status == 200
+    rest.request("POST", f"/api/v1/namespaces/{namespace}/services", body={
+        "metadata": {"name": "web-a"},
+        "spec": {"selector": {"app": "web-a"}, "ports": [{"port": 80, "targetPort": "http"}]},
+    })  # fmt: skip
+
+    def endpoints() -> list[tuple[list[str], int]] | None:
+        slices = rest.get(
+            f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+            labelSelector="kubernetes.io/service-name=web-a",
+        )["items"]
+        found = [
+            (endpoint["addresses"], port["port"])
+            for piece in slices
+            for endpoint in piece.get("endpoints") or []
+            for port in piece.get("ports") or []
+        ]
+        return found or None
+
+    assert wait_for(endpoints, what="an EndpointSlice") == [([addresses[0]], c.MODEL_POD_PORT)]
 
 
 def test_env_refs_and_agent_variables_reach_the_process(
@@ -236,7 +264,7 @@ def test_env_refs_and_agent_variables_reach_the_process(
         {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
         {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
-        {"name": "PORT", "value": "1"},  # the agent's port wins: pods share loopback
+        {"name": "PORT", "value": "1"},  # the agent's port wins: it is where the pod listens
     ]
     for name, gpu in (("on-gpu", "1"), ("on-cpu", None)):
         container: dict[str, Any] = {"env": env}
@@ -253,6 +281,8 @@ def test_env_refs_and_agent_variables_reach_the_process(
     seen = json.loads(log_of(local_cluster, on_gpu))
     port = on_gpu["metadata"]["annotations"][c.ANNOTATION_LOCAL_PORT]
     assert seen["PORT"] == port != "1"
+    # Its own address, also through the fieldRef status.podIP a pod spec may use.
+    assert seen["HOST"] == on_gpu["status"]["podIP"] != on_gpu["status"]["hostIP"]
     assert seen["PLAIN"] == f"on-{port}"
     assert (seen["POD_NAME"], seen["POD_NS"]) == ("on-gpu", namespace)
     assert seen["NODE"] == on_gpu["spec"]["nodeName"] in GPU_NODES

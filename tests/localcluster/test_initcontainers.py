@@ -15,6 +15,7 @@ from fovea.localcluster.rest import Rest
 from kube_testing import eventually
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z"
+IP = "198.18.0.9"  # the pod's own address (podnet)
 DONE = Terminated(exit_code=0, reason="Completed", started_at=T0, finished_at=T1, pid=5)
 
 
@@ -57,7 +58,9 @@ def _init(name: str, **fields: Any) -> Observed:
 def test_status_while_an_init_container_runs() -> None:
     running = _init("fetch-weights", running_since=T1, pid=9)
     waiting = _init("second", waiting_reason=WAITING_FOR_INIT)
-    status = pod_status(_pod((_init("first", terminated=DONE), running, waiting)), {}, T1)
+    status = pod_status(
+        _pod((_init("first", terminated=DONE), running, waiting)), {}, T1, pod_ip=IP
+    )
     assert status["phase"] == "Pending"
     first, fetch, second = status["initContainerStatuses"]
     assert first["state"]["terminated"]["reason"] == "Completed" and first["ready"]
@@ -81,7 +84,7 @@ def test_status_once_initialized_is_ready_with_the_container() -> None:
         (_init("fetch-weights", terminated=DONE),),
         phase="Running", running_since=T1, pid=10, ready=True, started=True, waiting_reason=None,
     )  # fmt: skip
-    status = pod_status(obs, {}, T1)
+    status = pod_status(obs, {}, T1, pod_ip=IP)
     kinds = {c["type"]: c["status"] for c in status["conditions"]}
     assert kinds["Initialized"] == kinds["Ready"] == "True"
     (fetch,) = status["initContainerStatuses"]
@@ -94,11 +97,11 @@ def test_status_of_a_failing_init_container() -> None:
         "fetch-weights", restart_count=1, last_terminated=crashed,
         waiting_reason="CrashLoopBackOff", waiting_message="back-off 2s",
     )  # fmt: skip
-    status = pod_status(_pod((failing,)), {}, T1)
+    status = pod_status(_pod((failing,)), {}, T1, pod_ip=IP)
     (fetch,) = status["initContainerStatuses"]
     assert fetch["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     assert fetch["lastState"]["terminated"]["exitCode"] == 3 and fetch["restartCount"] == 1
-    assert "initContainerStatuses" not in pod_status(_pod(()), {}, T1)
+    assert "initContainerStatuses" not in pod_status(_pod(()), {}, T1, pod_ip=IP)
 
 
 # --- on the local cluster ---------------------------------------------------------------------

@@ -152,7 +152,7 @@ def test_command_line_needs_a_command() -> None:
 def test_probe_parse_defaults_and_handlers() -> None:
     assert Probe.parse(None) is None
     http = Probe.parse({"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2})
-    assert http == Probe(kind="http", path="/readyz", period_s=2.0)
+    assert http == Probe(kind="http", port="http", path="/readyz", period_s=2.0)
     assert http.failure_threshold == 3 and http.timeout_s == 1.0
     tcp = Probe.parse({"tcpSocket": {"port": 80}, "initialDelaySeconds": 5})
     assert tcp is not None and (tcp.kind, tcp.initial_delay_s) == ("tcp", 5.0)
@@ -160,6 +160,22 @@ def test_probe_parse_defaults_and_handlers() -> None:
     assert exe is not None and exe.command == ("true",)
     with pytest.raises(ContainerConfigError):
         Probe.parse({"periodSeconds": 1})
+
+
+def test_probe_ports_resolve_as_a_kubelet_does() -> None:
+    declared = {"ports": [{"name": "http", "containerPort": 8080}, {"containerPort": 9090}]}
+    by_name = Probe(kind="http", port="http")
+    assert podspec.declared_port(declared) == 8080
+    assert podspec.probe_port(by_name, declared, listen_port=8080) == 8080
+    assert podspec.probe_port(Probe(kind="tcp", port=9090), declared, 8080) == 9090
+    assert podspec.probe_port(Probe(kind="tcp", port="9090"), declared, 8080) == 9090
+    # A name the container does not declare: the probe fails (None), as a kubelet's.
+    assert podspec.probe_port(Probe(kind="http", port="metrics"), declared, 8080) is None
+    # No declared port: the process listens on the port the agent gave it, probed there.
+    assert podspec.declared_port({}) is None
+    assert podspec.probe_port(by_name, {}, listen_port=41234) == 41234
+    udp_only = {"ports": [{"containerPort": 53, "protocol": "UDP"}]}
+    assert podspec.declared_port(udp_only) is None
 
 
 @pytest.mark.parametrize(

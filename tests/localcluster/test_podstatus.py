@@ -5,6 +5,7 @@ from __future__ import annotations
 from fovea.localcluster.podstatus import Observed, Terminated, conditions, pod_status
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z"
+IP = "198.18.0.9"  # the pod's own address (podnet)
 
 
 def test_running_and_ready() -> None:
@@ -12,10 +13,10 @@ def test_running_and_ready() -> None:
         phase="Running", start_time=T0, container="c", image="img", running_since=T0, pid=42,
         ready=True, started=True,
     )  # fmt: skip
-    status = pod_status(obs, {}, T0, generation=1)
+    status = pod_status(obs, {}, T0, generation=1, pod_ip="198.18.0.7")
     assert status["phase"] == "Running"
-    assert status["podIP"] == status["hostIP"] == "127.0.0.1"
-    assert status["podIPs"] == [{"ip": "127.0.0.1"}]
+    assert status["hostIP"] == "127.0.0.1" and status["hostIPs"] == [{"ip": "127.0.0.1"}]
+    assert status["podIP"] == "198.18.0.7" and status["podIPs"] == [{"ip": "198.18.0.7"}]
     assert status["startTime"] == T0 and status["observedGeneration"] == 1
     kinds = {c["type"]: c["status"] for c in status["conditions"]}
     assert kinds == {
@@ -36,7 +37,7 @@ def test_crash_loop_keeps_last_state_and_is_not_ready() -> None:
         phase="Running", start_time=T0, container="c", image="img", restart_count=2,
         ready=True, started=True, waiting_reason="CrashLoopBackOff", last_terminated=crashed,
     )  # fmt: skip
-    status = pod_status(obs, {}, T1)
+    status = pod_status(obs, {}, T1, pod_ip=IP)
     (container,) = status["containerStatuses"]
     assert container["state"] == {"waiting": {"reason": "CrashLoopBackOff"}}
     assert container["lastState"]["terminated"]["exitCode"] == 3
@@ -50,7 +51,7 @@ def test_crash_loop_keeps_last_state_and_is_not_ready() -> None:
 def test_terminated_state() -> None:
     done = Terminated(exit_code=0, reason="Completed", started_at=T0, finished_at=T1, pid=9)
     obs = Observed(phase="Succeeded", start_time=T0, container="c", image="", terminated=done)
-    state = pod_status(obs, {}, T1)["containerStatuses"][0]["state"]
+    state = pod_status(obs, {}, T1, pod_ip=IP)["containerStatuses"][0]["state"]
     assert state["terminated"]["reason"] == "Completed" and state["terminated"]["exitCode"] == 0
 
 

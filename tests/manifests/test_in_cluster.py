@@ -111,8 +111,8 @@ def api_url(install: Install) -> Iterator[str]:
     """Where the in-cluster API answers, from this test process."""
     pod = install.pods("api")[0]
     port = pod["metadata"].get("annotations", {}).get(c.ANNOTATION_LOCAL_PORT)
-    if port:  # the local cluster: every pod is a process on 127.0.0.1:$PORT
-        yield f"http://127.0.0.1:{port}"
+    if port:  # the local cluster: every pod is a process at its own address, on $PORT
+        yield f"http://{pod['status']['podIP']}:{port}"
         return
     proc = subprocess.Popen(
         [

@@ -96,8 +96,9 @@ def test_the_operator_is_one_replica_with_liveness_on_its_port(name: str) -> Non
     operator = find(overlay(name), "Deployment", "fovea-models-operator")
     assert operator["spec"]["replicas"] == 1
     box = container(operator)
-    # Local processes listen where the node agent says ($PORT); containers on 8080.
-    assert box["command"] == ["fovea-models", "operator", "--liveness-port=$(PORT)"]
+    # Local processes listen where the node agent says ($HOST, $PORT); containers on 8080.
+    local = ["--liveness-host=$(HOST)"] if name == "local" else []
+    assert box["command"] == ["fovea-models", "operator", "--liveness-port=$(PORT)", *local]
     env = env_of(operator)
     assert env["PORT"] == str(box["ports"][0]["containerPort"])
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
@@ -111,7 +112,7 @@ def test_the_api_serves_port_3001_behind_a_service_and_a_budget(name: str) -> No
     objects = overlay(name)
     api = find(objects, "Deployment", "fovea-models-api")
     box = container(api)
-    host = "127.0.0.1" if name == "local" else "0.0.0.0"  # local: a process of this machine
+    host = "$(HOST)" if name == "local" else "0.0.0.0"  # local: its pod's own address
     assert box["command"] == ["fovea-models", "api", f"--host={host}", "--port=$(PORT)"]
     assert env_of(api)["PORT"] == "3001"
     assert env_of(api)["FOVEA_API_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}

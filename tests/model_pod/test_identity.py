@@ -21,6 +21,7 @@ BASE = {
     c.ENV_ALLOW_RANDOM_WEIGHTS: "1",
     c.ENV_ARCHITECTURE: "",
     c.ENV_PORT: "18080",
+    c.ENV_HOST: "198.18.0.4",
 }
 
 
@@ -38,6 +39,7 @@ def test_reads_every_setting() -> None:
     assert (identity.selection, identity.namespace) == ("object-detection", "fovea")
     assert identity.pod_name == "model-object-detection-abc"
     assert identity.port == 18080
+    assert identity.host == "198.18.0.4"
     assert identity.reports
 
 
@@ -48,6 +50,7 @@ def test_defaults() -> None:
     assert identity.spec.batch_size == 1
     assert identity.spec.allow_random_weights is False
     assert identity.port == c.MODEL_POD_PORT
+    assert identity.host == "0.0.0.0"
     assert not identity.reports
 
 
@@ -77,6 +80,7 @@ def test_a_cpu_plan_on_a_simulated_node_is_not_a_simulated_gpu() -> None:
         ({c.ENV_DECLARED_VRAM_GB: "-1"}, "must not be negative"),
         ({c.ENV_DECLARED_VRAM_GB: "lots"}, "is not a number"),
         ({c.ENV_PORT: "70000"}, "must lie in [1, 65535]"),
+        ({c.ENV_HOST: "pod.local"}, "HOST='pod.local' is not an IP address"),
         ({c.ENV_SELECTION: "Not_A_Name"}, "is not a valid Kubernetes name"),
         ({c.ENV_NAMESPACE: ""}, "FOVEA_NAMESPACE is not"),
     ],

@@ -111,10 +111,11 @@ def test_detector_pod_runs_and_reports_ready(
     running = eventually(pod_ready, timeout=60, interval=0.5)
     assert running, (kube.pod(name) or {}).get("status")
     port = running["metadata"]["annotations"][c.ANNOTATION_LOCAL_PORT]
+    address = running["status"]["podIP"]  # each local pod has its own (podnet)
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64)).save(buffer, format="PNG")
     answer = httpx.post(
-        f"http://127.0.0.1:{port}/predict",
+        f"http://{address}:{port}/predict",
         json={"image": base64.b64encode(buffer.getvalue()).decode()},
         timeout=60,
     )
