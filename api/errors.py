@@ -76,10 +76,9 @@ class ClusterUnavailable(ApiError):
 
 
 class ModelLoadFailed(ApiError):
-    status_code = 500
+    """The model failed to load: the message is `load_outcome`'s, "Failed to load model: …"."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"Failed to load model: {reason}")
+    status_code = 500
 
 
 class ModelLoadTimeout(ApiError):

@@ -29,7 +29,8 @@ def task_view(state: ClusterState, task: str) -> dict[str, Any]:
     """One task: its options, its ModelSelection (spec and status as in the resource), its load.
 
     `load` judges the selected model as `/select?wait=` does: pending, ready
-    or failed (with the reason); null when no model is selected.
+    or failed (with the reason); null when no model is selected. `load_policy`
+    is the one in force (spec.loadPolicy, else the catalog's warmupOnStartup).
     """
     catalog = _catalog(state)
     if task not in catalog.tasks:
@@ -41,12 +42,18 @@ def task_view(state: ClusterState, task: str) -> dict[str, Any]:
     if sel is not None and option is not None:
         outcome = load_outcome(sel, option.model_id, sel.generation)
         load = {"state": outcome.state, "reason": outcome.reason}
+        if outcome.state == "failed":
+            load["message"] = outcome.message  # what /select?wait= answers, word for word
     return {
         "task_type": task,
         "selected": model,
         "selection": sel.name if sel is not None else None,
         "generation": sel.generation if sel is not None else None,
         "spec": sel.spec.model_dump(mode="json", by_alias=True) if sel is not None else None,
+        # The policy in force: the selection's own, else the catalog's warmupOnStartup.
+        "load_policy": (
+            str(sel.spec.effective_load_policy(catalog.inference)) if sel is not None else None
+        ),
         "status": (
             sel.status.model_dump(mode="json", by_alias=True, exclude_none=True)
             if sel is not None

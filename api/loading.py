@@ -10,18 +10,20 @@ from dataclasses import dataclass
 from typing import Literal
 
 from fovea.api.state import Selection
-from fovea.domain.conditions import RuntimeState
-from fovea.domain.resources import Phase
+from fovea.domain.conditions import ConditionType, Phase, Reason, RuntimeState
+from fovea.domain.messages import failed_to_load
 
-FAILED_PREFIX = "Failed to load model: "
 _FAILED_PHASES = (Phase.FAILED.value, Phase.UNSCHEDULABLE.value)
 _READY_PHASES = (Phase.READY.value, Phase.CPU_FALLBACK.value)
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """Pending, ready, or failed with the reason and the contract's message (rendered once)."""
+
     state: Literal["pending", "ready", "failed"]
     reason: str = ""
+    message: str = ""  # failed: "Failed to load model: <reason>", as the operator words it
 
 
 PENDING = Outcome("pending")
@@ -44,9 +46,10 @@ def load_outcome(sel: Selection | None, model_id: str, generation: int) -> Outco
     phase = str(status.phase)
     runtime = status.runtime
     if phase in _FAILED_PHASES:
-        return Outcome("failed", _failure_reason(sel, model_id))
+        return _failed(sel, model_id)
     if runtime is not None and runtime.state == RuntimeState.FAILED and _current(sel, model_id):
-        return Outcome("failed", runtime.reason or "unknown reason")
+        reason = runtime.reason or "unknown reason"
+        return Outcome("failed", reason, failed_to_load(reason))
     if phase in _READY_PHASES and status.model_id == model_id:
         if status.device == "external":
             return Outcome("ready")
@@ -65,7 +68,14 @@ def _current(sel: Selection, model_id: str) -> bool:
     return runtime.model_id == model_id
 
 
-def _failure_reason(sel: Selection, model_id: str) -> str:
+def _failed(sel: Selection, model_id: str) -> Outcome:
+    """A Failed or Unschedulable selection: the pod's reason, else the operator's message.
+
+    The words are `failed_to_load`'s: a pod's failure the operator has already
+    written as the status message (Ready reason LoadFailed) is passed on as
+    written, anything else (the planner's, the weights fetch's) gets the
+    contract's "Failed to load model: " once.
+    """
     runtime = sel.status.runtime
     if (
         runtime is not None
@@ -73,7 +83,9 @@ def _failure_reason(sel: Selection, model_id: str) -> str:
         and runtime.reason
         and _current(sel, model_id)
     ):
-        return runtime.reason
+        return Outcome("failed", runtime.reason, failed_to_load(runtime.reason))
     message = sel.status.message or str(sel.status.phase)
-    # The operator already words load failures as "Failed to load model: ...".
-    return message.removeprefix(FAILED_PREFIX)
+    ready = next((c for c in sel.status.conditions if c.type == ConditionType.READY), None)
+    if ready is not None and ready.reason == Reason.LOAD_FAILED:
+        return Outcome("failed", message, message)  # the operator's failed_to_load
+    return Outcome("failed", message, failed_to_load(message))

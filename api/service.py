@@ -182,7 +182,7 @@ class ModelService:
             if outcome.state == "ready" and _pod_visible(state, sel):
                 return
             if outcome.state == "failed":
-                raise ModelLoadFailed(outcome.reason)
+                raise ModelLoadFailed(outcome.message)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ModelLoadTimeout()

@@ -1,8 +1,10 @@
-"""The status vocabulary: condition types, reasons, runtime states, and how conditions change.
+"""The status vocabulary: phases, conditions, reasons, runtime states, how conditions change.
 
-Every word the operator writes into a status condition or an Event, and every
-state the model pod reports, is a member of one of the enums below; the API
-and the model pod read these enums, never string literals. `set_condition`
+Every word the operator writes into a status phase, condition or Event, and every
+state the model pod reports, is a member of one of the enums below; the API,
+the command line and the model pod read these enums, never string literals (the
+sentences beside the words are `fovea.domain.messages`). Only the standard library:
+the command line imports this module. `set_condition`
 is the one rule for updating a condition list (Kubernetes' `meta.SetStatusCondition`):
 `lastTransitionTime` changes only when the status does.
 """
@@ -17,6 +19,24 @@ from enum import StrEnum
 MAX_EVENT_MESSAGE = 1024
 MAX_CONDITION_MESSAGE = 32768
 CUT = "…"
+
+
+# The one spelling of eviction: a selection's phase, and the reason of its Scheduled condition.
+EVICTED = "Evicted"
+
+
+class Phase(StrEnum):
+    """Where a selection stands (status.phase); conditions and message say why."""
+
+    PENDING = "Pending"
+    SCHEDULING = "Scheduling"
+    LOADING = "Loading"
+    READY = "Ready"
+    EVICTED = EVICTED
+    CPU_FALLBACK = "CPUFallback"
+    UNSCHEDULABLE = "Unschedulable"
+    FAILED = "Failed"
+    UNSELECTED = "Unselected"
 
 
 class ConditionType(StrEnum):
@@ -55,7 +75,7 @@ class Reason(StrEnum):
     EXCEEDS_MAX_MEMORY = "ExceedsMaxMemoryPerModel"  # above the catalog's maxMemoryPerModel
     WAITING_FOR_DEMAND = "WaitingForDemand"  # onDemand and not wanted yet
     IDLE_UNLOADED = "IdleUnloaded"  # onDemand, unused for its keepAlive: pod removed
-    EVICTED = "Evicted"  # a higher-priority selection took its GPU
+    EVICTED = EVICTED  # a higher-priority selection took its GPU
     UNSCHEDULABLE = "Unschedulable"  # larger than any GPU (and no CPU fallback)
     QUOTA_EXCEEDED = "QuotaExceeded"  # over its namespace's GPU-memory quota
     POD_REFUSED = "PodRefused"  # the API server refused the pod (ResourceQuota, admission)

@@ -213,11 +213,18 @@ def selection_crd() -> Schema:
             _column("Model", "string", ".spec.model"),
             _column("Phase", "string", ".status.phase"),
             _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+            # Strings with their unit: kubectl prints a number column bare (7.2e-05).
             _column(
-                "VRAM",
-                "number",
-                ".status.measuredMemoryGb",
-                "Memory the model measured itself using, GiB",
+                "Declared",
+                "string",
+                ".status.declaredMemory",
+                "The catalog's memory figure for the model (GB = 1024^3 bytes)",
+            ),
+            _column(
+                "Measured",
+                "string",
+                ".status.measuredMemory",
+                "Memory the model measured itself using (GB = 1024^3 bytes)",
             ),
             _column("Device", "string", ".status.device"),
             _column("Node", "string", ".status.node"),

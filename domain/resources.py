@@ -15,7 +15,9 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from fovea.domain.conditions import Phase as Phase  # re-exported: the vocabulary owns it
 from fovea.domain.conditions import RuntimeState, WeightsPhase
+from fovea.domain.messages import LoadFailure
 from fovea.domain.weights import WEIGHTS_MOUNT, parse_weights_uri
 
 _T = TypeVar("_T")
@@ -121,20 +123,6 @@ class LoadPolicy(StrEnum):
 
     EAGER = "eager"
     ON_DEMAND = "onDemand"
-
-
-class Phase(StrEnum):
-    """Where the selection stands; conditions and message say why."""
-
-    PENDING = "Pending"
-    SCHEDULING = "Scheduling"
-    LOADING = "Loading"
-    READY = "Ready"
-    EVICTED = "Evicted"
-    CPU_FALLBACK = "CPUFallback"
-    UNSCHEDULABLE = "Unschedulable"
-    FAILED = "Failed"
-    UNSELECTED = "Unselected"
 
 
 # Weights (docs/weights.md): where a node cache lives, and the fetch container's environment.
@@ -568,6 +556,9 @@ class RuntimeReport(Wire):
     """What the model pod reports about itself (it owns this subtree; weights: its fetch)."""
 
     state: RuntimeState | None = None
+    failure: LoadFailure | None = Field(
+        default=None, description="Failed: what failed (the reason says it in words)"
+    )
     reason: str | None = None
     pod: str | None = None
     model_id: str | None = None
@@ -636,6 +627,12 @@ class SelectionStatus(Wire):
     declared_memory_gb: float | None = Field(default=None, description="The catalog's figure, GiB")
     measured_memory_gb: float | None = Field(
         default=None, description="What the pod measured itself using, GiB; unset: not measured"
+    )
+    declared_memory: str | None = Field(
+        default=None, description="declaredMemoryGb with its unit, as printed: '0.06 GB'"
+    )
+    measured_memory: str | None = Field(
+        default=None, description="measuredMemoryGb with its unit, as printed: '0.42 GB'"
     )
     load_time_seconds: float | None = Field(default=None, description="Unset: not measured")
     last_used: str | None = Field(default=None, description="RFC 3339 time of the last use")

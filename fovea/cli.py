@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 DESCRIPTION = """\
 Manage the ML models of the annotation platform on Kubernetes: see which
@@ -17,7 +18,12 @@ models each task can use and which are loaded, select and load them, check
 that they fit in GPU memory, read their logs.
 
 The commands for people talk to the REST API (the frontend's): --api URL or
-$FOVEA_API (default http://localhost:3001), --token or $FOVEA_API_TOKEN."""
+$FOVEA_API (default http://localhost:3001), --token or $FOVEA_API_TOKEN.
+Options go after the command (fovea-models ps --api URL); --api and --token
+may also come before it (fovea-models --api URL ps)."""
+
+# The connection options of every people's command: accepted before the command too.
+LEADING_OPTIONS = ("--api", "--token")
 
 # name -> (target, one-line help); people's commands first, then the machinery.
 _USER = "fovea.usercli.commands"
@@ -65,9 +71,38 @@ def _load(target: str) -> object:
     return getattr(module, attr) if attr else module
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose "invalid choice" says where options go when one came first."""
+
+    leading_option: str | None = None
+
+    def error(self, message: str) -> NoReturn:
+        if "invalid choice" in message and self.leading_option is not None:
+            message += (
+                f" (an option came before the command: {self.leading_option}; options go "
+                "after the command, e.g. `fovea-models ps --output json`; only --api and "
+                "--token may come first)"
+            )
+        super().error(message)
+
+
+def hoist(argv: list[str]) -> list[str]:
+    """`--api URL ps` as `ps --api URL`: leading connection options move after the command."""
+    rest, moved = list(argv), []
+    while rest and rest[0].split("=", 1)[0] in LEADING_OPTIONS:
+        take = 1 if "=" in rest[0] else 2
+        if len(rest) <= take:
+            break
+        moved += rest[:take]
+        rest = rest[take:]
+    if moved and rest and rest[0] in USER_COMMANDS:
+        return [rest[0], *moved, *rest[1:]]
+    return argv
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen command's module is imported (the others may be heavy)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fovea-models",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -86,9 +121,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = hoist(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
+    parser = build_parser(command)
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        parser.leading_option = argv[0]  # type: ignore[attr-defined]
+    args = parser.parse_args(argv)
     sys.exit(args._run(args))
 
 

@@ -1,15 +1,20 @@
-"""Turn what went wrong into the one-line reason a status shows.
+"""Turn what went wrong into a failure and its reason, as the model pod reports them.
 
-Out-of-memory failures always start with "Out of memory" (the contract's
-wording, and what the operator and the API look for); a LoadError's message is
-already the reason; anything else names its type so it can be searched for.
+The pod reports `status.runtime.failure` (a `LoadFailure`) and
+`status.runtime.reason` (the details, rendered by
+`fovea.domain.messages.failure_reason`); the operator and the API say
+"Failed to load model: <reason>" with it, once. Out-of-memory failures always
+start with "Out of memory" (the contract's wording, what people and alerts look
+for); a LoadError's message is already the reason; anything else names its type
+so it can be searched for.
 """
 
 from __future__ import annotations
 
+from fovea.domain.messages import MAX_REASON_CHARS, LoadFailure, failure_reason
 from fovea.model_pod.adapters.base import LoadError
 
-OUT_OF_MEMORY = "Out of memory"
+__all__ = ["MAX_REASON_CHARS", "Failure", "failure_of", "is_out_of_memory"]
 
 # Messages torch and the C++ allocators use when an allocation is refused.
 _OOM_MARKERS = (
@@ -19,7 +24,7 @@ _OOM_MARKERS = (
     "failed to allocate",
 )
 
-MAX_REASON_CHARS = 600
+Failure = tuple[LoadFailure, str]  # what failed, and the reason to report
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -32,19 +37,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return False
 
 
-def failure_reason(exc: BaseException, stage: str = "load") -> str:
-    """The reason to report for an exception raised while loading or warming up."""
+def failure_of(exc: BaseException, stage: str = "load") -> Failure:
+    """The failure and reason to report for an exception raised while loading or warming up."""
     message = " ".join(str(exc).split()) or type(exc).__name__
     if is_out_of_memory(exc):
-        reason = f"{OUT_OF_MEMORY}: {stage} failed: {message}"
+        kind = LoadFailure.OUT_OF_MEMORY
     elif isinstance(exc, LoadError):
-        reason = message
+        kind = LoadFailure.LOAD_ERROR
     else:
-        reason = f"Failed to {stage} model: {type(exc).__name__}: {message}"
-    return _shorten(reason)
-
-
-def _shorten(text: str) -> str:
-    if len(text) <= MAX_REASON_CHARS:
-        return text
-    return text[: MAX_REASON_CHARS - 1] + "…"
+        kind, message = LoadFailure.EXCEPTION, f"{type(exc).__name__}: {message}"
+    return kind, failure_reason(kind, message, stage)

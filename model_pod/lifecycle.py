@@ -16,10 +16,11 @@ import time
 from typing import Any
 
 from fovea.domain.conditions import RuntimeState
+from fovea.domain.messages import LoadFailure
 from fovea.domain.resources import RuntimeReport
 from fovea.model_pod import measure
 from fovea.model_pod.adapters.base import Adapter, LoadedModel
-from fovea.model_pod.failures import failure_reason
+from fovea.model_pod.failures import Failure, failure_of
 from fovea.model_pod.identity import Identity
 from fovea.model_pod.report import Reporter
 
@@ -70,15 +71,19 @@ class ModelService:
         if self.reporter is not None:
             self.reporter.set(report)
 
-    def fail(self, reason: str) -> None:
-        """Enter Failed with `reason` (kept for /readyz and reported)."""
-        log.error("model failed: %s", reason)
+    def fail(self, failure: Failure) -> None:
+        """Enter Failed with the failure and its reason (kept for /readyz and reported)."""
+        kind, reason = failure
+        log.error("model failed (%s): %s", kind, reason)
         self.state = FAILED
         self.reason = reason
         loaded = self.loaded
         self._publish(
             self._base_report(FAILED, reason).model_copy(
-                update={"random_weights": bool(loaded and loaded.random_weights)}
+                update={
+                    "failure": kind,
+                    "random_weights": bool(loaded and loaded.random_weights),
+                }
             )
         )
 
@@ -86,7 +91,7 @@ class ModelService:
         """Load, warm up and measure the model; end in Ready or Failed, never raise."""
         self._publish(self._base_report(LOADING))
         if self.adapter is None:
-            self.fail(self.reason or "no adapter")
+            self.fail((LoadFailure.LOAD_ERROR, self.reason or "no adapter"))
             return
         adapter = self.adapter
         device = self.identity.device
@@ -104,7 +109,7 @@ class ModelService:
             reading = self._measure(base)
         except Exception as exc:  # every failure becomes a reported reason
             log.exception("model %s failed to %s", self.identity.spec.model_id, stage)
-            self.fail(failure_reason(exc, stage))
+            self.fail(failure_of(exc, stage))
             self._release()
             return
         self.state = READY
@@ -160,7 +165,7 @@ class ModelService:
         if self.state == READY and self.adapter is not None:
             problem = self.adapter.failure()
             if problem:
-                self.fail(problem)
+                self.fail((LoadFailure.STOPPED_SERVING, problem))
 
     def predict(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Run one request; raise NotReady or the adapter's PredictError."""

@@ -61,6 +61,7 @@ def _reporter(namespace: str, name: str, heartbeat: float) -> Any:
 
 def _report_bad_environment(reason: str, heartbeat: float) -> None:
     """Best effort: tell the selection, if the environment names one, why nothing will load."""
+    from fovea.domain.messages import LoadFailure, failure_reason
     from fovea.domain.resources import RuntimeReport
 
     namespace = os.environ.get(c.ENV_NAMESPACE, "").strip()
@@ -73,7 +74,8 @@ def _report_bad_environment(reason: str, heartbeat: float) -> None:
     reporter.set(
         RuntimeReport(
             state=RuntimeState.FAILED,
-            reason=f"bad model-pod environment: {reason}",
+            failure=LoadFailure.BAD_ENVIRONMENT,
+            reason=failure_reason(LoadFailure.BAD_ENVIRONMENT, reason),
             pod=os.environ.get(c.ENV_POD_NAME),
         )
     )

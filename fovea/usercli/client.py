@@ -55,6 +55,13 @@ def error_message(status: int, body: bytes) -> str:
     return f"HTTP {status}: {text[0][:200]}" if text else f"HTTP {status}"
 
 
+def token_hint(sent: bool) -> str:
+    """What to do about a 401: where the token goes."""
+    if sent:
+        return f" (the token given by --token or ${ENV_TOKEN} is not the API's)"
+    return f" (this API requires a token: pass --token TOKEN or set ${ENV_TOKEN})"
+
+
 @dataclass(frozen=True)
 class Target:
     """Which API to talk to, and with which token."""
@@ -115,7 +122,10 @@ class Api:
         try:
             return urlopen(request, timeout=timeout_s)
         except HTTPError as exc:
-            raise CliError(error_message(exc.code, exc.read()), exit_code_for(exc.code)) from exc
+            message = error_message(exc.code, exc.read())
+            if exc.code == 401:
+                message += token_hint(self.target.token is not None)
+            raise CliError(message, exit_code_for(exc.code)) from exc
         except (URLError, OSError) as exc:
             why = getattr(exc, "reason", None) or exc
             raise CliError(

@@ -166,7 +166,8 @@ def _waiting(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_WAIT_S,
         metavar="SECONDS",
-        help=f"how long --wait waits (default {DEFAULT_WAIT_S:g})",
+        help=f"how long --wait waits (default {DEFAULT_WAIT_S:g}); when it runs out the "
+        "selection stays and the model keeps loading",
     )
 
 
@@ -229,15 +230,23 @@ def _wait(api: Api, task: str, model: str, timeout_s: float) -> int:
                 display.done()
                 break
             if state == "failed":
-                raise CliError(f"{task}: {model} did not load: {line}", NOT_SO)
+                raise CliError(f"{task}: {model}: {line}", NOT_SO)
             display.show(stage_of(view, model), line)
             if time.monotonic() >= deadline:
-                raise CliError(f"{task}: {model} not Ready after {timeout_s:g}s ({line})", NOT_SO)
+                raise CliError(timed_out(task, model, timeout_s, line), NOT_SO)
             time.sleep(POLL_S)
     rows = [r for r in views.model_rows({"tasks": {task: view}}) if r["task"] == task]
     where = f" on {_where(rows[0])}, {gb(rows[0]['measured_memory_gb'])} GB" if rows else ""
     print(f"{task}: {model} is Ready{where} (waited {elapsed:.1f}s)")
     return OK
+
+
+def timed_out(task: str, model: str, timeout_s: float, line: str | None) -> str:
+    """--timeout ran out: only the waiting stops; the selection and the load go on."""
+    return (
+        f"{task}: {model} not Ready after {timeout_s:g}s ({line}); only the wait stopped: "
+        f"the selection stays and the model is still loading (see `fovea-models describe {task}`)"
+    )
 
 
 def _task(tasks_body: dict[str, Any], task: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from fovea.domain.messages import failed_to_load
 from fovea.domain.units import format_gb
 
 Row = dict[str, Any]
@@ -153,7 +154,7 @@ def describe_fields(body: dict[str, Any], now: datetime | None = None) -> list[t
         ("Model id", option.get("model_id")),
         ("Framework", option.get("framework")),
         ("Priority", spec.get("priority")),
-        ("Load policy", spec.get("loadPolicy")),
+        ("Load policy", body.get("load_policy") or spec.get("loadPolicy")),
         ("Wanted", spec.get("wanted")),
         ("Phase", status.get("phase")),
         ("Message", status.get("message")),
@@ -231,8 +232,9 @@ def progress(view: dict[str, Any], model: str) -> tuple[str, str | None]:
     runtime = status.get("runtime") or {}
     load = view.get("load") or {}
     state = str(load.get("state") or "pending")
-    if state == "failed":
-        return state, str(load.get("reason") or status.get("message") or "failed")
+    if state == "failed":  # the API's words, as /select?wait= answers them
+        reason = str(load.get("reason") or status.get("message") or "unknown reason")
+        return state, str(load.get("message") or failed_to_load(reason))
     if status.get("model") != model or status.get("observedGeneration") != view.get("generation"):
         return state, "Pending: the operator has not acted on the change yet"
     parts = [str(status.get("phase", "Pending"))]

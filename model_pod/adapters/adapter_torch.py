@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fovea.domain.messages import missing_weights
 from fovea.model_pod.adapters.base import (
     LoadedModel,
     LoadError,
@@ -191,10 +192,16 @@ class TorchAdapter:
                 f"weights for {self.spec.model_id!r} are not on disk and no architecture "
                 "is named to build it with random weights"
             )
-        hint = f" (or build {arch_name!r} with random weights)" if arch_name else ""
-        return (
-            f"weights for {self.spec.model_id!r} are not on disk ({path} does not exist) and "
-            f"plain torch models have no hub to fetch them from: put the file there{hint}"
+        hint = (
+            f", or set allow_random_weights to build {arch_name!r} with random weights"
+            if arch_name
+            else ""
+        )
+        return missing_weights(
+            f"weights for {self.spec.model_id!r} are",
+            str(path),
+            " and plain torch models have no hub to fetch them from",
+            hint,
         )
 
     def _require(self) -> nn.Module:

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fovea.domain.messages import missing_weights
 from fovea.model_pod.adapters.base import (
     LoadedModel,
     LoadError,
@@ -101,10 +102,11 @@ class UltralyticsAdapter:
                 f"weights {path} are not on disk and no YOLO config is named "
                 "to build it with random weights"
             )
-        hint = f" (or build {config} with random weights)" if config else ""
-        return (
-            f"weights {path} are not on disk and downloads are off (offline): "
-            f"put the .pt file there{hint}"
+        hint = (
+            f", or set allow_random_weights to build {config} with random weights" if config else ""
+        )
+        return missing_weights(
+            "the .pt weights file is", str(path), " and downloads are off (offline)", hint
         )
 
     def _require(self) -> Any:

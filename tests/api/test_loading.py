@@ -73,6 +73,7 @@ def test_a_failed_load_gives_the_pods_reason() -> None:
     outcome = load_outcome(sel, MODEL_ID, 4)
     assert outcome.state == "failed"
     assert outcome.reason == "Out of memory (needs 9.1 GiB)"
+    assert outcome.message == "Failed to load model: Out of memory (needs 9.1 GiB)"
 
 
 def test_a_failed_phase_without_a_current_report_uses_the_operator_message() -> None:
@@ -86,9 +87,20 @@ def test_a_failed_phase_without_a_current_report_uses_the_operator_message() -> 
             "message": "Failed to load model: Out of memory",
             "pod": "new",
             "runtime": {"state": "Failed", "pod": "older", "reason": "something stale"},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "LoadFailed",
+                    "message": "Failed to load model: Out of memory",
+                }
+            ],
         },
     )
-    assert load_outcome(sel, MODEL_ID, 4).reason == "Out of memory"
+    outcome = load_outcome(sel, MODEL_ID, 4)
+    # The operator's message as written: prefixed once, never stripped and prefixed again.
+    assert outcome.message == "Failed to load model: Out of memory"
+    assert "something stale" not in outcome.reason
 
 
 def test_unschedulable_is_a_failure_with_the_planners_reason() -> None:
@@ -105,6 +117,7 @@ def test_unschedulable_is_a_failure_with_the_planners_reason() -> None:
     outcome = load_outcome(sel, "huge-id", 2)
     assert outcome.state == "failed"
     assert "needs 85 GiB" in outcome.reason
+    assert outcome.message == f"Failed to load model: {outcome.reason}"
 
 
 def test_a_failed_runtime_of_the_current_pod_fails_before_the_operator_notices() -> None:
@@ -119,4 +132,8 @@ def test_a_failed_runtime_of_the_current_pod_fails_before_the_operator_notices()
             "runtime": {"state": "Failed", "pod": "new", "reason": "Out of memory"},
         },
     )
-    assert load_outcome(sel, MODEL_ID, 2).reason == "Out of memory"
+    outcome = load_outcome(sel, MODEL_ID, 2)
+    assert (outcome.reason, outcome.message) == (
+        "Out of memory",
+        "Failed to load model: Out of memory",
+    )

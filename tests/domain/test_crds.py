@@ -127,7 +127,9 @@ def test_names_columns_and_subresources() -> None:
     version = selection["versions"][0]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert columns == ["Task", "Model", "Phase", "Ready", "VRAM", "Device", "Node", "GPU", "Age"]
+    assert columns == [
+        "Task", "Model", "Phase", "Ready", "Declared", "Measured", "Device", "Node", "GPU", "Age"
+    ]  # fmt: skip
     catalog = crds.catalog_crd()["spec"]
     assert catalog["names"]["shortNames"] == ["mcat"]
     assert catalog["versions"][0]["subresources"] == {"status": {}}

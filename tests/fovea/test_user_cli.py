@@ -282,9 +282,20 @@ def test_errors_are_one_line_with_the_apis_message_and_exit_codes(
 
     guarded = serve(api_token=TOKEN)
     wrong = Cli(guarded.url, {"FOVEA_API_TOKEN": "wrong"})
-    assert wrong("select", TASK, "tiny-a") == (3, "", "error: Missing or invalid bearer token\n")
-    assert wrong("describe", TASK) == (3, "", "error: Missing or invalid bearer token\n")
-    assert Cli(guarded.url)("unload", TASK)[0] == 3  # no token at all
+    refused = (
+        "error: Missing or invalid bearer token "
+        "(the token given by --token or $FOVEA_API_TOKEN is not the API's)\n"
+    )
+    assert wrong("select", TASK, "tiny-a") == (3, "", refused)
+    assert wrong("describe", TASK) == (3, "", refused)
+    # No token at all (issue 28): the error says where one goes.
+    assert Cli(guarded.url)("unload", TASK) == (
+        3,
+        "",
+        "error: Missing or invalid bearer token "
+        "(this API requires a token: pass --token TOKEN or set $FOVEA_API_TOKEN)\n",
+    )
+    assert Cli(guarded.url)("ps")[0] == 3  # reads that reach into the cluster need it too
     code, out, err = Cli(guarded.url)("select", TASK, "tiny-a", "--token", TOKEN)
     assert (code, err) == (0, "")
     code, _, err = Cli(guarded.url, {"FOVEA_API_TOKEN": TOKEN})("describe", TASK)

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from fovea.domain.messages import LoadFailure
 from fovea.model_pod.adapters.adapter_torch import (
     ARCHITECTURES,
     TorchAdapter,
@@ -111,7 +112,10 @@ def test_missing_weights_without_random_weights_fail_with_the_reason(
     assert service.state == FAILED
     assert service.report.state == "Failed"
     assert "not on disk" in (service.reason or "")
-    assert "/models/missing.safetensors" in (service.reason or "")
+    assert "put the file at /models/missing.safetensors in the model-pod image" in (
+        service.reason or ""
+    )
+    assert service.report.failure == LoadFailure.LOAD_ERROR
 
 
 def test_unknown_architecture_is_a_bad_model_id(make_identity: Callable[..., Identity]) -> None:

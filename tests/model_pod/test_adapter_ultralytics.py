@@ -108,7 +108,11 @@ def test_missing_weights_fail_without_downloading(
     service = ModelService(identity, UltralyticsAdapter(identity.spec), reporter=None)
     service.load()
     assert service.state == FAILED
-    assert "yolov8n.pt are not on disk and downloads are off" in (service.reason or "")
+    reason = service.reason or ""
+    assert "the .pt weights file is not on disk" in reason and "downloads are off" in reason
+    # It says where the file goes, and the other way: a weights source to fetch it from.
+    assert "put the file at " in reason and "yolov8n.pt in the model-pod image" in reason
+    assert "`weights:` source" in reason
     assert no_network == []
 
 
