@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,9 +10,11 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
+from fovea.settings import ENV_API as ENV_API
+from fovea.settings import ENV_TOKEN as ENV_TOKEN
+from fovea.settings import get_settings
+
 DEFAULT_API = "http://localhost:3001"
-ENV_API = "FOVEA_API"
-ENV_TOKEN = "FOVEA_API_TOKEN"
 
 # Exit codes (docs/cli.md).
 OK = 0
@@ -71,8 +72,9 @@ class Target:
 
     @classmethod
     def from_args(cls, url: str | None, token: str | None) -> Target:
-        url = url or os.environ.get(ENV_API) or DEFAULT_API
-        token = token if token is not None else os.environ.get(ENV_TOKEN)
+        settings = get_settings()
+        url = url or settings.api_url or DEFAULT_API
+        token = token if token is not None else settings.api_token
         return cls(url.rstrip("/"), token or None)
 
 

@@ -19,7 +19,6 @@ x2, y2], "score": s, "label": name}, ...]}` in pixels of the input image.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from fovea.model_pod.adapters.base import (
 )
 from fovea.model_pod.adapters.device import check_device, decode_image
 from fovea.model_pod.adapters.trust import pickle_refusal
+from fovea.model_pod.settings import set_library_defaults
 
 WARMUP_IMAGE_SIZE = 640
 DEFAULT_CONFIDENCE = 0.25
@@ -41,11 +41,15 @@ DEFAULT_CONFIDENCE = 0.25
 
 def prepare_environment() -> None:
     """Keep ultralytics offline and its settings out of the home directory."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    # Otherwise it pip-installs missing optional packages at run time, in a pod.
-    os.environ.setdefault("ULTRALYTICS_SKIP_REQUIREMENTS_CHECKS", "1")
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(tempfile.gettempdir()) / "fovea-ultralytics"))
+    set_library_defaults(
+        {
+            "YOLO_OFFLINE": "1",
+            # Otherwise it pip-installs missing optional packages at run time, in a pod.
+            "ULTRALYTICS_SKIP_REQUIREMENTS_CHECKS": "1",
+            "YOLO_VERBOSE": "False",
+            "YOLO_CONFIG_DIR": str(Path(tempfile.gettempdir()) / "fovea-ultralytics"),
+        }
+    )
 
 
 def config_for(spec: ModelSpec) -> str | None:
