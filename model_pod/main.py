@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import threading
 import time
@@ -63,9 +62,10 @@ def _report_bad_environment(reason: str, heartbeat: float) -> None:
     """Best effort: tell the selection, if the environment names one, why nothing will load."""
     from fovea.domain.messages import LoadFailure, failure_reason
     from fovea.domain.resources import RuntimeReport
+    from fovea.model_pod.settings import get_settings
 
-    namespace = os.environ.get(c.ENV_NAMESPACE, "").strip()
-    name = os.environ.get(c.ENV_SELECTION, "").strip()
+    settings = get_settings()
+    namespace, name = settings.namespace.strip(), settings.selection.strip()
     if not (namespace and name):
         return
     reporter = _reporter(namespace, name, heartbeat)
@@ -76,7 +76,7 @@ def _report_bad_environment(reason: str, heartbeat: float) -> None:
             state=RuntimeState.FAILED,
             failure=LoadFailure.BAD_ENVIRONMENT,
             reason=failure_reason(LoadFailure.BAD_ENVIRONMENT, reason),
-            pod=os.environ.get(c.ENV_POD_NAME),
+            pod=settings.pod_name or None,
         )
     )
     reporter.stop(flush_timeout=10.0)
