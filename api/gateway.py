@@ -278,8 +278,9 @@ class Gateway:
         headers = {
             k: v for k, v in response.headers.items() if k.lower() not in DROPPED_RESPONSE_HEADERS
         }
-        headers.setdefault(HEADER_MODEL, backend.model)
-        headers.setdefault(HEADER_POD, backend.pod)
+        # The pod names itself (model_pod/server.py); the route's view is the fallback.
+        headers.setdefault(HEADER_MODEL.lower(), backend.model)
+        headers.setdefault(HEADER_POD.lower(), backend.pod)
         headers[HEADER_HELD] = str(round(held_s * 1000))
         if decision.switching:
             headers[HEADER_SWITCHING] = "true"

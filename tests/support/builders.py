@@ -135,7 +135,13 @@ def apply(w: World, actions: Actions) -> World:
     for key, cat in w.catalogs.items():
         patch = actions.catalog_status.get(key)
         catalogs[key] = replace(cat, status=merge(cat.status, patch)) if patch else cat
-    return replace(w, selections=selections, pods=pods, catalogs=catalogs)
+    services = {(sv["metadata"]["namespace"], sv["metadata"]["name"]): sv for sv in w.services}
+    services.update(
+        {(sv["metadata"]["namespace"], sv["metadata"]["name"]): sv for sv in actions.services}
+    )
+    return replace(
+        w, selections=selections, pods=pods, catalogs=catalogs, services=list(services.values())
+    )
 
 
 def merge(current: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
