@@ -124,10 +124,18 @@ def config_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
 
 
 def option_body(option: ModelOption) -> dict[str, Any]:
-    """An option with the original snake_case fields, only those the catalog sets."""
-    return option.model_dump(
+    """An option with the original snake_case fields, only those the catalog sets, as written.
+
+    Numbers come back as the catalog has them: `vram_mb: 512`, not the 512.0 a float
+    field holds (Kubernetes keeps no trailing ".0": a whole number was written whole).
+    """
+    body = option.model_dump(
         mode="json", by_alias=False, exclude_unset=True, include=set(ORIGINAL_OPTION_FIELDS)
     )
+    return {
+        key: int(value) if isinstance(value, float) and value.is_integer() else value
+        for key, value in body.items()
+    }
 
 
 def loaded_models(state: ClusterState) -> list[LoadedModel]:

@@ -78,7 +78,7 @@ import heapq
 import itertools
 from bisect import bisect_left, insort
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -457,6 +457,15 @@ class _Context:
 def _need(d: Demand, on_gpu: bool) -> tuple[int, int, int, int]:
     """What a demand's pod takes from its node: CPU m, memory MiB, a pod, a GPU slot."""
     return (d.cpu_millis, d.memory_mib, 1, 1 if on_gpu else 0)
+
+
+# The parts of `_need`, as a reason names them.
+_NODE_RESOURCES: tuple[tuple[str, Callable[[int], str]], ...] = (
+    ("CPU", lambda millis: f"{max(millis, 0) / 1000:g} CPU"),
+    ("memory", lambda mib: f"{format_gb(max(mib, 0) / 1024)} GB memory"),
+    ("pod slots", lambda pods: f"{max(pods, 0)} pod slots"),
+    ("GPU slots", lambda slots: f"{max(slots, 0)} GPU slots"),
+)
 
 
 def _room(free: Sequence[int], need: tuple[int, int, int, int]) -> bool:
@@ -889,7 +898,13 @@ class _Run:
                 f"({_outranks(by, d)}); no other GPU has room for {format_gb(d.vram_gib)} GB"
             )
             return self._without_gpu(d, why, evicted=True)
-        if self.whole:
+        limit = self._node_limit(d)
+        if limit is not None:  # the GPU has the memory; its node lacks room for the pod
+            why = (
+                f"{limit}, and no model of lower priority (or equal priority, used less "
+                "recently) can be evicted to make room"
+            )
+        elif self.whole:
             why = (
                 f"every GPU that can hold {format_gb(d.vram_gib)} GB is taken (one model per "
                 "GPU) by a model of higher priority or more recent use"
@@ -900,7 +915,7 @@ class _Run:
                 "and no model of lower priority (or equal priority, used less recently) "
                 "can be evicted to make room"
             )
-        if i in self.node_refused or self._room_on_full_nodes(d):
+        if limit is None and (i in self.node_refused or self._room_on_full_nodes(d)):
             why += (
                 f" (GPUs with room are on nodes without room for its pod: "
                 f"{d.cpu_millis / 1000:g} CPU, {format_gb(d.memory_mib / 1024)} GB memory, "
@@ -909,6 +924,37 @@ class _Run:
         if d.excluded_nodes:
             why += f" (avoiding {', '.join(sorted(d.excluded_nodes))}: the scheduler refused it)"
         return self._without_gpu(d, why, evicted=d.was_evicted)
+
+    def _node_limit(self, d: Demand, limit: int = 64) -> str | None:
+        """When a GPU has the memory but its node not the room for the pod: what is short.
+
+        "node gpu-0's CPU is the limit: gpu-0 GPU 1 has room for its 2.0 GB below the 80%
+        threshold, but gpu-0 has 0.5 CPU free and its pod needs 1 CPU" (the first such GPU).
+        """
+        need = _need(d, on_gpu=True)
+        for pos in itertools.islice(range(len(self.bins)), limit):
+            node = self.ctx.node_of[pos]
+            free = self.node_free.get(node)
+            if free is None or _room(free, need) or not self.ctx.allowed(d, node):
+                continue
+            if self.whole:
+                fits = not self.members[pos] and d.vram_gib <= self.cap[pos] + EPSILON
+            else:
+                fits = self.used[pos] + d.vram_gib <= self.cap[pos] + EPSILON
+            if not fits:
+                continue
+            short = [k for k in range(len(need)) if free[k] < need[k]]
+            what = " and ".join(_NODE_RESOURCES[k][0] for k in short)
+            lacks = "; ".join(
+                f"{node} has {_NODE_RESOURCES[k][1](free[k])} free and its pod needs "
+                f"{_NODE_RESOURCES[k][1](need[k])}"
+                for k in short
+            )
+            return (
+                f"node {node}'s {what} is the limit: {self._slot(pos)} has room for its "
+                f"{format_gb(d.vram_gib)} GB below the {self._pct()} threshold, but {lacks}"
+            )
+        return None
 
     def _room_on_full_nodes(self, d: Demand, limit: int = 64) -> bool:
         """Whether a GPU of a node without room for any pod has the memory (for the reason)."""

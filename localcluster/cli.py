@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from fovea.localcluster.state import StateDir, default_state_dir
 
@@ -275,9 +276,36 @@ def _status(args: argparse.Namespace, state: StateDir) -> int:
     return 0
 
 
+def node_row(item: dict[str, Any]) -> tuple[str, ...]:
+    """A Node as `cluster status` lists it: physical GPUs (not time-slice replicas), GB each."""
+    from fovea.domain import constants as c
+    from fovea.domain.conditions import ConditionStatus, ConditionType
+    from fovea.domain.units import MIB, format_bytes
+    from fovea.localcluster.nodes import TIME_SLICING_REPLICAS
+
+    labels = item["metadata"].get("labels", {})
+    conditions = item.get("status", {}).get("conditions", [])
+    ready = next((x["status"] for x in conditions if x["type"] == ConditionType.READY), None)
+    # The device plugin advertises each GPU TIME_SLICING_REPLICAS times; GPU feature
+    # discovery's count label says how many there are.
+    advertised = int(item.get("status", {}).get("capacity", {}).get(c.RESOURCE_GPU, "0"))
+    gpus = labels.get(c.NODE_LABEL_GPU_COUNT) or str(advertised // TIME_SLICING_REPLICAS)
+    memory = labels.get(c.NODE_LABEL_GPU_MEMORY_MIB)
+    product = labels.get(c.NODE_LABEL_GPU_PRODUCT, "-")
+    if labels.get(c.NODE_LABEL_SIMULATED) == "true":
+        product += " (simulated)"
+    return (
+        item["metadata"]["name"],
+        "Ready" if ready == ConditionStatus.TRUE else "NotReady",
+        gpus,
+        format_bytes(int(memory) * MIB) if memory else "-",
+        product,
+    )
+
+
 def _live_nodes(state: StateDir, recorded: dict[str, object]) -> list[tuple[str, ...]]:
     """Nodes as the API server has them (falling back to the state file if it won't answer)."""
-    from fovea.domain import constants as c
+    from fovea.domain.units import MIB, format_bytes
     from fovea.localcluster.rest import Rest
 
     try:
@@ -288,26 +316,16 @@ def _live_nodes(state: StateDir, recorded: dict[str, object]) -> list[tuple[str,
         print(f"(API server not answering: {exc})")
         nodes = recorded.get("nodes")
         return [
-            (str(n["name"]), "?", str(n["gpus"]), f"{n['gpuMemoryMiB']}Mi", str(n["product"]))
+            (
+                str(n["name"]),
+                "?",
+                str(n["gpus"]),
+                format_bytes(int(n["gpuMemoryMiB"]) * MIB),
+                str(n["product"]),
+            )
             for n in (nodes if isinstance(nodes, list) else [])
         ]
-    rows: list[tuple[str, ...]] = []
-    for item in items:
-        labels = item["metadata"].get("labels", {})
-        ready = next(
-            (x["status"] for x in item.get("status", {}).get("conditions", [])
-             if x["type"] == "Ready"), "Unknown",
-        )  # fmt: skip
-        gpus = item.get("status", {}).get("capacity", {}).get(c.RESOURCE_GPU, "0")
-        memory = labels.get(c.NODE_LABEL_GPU_MEMORY_MIB)
-        product = labels.get(c.NODE_LABEL_GPU_PRODUCT, "-")
-        if labels.get(c.NODE_LABEL_SIMULATED) == "true":
-            product += " (simulated)"
-        rows.append((
-            item["metadata"]["name"], "Ready" if ready == "True" else "NotReady", str(gpus),
-            f"{memory}Mi" if memory else "-", product,
-        ))  # fmt: skip
-    return rows
+    return [node_row(item) for item in items]
 
 
 def _kubeconfig(args: argparse.Namespace, state: StateDir) -> int:

@@ -50,6 +50,9 @@ def test_config_matches_the_contract_example_field_for_field() -> None:
         "speed": "fast",
         "description": "Nano YOLO model",
     }
+    # As written (issue 28): a whole number comes back whole, not as 512.0.
+    assert '"vram_mb":512,' in responses.to_json(body).decode()
+    assert type(vs["options"]["llama-4-scout"]["fps"]) is float
     assert body["models"]["object_tracking"]["selected"] is None
     assert body["inference"] == {
         "max_memory_per_model": 24.0,

@@ -563,7 +563,13 @@ def test_node_cpu_is_counted_against_pod_requests() -> None:
     full = plan(LOCAL_GPUS[:2], [pod(f"t{i}", 1.0) for i in range(3)], nodes=nodes[:1])
     left = full.placements["ns/t2"]
     assert left.outcome == Outcome.UNSCHEDULABLE
-    assert "nodes without room for its pod: 0.5 CPU, 2.0 GB memory" in left.reason
+    # The node's CPU is named as the limit, not a GPU's memory (issue 28: an Event said
+    # "no GPU has 1.0 GB free" when the CPU was short).
+    assert left.reason.startswith(
+        "node gpu-0's CPU is the limit: gpu-0 GPU 0 has room for its 1.0 GB below the 80% "
+        "threshold, but gpu-0 has 0 CPU free and its pod needs 0.5 CPU"
+    )
+    assert "no GPU has" not in left.reason
 
 
 def test_gpu_slots_memory_and_pods_per_node_are_counted() -> None:
