@@ -63,6 +63,11 @@ ENV_PORT: Final = "PORT"
 # The address a pod process listens on (the local cluster's node agent sets it to
 # the pod's own address, beside PORT).
 ENV_HOST: Final = "HOST"
+# The model pod's drain on SIGTERM (model_pod/drain.py): how long it keeps answering
+# while its endpoints go, capped by the pod's terminationGracePeriodSeconds (which
+# the operator passes as FOVEA_TERMINATION_GRACE_SECONDS) less a margin.
+ENV_DRAIN_SECONDS: Final = "FOVEA_DRAIN_SECONDS"
+ENV_TERMINATION_GRACE_SECONDS: Final = "FOVEA_TERMINATION_GRACE_SECONDS"
 # Set by the local cluster's node agent on simulated GPU nodes.
 ENV_SIMULATED_GPU: Final = "FOVEA_SIMULATED_GPU"
 MODEL_POD_PORT: Final = 8080

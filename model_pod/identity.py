@@ -16,6 +16,7 @@ from fovea.domain.resources import Framework
 from fovea.domain.weights import ENV_WEIGHTS_PATH
 from fovea.model_pod.adapters import ENGINE_FRAMEWORKS, IN_PROCESS_FRAMEWORKS
 from fovea.model_pod.adapters.base import ModelSpec, env_flag
+from fovea.model_pod.drain import DEFAULT_DRAIN_SECONDS, DEFAULT_GRACE_SECONDS, drain_period
 from fovea.model_pod.settings import get_settings
 
 ALL_ADDRESSES = "0.0.0.0"
@@ -41,6 +42,8 @@ class Identity:
     pod_name: str | None
     port: int
     host: str = ALL_ADDRESSES  # the address to listen on
+    # How long it keeps answering after SIGTERM (drain.py), within the grace period.
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
 
     @property
     def device(self) -> str:
@@ -153,4 +156,8 @@ def identity_from_env(env: Mapping[str, str] | None = None) -> Identity:
         pod_name=_optional(env, c.ENV_POD_NAME) or _optional(env, "HOSTNAME"),
         port=_integer(env, c.ENV_PORT, c.MODEL_POD_PORT, 1, 65535),
         host=_address(env, c.ENV_HOST),
+        drain_seconds=drain_period(
+            _number(env, c.ENV_DRAIN_SECONDS, DEFAULT_DRAIN_SECONDS) or 0.0,
+            _number(env, c.ENV_TERMINATION_GRACE_SECONDS, DEFAULT_GRACE_SECONDS) or 0.0,
+        ),
     )

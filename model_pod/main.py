@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fovea.model_pod.adapters import adapter_for
     from fovea.model_pod.adapters.base import LoadError
+    from fovea.model_pod.drain import Drain, DrainingServer
     from fovea.model_pod.lifecycle import ModelService
     from fovea.model_pod.server import create_app
 
@@ -161,14 +162,16 @@ def run(args: argparse.Namespace) -> int:
         if reporter is not None:
             reporter.stop()
 
+    drain = Drain(identity.drain_seconds)
     config = uvicorn.Config(
-        create_app(service, on_shutdown=shut_down),
+        create_app(service, on_shutdown=shut_down, drain=drain),
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
     )
-    # Returns on SIGINT; on SIGTERM uvicorn shuts down (running shut_down) and then
+    # Returns on SIGINT; on SIGTERM it drains (drain.py: unready at once, answering for
+    # the drain period), then uvicorn shuts down gracefully (running shut_down) and
     # re-raises the signal, so the process ends as Kubernetes expects (exit 143).
-    uvicorn.Server(config).run()
+    DrainingServer(config, drain).run()
     return 0

@@ -3,13 +3,15 @@
 - `GET /healthz`: 200 while the process runs, whatever the model's state
   (liveness: a failed model is reported, not restarted into the same failure).
 - `GET /readyz`: 200 only when the model is loaded and warm; else 503 with the
-  state and reason (readiness and startup probes).
+  state and reason (readiness and startup probes). 503 "draining" from the
+  moment SIGTERM arrives (`drain`), while requests are still answered.
 - `POST /predict`: one request for the model; JSON in the framework's shape
   (see each adapter), or raw image bytes (`image/*` or
   `application/octet-stream`) for detectors. 503 while not ready, 400 on bad
   input, 413 on a body over MAX_BODY_BYTES (refused from its Content-Length
   before any of it is read; a chunked body is read only up to the limit),
-  errors as `{"error": "<message>"}`.
+  errors as `{"error": "<message>"}`. Every answer, errors too, names who
+  gave it: `X-Fovea-Model` (the catalog's option) and `X-Fovea-Pod`.
 - `GET /info`: who this is and the latest runtime report.
 """
 
@@ -22,15 +24,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from fovea.model_pod.adapters.base import PredictError
+from fovea.model_pod.drain import DRAINING_REASON, Drain
+from fovea.model_pod.identity import Identity
 from fovea.model_pod.lifecycle import ModelService, NotReady
 
 log = logging.getLogger("fovea.model_pod.server")
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+HEADER_MODEL = "X-Fovea-Model"
+HEADER_POD = "X-Fovea-Pod"
 
 
 class BodyTooLarge(Exception):
@@ -42,6 +49,12 @@ class BodyTooLarge(Exception):
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message})
+
+
+def who_answers(identity: Identity) -> dict[str, str]:
+    """The headers naming the model and the pod that gave an answer (those it knows)."""
+    headers = {HEADER_MODEL: identity.model, HEADER_POD: identity.pod_name}
+    return {name: value for name, value in headers.items() if value}
 
 
 def declared_too_large(content_length: str | None, limit: int = MAX_BODY_BYTES) -> bool:
@@ -82,8 +95,13 @@ async def _payload(request: Request) -> dict[str, Any]:
     return payload
 
 
-def create_app(service: ModelService, on_shutdown: Callable[[], None] | None = None) -> FastAPI:
-    """The FastAPI app serving one ModelService; `on_shutdown` runs when the server stops.
+def create_app(
+    service: ModelService,
+    on_shutdown: Callable[[], None] | None = None,
+    drain: Drain | None = None,
+) -> FastAPI:
+    """The FastAPI app serving one ModelService; `on_shutdown` runs when the server stops;
+    `drain` turns /readyz to 503 while the server drains (`DrainingServer`).
 
     Cleanup belongs here rather than after `uvicorn.Server.run()`: uvicorn
     re-raises SIGTERM once it has shut down, so code after `run()` never runs.
@@ -108,6 +126,11 @@ def create_app(service: ModelService, on_shutdown: Callable[[], None] | None = N
     @app.get("/readyz", response_model=None)
     def readyz() -> dict[str, Any] | JSONResponse:
         service.check()
+        if drain is not None and drain.draining:
+            return JSONResponse(
+                status_code=503,
+                content={"ready": False, "state": service.state, "reason": DRAINING_REASON},
+            )
         if service.ready:
             return {"ready": True, "state": service.state}
         return JSONResponse(
@@ -116,11 +139,17 @@ def create_app(service: ModelService, on_shutdown: Callable[[], None] | None = N
         )
 
     @app.post("/predict", response_model=None)
-    async def predict(request: Request) -> dict[str, Any] | JSONResponse:
+    async def predict(request: Request) -> JSONResponse:
+        answer = await _predict(request)
+        answer.headers.update(who_answers(service.identity))
+        return answer
+
+    async def _predict(request: Request) -> JSONResponse:
         try:
             payload = await _payload(request)
             # The forward pass blocks: run it off the event loop so probes still answer.
-            return await run_in_threadpool(service.predict, payload)
+            answer = await run_in_threadpool(service.predict, payload)
+            return JSONResponse(jsonable_encoder(answer))
         except BodyTooLarge as exc:
             return _error(413, str(exc))
         except NotReady as exc:

@@ -44,6 +44,9 @@ class ModelPodSettings(BaseSettings):
     port: str = Field("", alias=c.ENV_PORT)
     # The address to listen on (the local cluster's node agent sets the pod's own).
     host: str = Field("", alias=c.ENV_HOST)
+    # Draining on SIGTERM (drain.py): seconds, as the pod spec gives them.
+    drain_seconds: str = Field("", alias=c.ENV_DRAIN_SECONDS)
+    termination_grace_seconds: str = Field("", alias=c.ENV_TERMINATION_GRACE_SECONDS)
     # Where it reports: its ModelSelection, and as which pod (the pod name, else the hostname).
     namespace: str = Field("", alias=c.ENV_NAMESPACE)
     selection: str = Field("", alias=c.ENV_SELECTION)
