@@ -59,6 +59,7 @@ def create_app(
                 settings.watch_timeout_seconds,
                 settings.reconnect_max_backoff_seconds,
                 settings.cluster_wide,
+                settings.default_quota(),
             )
         if writer is None:
             writer = SelectionWriter(

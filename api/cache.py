@@ -2,8 +2,11 @@
 
 Watcher threads (`watch.py`) keep raw stores of the configured namespace's
 ModelCatalogs, ModelSelections, model-server pods, the EndpointSlices of the
-selections' Services (the inference route's view) and Namespace object, of
-all Nodes, and (cluster-wide mode) of every namespace's ModelSelections.
+selections' Services (the inference route's view), session Leases and
+Namespace object, of all Nodes, and (cluster-wide mode) of every namespace's
+ModelSelections, ModelCatalogs, Namespaces, session Leases and pods bound to
+nodes: what the operator plans with (`fovea.api.planning`), so /validate and
+the what-if plan are built from the same input as the operator's decisions.
 After any change a single rebuild thread (which coalesces bursts) builds a
 new `Snapshot` with the response bytes of /config and /status precomputed,
 swaps it in, and tells listeners. A request reads one attribute: O(1).
@@ -21,7 +24,6 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from kubernetes import client
@@ -32,6 +34,7 @@ from fovea.api.state import (
     ClusterState,
     Selection,
     build_state,
+    node_pod_view,
     node_view,
     parse_selection,
     pod_view,
@@ -39,7 +42,10 @@ from fovea.api.state import (
 from fovea.api.validation import validate_body
 from fovea.api.watch import Source, Watcher
 from fovea.domain import constants as c
+from fovea.domain import leases
+from fovea.domain.backoff import Backoff
 from fovea.domain.endpoints import ENDPOINT_SELECTOR
+from fovea.domain.quota import UNLIMITED, Quota
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +56,36 @@ PODS = "pods"
 PEERS = "peer-selections"  # every namespace's ModelSelections (cluster-wide mode)
 NAMESPACE = "namespace"  # the API's own Namespace: its GPU-memory quota annotations
 SLICES = "endpointslices"  # the selections' Services' endpoints (the inference route)
-KINDS = (CATALOGS, SELECTIONS, NODES, PODS, PEERS, NAMESPACE, SLICES)
+# What the operator plans with (fovea.api.planning): every namespace's ModelCatalogs and
+# the pods bound to nodes (cluster-wide mode), and the session Leases.
+PEER_CATALOGS = "peer-catalogs"
+NODE_PODS = "node-pods"
+LEASES = "session-leases"
+KINDS = (
+    CATALOGS,
+    SELECTIONS,
+    NODES,
+    PODS,
+    PEERS,
+    NAMESPACE,
+    SLICES,
+    PEER_CATALOGS,
+    NODE_PODS,
+    LEASES,
+)
+CLUSTER_WIDE_KINDS = frozenset({PEERS, PEER_CATALOGS, NODE_PODS})
 REBUILD = "rebuild"  # the key of `unsynced` while building a snapshot fails
 FIRST_REBUILD_RETRY_S = 0.1
 MODEL_POD_SELECTOR = f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
+# The pods that hold a node's resources, as the scheduler (and the operator) counts them.
+NODE_POD_SELECTOR = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
 # What the responses read of a Node or a pod: an update that leaves it alone (a
 # kubelet's heartbeat every few seconds, per node) rebuilds nothing.
-RELEVANT: dict[str, Callable[[dict[str, Any]], object]] = {NODES: node_view, PODS: pod_view}
+RELEVANT: dict[str, Callable[[dict[str, Any]], object]] = {
+    NODES: node_view,
+    PODS: pod_view,
+    NODE_PODS: node_pod_view,
+}
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,7 @@ class Snapshot:
         self.loaded = responses.loaded_models(state)
         self.config_json = responses.to_json(responses.config_body(state, self.gpus))
         self.status_json = responses.to_json(responses.status_body(state, self.gpus))
+        self._validate_cache: tuple[int, bytes] | None = None
 
     @property
     def synced(self) -> bool:
@@ -94,10 +124,16 @@ class Snapshot:
         stale.changes = []
         return stale
 
-    @cached_property
-    def validate_json(self) -> bytes:
-        """POST /validate's body; computed on first use (it runs the placement plan)."""
-        return responses.to_json(validate_body(self.state, self.gpus))
+    def validate_json(self, now: float) -> bytes:
+        """POST /validate's body at `now`; computed once per snapshot and second (it runs the
+        placement plan, and time alone ends session leases and keepAlive)."""
+        second = int(now)
+        cached = self._validate_cache
+        if cached is not None and cached[0] == second:
+            return cached[1]
+        body = responses.to_json(validate_body(self.state, now))
+        self._validate_cache = (second, body)
+        return body
 
 
 Listener = Callable[[Snapshot], None]
@@ -132,15 +168,19 @@ class ClusterCache:
         watch_timeout_s: int = 60,
         max_backoff_s: float = 5.0,
         cluster_wide: bool = True,
+        default_quota: Quota = UNLIMITED,
     ) -> None:
         self.clients = clients
         self.namespace = namespace
         self.catalog_name = catalog_name
         self.cluster_wide = cluster_wide
+        self.default_quota = default_quota  # the operator's cluster default (a shared setting)
         self._watch_timeout_s = watch_timeout_s
         self._max_backoff_s = max_backoff_s
         self._lock = threading.Lock()
-        self._stores = _Stores(KINDS if cluster_wide else tuple(k for k in KINDS if k != PEERS))
+        self._stores = _Stores(
+            KINDS if cluster_wide else tuple(k for k in KINDS if k not in CLUSTER_WIDE_KINDS)
+        )
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._synced_event = threading.Event()
@@ -254,7 +294,7 @@ class ClusterCache:
     # --- rebuild ------------------------------------------------------------
 
     def _rebuild_loop(self) -> None:
-        backoff = FIRST_REBUILD_RETRY_S
+        backoff = Backoff(FIRST_REBUILD_RETRY_S, self._max_backoff_s)
         while True:
             self._dirty.wait()
             if self._stopping.is_set():
@@ -268,15 +308,15 @@ class ClusterCache:
             try:
                 snapshot = self._build(unsynced, changes, raw, selections)
             except Exception as exc:  # a bug here must not kill the cache, nor pass for current
-                log.exception("rebuilding the API cache failed; retrying in %.1fs", backoff)
+                delay = backoff.next()
+                log.exception("rebuilding the API cache failed; retrying in %.1fs", delay)
                 with self._lock:  # keep the changes for the /events of the next snapshot
                     self._stores.changes = changes + self._stores.changes
                 self._publish(self._stale(f"rebuild failed: {_why(exc)}"))
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
+                self._stopping.wait(delay)
                 self._dirty.set()
                 continue
-            backoff = FIRST_REBUILD_RETRY_S
+            backoff.reset()
             self._publish(snapshot)
 
     def _stale(self, why: str) -> Snapshot:
@@ -319,6 +359,11 @@ class ClusterCache:
             raw[PEERS] if self.cluster_wide else None,
             raw[NAMESPACE].get(self.namespace),
             raw[SLICES],
+            peer_catalogs=raw[PEER_CATALOGS] if self.cluster_wide else None,
+            node_pods=raw[NODE_PODS] if self.cluster_wide else None,
+            namespaces=raw[NAMESPACE],
+            session_leases=raw[LEASES],
+            default_quota=self.default_quota,
         )
         self._version += 1
         return Snapshot(self._version, state, unsynced, changes)
@@ -333,11 +378,11 @@ class ClusterCache:
             Source(CATALOGS, custom, (c.GROUP, c.VERSION, ns, c.CATALOG_PLURAL)),
             Source(SELECTIONS, custom, (c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL)),
             Source(NODES, lambda api: client.CoreV1Api(api).list_node),
-            Source(
+            Source(  # cluster-wide: every Namespace's quota (the operator admits all)
                 NAMESPACE,
                 lambda api: client.CoreV1Api(api).list_namespace,
                 (),
-                (("field_selector", f"metadata.name={ns}"),),
+                () if self.cluster_wide else (("field_selector", f"metadata.name={ns}"),),
             ),
             Source(
                 PODS,
@@ -358,13 +403,42 @@ class ClusterCache:
                 return client.CustomObjectsApi(api).list_cluster_custom_object
 
             sources.append(Source(PEERS, every_namespace, (c.GROUP, c.VERSION, c.SELECTION_PLURAL)))
+            sources.append(
+                Source(PEER_CATALOGS, every_namespace, (c.GROUP, c.VERSION, c.CATALOG_PLURAL))
+            )
+            sources.append(
+                Source(
+                    NODE_PODS,
+                    lambda api: client.CoreV1Api(api).list_pod_for_all_namespaces,
+                    (),
+                    (("field_selector", NODE_POD_SELECTOR),),
+                )
+            )
+            sources.append(
+                Source(
+                    LEASES,
+                    lambda api: client.CoordinationV1Api(api).list_lease_for_all_namespaces,
+                    (),
+                    (("label_selector", leases.SELECTOR),),
+                )
+            )
+        else:
+            sources.append(
+                Source(
+                    LEASES,
+                    lambda api: client.CoordinationV1Api(api).list_namespaced_lease,
+                    (ns,),
+                    (("label_selector", leases.SELECTOR),),
+                )
+            )
         return sources
 
 
 def _key(kind: str, obj: dict[str, Any]) -> str:
     """How a store keys an object: its name; "namespace/name" for the cluster-wide kind."""
     meta = obj["metadata"]
-    return f"{meta.get('namespace')}/{meta['name']}" if kind == PEERS else str(meta["name"])
+    cluster_wide = kind in CLUSTER_WIDE_KINDS or kind == LEASES
+    return f"{meta.get('namespace')}/{meta['name']}" if cluster_wide else str(meta["name"])
 
 
 def _why(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ Raises the errors of `errors.py`; knows nothing of HTTP beyond them.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,8 +69,9 @@ class ModelService:
         return self.synced_snapshot().status_json
 
     def validate_json(self) -> bytes:
-        """The /validate body, computed once per snapshot; 500 when the catalog is unusable."""
-        return self._with_catalog().validate_json
+        """The /validate body now (once per snapshot and second); 500 when the catalog is
+        unusable."""
+        return self._with_catalog().validate_json(time.time())
 
     def _with_catalog(self) -> Snapshot:
         """The synced snapshot, or CatalogUnreadable: no default values in place of a catalog."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fovea.domain.constants import DEFAULT_CATALOG_NAME
+from fovea.domain.quota import Quota, default_quota, parse_gib
 
 
 class Settings(BaseSettings):
@@ -69,6 +70,35 @@ class Settings(BaseSettings):
     connect_timeout_seconds: float = Field(
         default=2.0, gt=0, description="Longest wait for a model pod to accept a connection"
     )
+    # The operator's cluster default quota (docs/tenants.md), one setting read by both
+    # processes under the operator's names: /validate and the what-if plan admit a
+    # namespace without quota annotations as the operator does.
+    default_gpu_memory_quota: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "FOVEA_OPERATOR_DEFAULT_GPU_MEMORY_QUOTA", "default_gpu_memory_quota"
+        ),
+        description="The operator's FOVEA_OPERATOR_DEFAULT_GPU_MEMORY_QUOTA: GiB or a quantity; "
+        "empty: unlimited",
+    )
+    default_max_priority: int | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "FOVEA_OPERATOR_DEFAULT_MAX_PRIORITY", "default_max_priority"
+        ),
+        description="The operator's FOVEA_OPERATOR_DEFAULT_MAX_PRIORITY; unset: no ceiling",
+    )
+
+    @field_validator("default_gpu_memory_quota")
+    @classmethod
+    def _quota_parses(cls, value: str) -> str:
+        if value:
+            parse_gib(value)  # ValueError: the setting names what does not parse
+        return value
+
+    def default_quota(self) -> Quota:
+        """The operator's cluster default quota, as the operator reads it."""
+        return default_quota(self.default_gpu_memory_quota, self.default_max_priority)
 
 
 @lru_cache(maxsize=1)

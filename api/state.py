@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from fovea.api.parsing import parse_lenient
 from fovea.domain import constants as c
+from fovea.domain.conditions import ConditionType
 from fovea.domain.endpoints import Endpoint, endpoints_by_service
 from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import CatalogSpec, SelectionSpec, SelectionStatus, selection_name
@@ -33,6 +34,8 @@ class Selection:
     generation: int
     spec: SelectionSpec
     status: SelectionStatus
+    namespace: str = ""
+    uid: str = ""  # its model pods' controller owner reference
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,15 @@ class ClusterState:
     # EndpointSlices, and the model each model-server pod runs (by pod name).
     endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
     pod_models: Mapping[str, str] = field(default_factory=dict)
+    # What the operator plans with, as far as this API can see (`fovea.api.planning`):
+    # every visible catalog that parses, by (namespace, name); the managed model pods and
+    # the other pods bound to nodes (cluster-wide mode); each visible namespace's quota
+    # (the cluster default applied); the session Leases (live or not: time decides).
+    catalogs: Mapping[tuple[str, str], CatalogSpec] = field(default_factory=dict)
+    model_pods: tuple[Raw, ...] = ()
+    node_pods: tuple[Raw, ...] = ()
+    quotas: Mapping[str, Quota] = field(default_factory=dict)
+    session_leases: tuple[Raw, ...] = ()
 
     def selection_for(self, task: str) -> Selection | None:
         """The task's selection: the one named `selection_name(task)`, else any for the task."""
@@ -72,12 +84,21 @@ def build_state(
     peers: Mapping[str, Raw] | None = None,
     namespace_object: Raw | None = None,
     slices: Mapping[str, Raw] | None = None,
+    *,
+    peer_catalogs: Mapping[str, Raw] | None = None,
+    node_pods: Mapping[str, Raw] | None = None,
+    namespaces: Mapping[str, Raw] | None = None,
+    session_leases: Mapping[str, Raw] | None = None,
+    default_quota: Quota = UNLIMITED,
 ) -> ClusterState:
     """Assemble a ClusterState from the cache's stores (all keyed by name).
 
     `peers` are the raw selections of every namespace (keyed "namespace/name")
     when the API reads them cluster-wide, None in namespaced mode. `slices` are
-    the EndpointSlices of the selections' Services.
+    the EndpointSlices of the selections' Services. Cluster-wide, `peer_catalogs`
+    are every namespace's ModelCatalogs and `node_pods` every pod ("namespace/name");
+    `namespaces` the Namespaces seen (their quota annotations, else `default_quota`,
+    the operator's cluster default); `session_leases` the session Leases.
     """
     raw_catalog = catalogs.get(catalog_name)
     catalog: CatalogSpec | None = None
@@ -86,6 +107,14 @@ def build_state(
     )
     if raw_catalog is not None:
         catalog, catalog_error = parse_catalog(raw_catalog)
+    seen_namespaces = {**(namespaces or {})}
+    if namespace_object is not None:
+        seen_namespaces[namespace] = namespace_object
+    quotas = {
+        name: quota_from_annotations((ns.get("metadata") or {}).get("annotations"), default_quota)
+        for name, ns in seen_namespaces.items()
+    }
+    every_pod = node_pods if node_pods is not None else {}
     return ClusterState(
         namespace=namespace,
         catalog_name=catalog_name,
@@ -100,11 +129,47 @@ def build_state(
         peers=_peers(namespace, peers or {}),
         cluster_wide=peers is not None,
         quota=quota_from_annotations(
-            (namespace_object or {}).get("metadata", {}).get("annotations"), UNLIMITED
+            (namespace_object or {}).get("metadata", {}).get("annotations"), default_quota
         ),
         endpoints=endpoints_by_service((slices or {}).values()),
         pod_models=pod_models(pods),
+        catalogs=_catalogs(namespace, catalogs, peer_catalogs or {}),
+        model_pods=tuple(
+            pod
+            for _, pod in sorted(every_pod.items() if node_pods is not None else pods.items())
+            if _managed_model_pod(pod)
+        ),
+        node_pods=tuple(pod for _, pod in sorted(every_pod.items())),
+        quotas=quotas,
+        session_leases=tuple(lease for _, lease in sorted((session_leases or {}).items())),
     )
+
+
+def _managed_model_pod(pod: Raw) -> bool:
+    """A model pod the operator manages (the operator's own selector of its pods)."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return bool(
+        labels.get(c.LABEL_COMPONENT) == c.COMPONENT_MODEL_POD
+        and labels.get(c.LABEL_MANAGED_BY) == c.MANAGED_BY
+    )
+
+
+def _catalogs(
+    namespace: str, own: Mapping[str, Raw], others: Mapping[str, Raw]
+) -> dict[tuple[str, str], CatalogSpec]:
+    """Every visible catalog that parses, by (namespace, name) (one that does not is skipped,
+    as the operator plans no selection of it)."""
+    raw = {(namespace, name): obj for name, obj in own.items()}
+    for peer_key, obj in others.items():
+        ns, _, name = peer_key.partition("/")
+        raw.setdefault((ns, name), obj)
+    out: dict[tuple[str, str], CatalogSpec] = {}
+    for key, obj in sorted(raw.items()):
+        try:
+            out[key] = CatalogSpec.model_validate(obj.get("spec") or {})
+        except ValidationError:
+            continue
+    return out
 
 
 def pod_models(pods: Mapping[str, Raw]) -> dict[str, str]:
@@ -175,13 +240,16 @@ def parse_selection(raw: Raw) -> Selection | None:
         generation=int(meta.get("generation") or 0),
         spec=spec,
         status=status,
+        namespace=str(meta.get("namespace") or ""),
+        uid=str(meta.get("uid") or ""),
     )
 
 
 def node_view(node: Raw) -> object:
     """The parts of a Node the responses depend on (GPU labels, capacity, readiness)."""
     meta, spec, status = (node.get(k) or {} for k in ("metadata", "spec", "status"))
-    ready = [c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    conditions = status.get("conditions") or []
+    ready = [x.get("status") for x in conditions if x.get("type") == ConditionType.READY]
     return (
         meta.get("labels"),
         spec.get("unschedulable"),
@@ -189,6 +257,22 @@ def node_view(node: Raw) -> object:
         status.get("allocatable"),
         status.get("capacity"),
         ready,
+    )
+
+
+def node_pod_view(pod: Raw) -> object:
+    """The parts of a pod bound to a node the plan depends on (not its status's heartbeats)."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    return (
+        meta.get("labels"),
+        meta.get("annotations"),
+        meta.get("ownerReferences"),
+        meta.get("deletionTimestamp"),
+        spec.get("nodeName"),
+        spec.get("containers"),
+        spec.get("initContainers"),
+        (pod.get("status") or {}).get("phase"),
+        (pod.get("status") or {}).get("conditions"),
     )
 
 

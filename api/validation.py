@@ -8,10 +8,11 @@ that needs a GPU on a GPU. For each selection the answer comes from
    selected one): a model the operator holds on a GPU is placed; one it
    evicted, could not schedule or sent to the CPU for want of memory is not,
    and the warning quotes the operator's reason;
-2. otherwise (the operator has not decided yet) the planner's prediction
-   for this namespace (`fovea.domain.budget`) on what the other namespaces'
-   selections leave free (their statuses, read cluster-wide, say what they
-   hold on which GPU); it does not predict evicting them.
+2. otherwise (the operator has not decided yet) the operator's next plan:
+   the planner's input built as the operator builds it (`fovea.domain.demand`,
+   fed by `fovea.api.planning` from every namespace's selections, catalogs,
+   model pods and other pods on the nodes, quotas with the cluster default,
+   and the live session leases), planned, and read by `fovea.domain.budget`.
 
 Every warning about a model not on a GPU names the model, the GPUs it could
 use and what holds them ("fovea-gpu-1 GPU 0 holds team-a/summarizer (60.0 GB)").
@@ -22,19 +23,17 @@ namespaces were visible) and, per placement, `decided_by` ("operator" or
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
+from fovea.api import planning
 from fovea.api.quota_view import quota_view
 from fovea.api.responses import GpuView, holders, planned_gpu
 from fovea.api.state import ClusterState, Selection
 from fovea.domain import budget
-from fovea.domain.gpus import Gpu
-from fovea.domain.placement import EPSILON
-from fovea.domain.resources import CatalogSpec, Phase, SharingMode
-from fovea.domain.units import format_gb, round_gb
+from fovea.domain.demand import EPSILON
+from fovea.domain.resources import CatalogSpec, Phase
+from fovea.domain.units import format_gb
 
-Slot = tuple[str, int]  # (node, GPU index)
 # The operator's phases that mean "placed on a GPU" once current (node and GPU index set).
 PLACED = frozenset({Phase.SCHEDULING, Phase.LOADING, Phase.READY})
 # The operator's phases that mean "not on a GPU for want of room".
@@ -45,8 +44,12 @@ DISPLACED = {
 }
 
 
-def validate_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
-    """The /validate body for `state` (one selection per task, the one /config reports)."""
+def validate_body(state: ClusterState, now: float) -> dict[str, Any]:
+    """The /validate body for `state` (one selection per task, the one /config reports).
+
+    `now` (epoch seconds) decides which session leases are live and which on-demand
+    models are idle, as it does for the operator.
+    """
     catalog = state.catalog or CatalogSpec()
     selected = [
         budget.Selected(key=f"{state.namespace}/{sel.name}", spec=sel.spec, status=sel.status)
@@ -54,30 +57,9 @@ def validate_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
     ]
     threshold = catalog.inference.offload_threshold
     held = holders(state)
-    own_prefix = f"{state.namespace}/"
-    by_others = _held_by_others(held, own_prefix)
-    # The contract's totals are of the GPUs as they are; the prediction plans this
-    # namespace on what the other namespaces leave free (without evicting them).
-    body = budget.validate(catalog, selected, gpus.gpus).model_dump(mode="json")
-    room = [_leftover(g, by_others, threshold, catalog.sharing_mode) for g in gpus.gpus]
-    predicted = budget.validate(catalog, selected, room).model_dump(mode="json")
-    body["placements"] = predicted["placements"]
-    body["gpus"] = [
-        {
-            **full,
-            "used_gb": round_gb(plan["used_gb"] + by_others.get((full["node"], full["index"]), 0)),
-            "free_gb": round_gb(
-                max(
-                    0.0,
-                    full["capacity_gb"]
-                    - plan["used_gb"]
-                    - by_others.get((full["node"], full["index"]), 0.0),
-                )
-            ),
-            "tasks": plan["tasks"],
-        }
-        for full, plan in zip(body["gpus"], predicted["gpus"], strict=True)
-    ]
+    planned = planning.plan_input(state, now)
+    gpus = GpuView(gpus=planned.gpus, simulated=any(g.simulated for g in planned.gpus))
+    body = budget.validate(catalog, selected, planned).model_dump(mode="json")
     placements: dict[str, dict[str, Any]] = body["placements"]
     refused = [w for w in body["warnings"] if w.endswith("; the operator will not load it")]
     refused_tasks = {w.split(":", 1)[0] for w in refused}
@@ -104,7 +86,7 @@ def validate_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
                 f"{_holding_text(gpus, held, vram, threshold)}"
             )
             continue
-        if needs_gpu and view["outcome"] != "gpu":
+        if needs_gpu and view["outcome"] != "gpu" and view["reason"] != budget.NOT_PLANNED:
             missing[task] = (
                 f"{task}: {sel.spec.model} ({format_gb(vram)} GB) cannot be placed on a GPU: "
                 f"{view['reason']}; {_holding_text(gpus, held, vram, threshold)}"
@@ -127,33 +109,6 @@ def validate_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
     body["scope"] = "cluster" if state.cluster_wide else "namespace"
     body["quota"] = quota_view(state)
     return body
-
-
-def _held_by_others(held: list[tuple[str, Selection]], own_prefix: str) -> dict[Slot, float]:
-    """GiB the other namespaces' selections hold per (node, GPU index)."""
-    out: dict[Slot, float] = {}
-    for key, sel in held:
-        index = planned_gpu(sel.status)
-        if key.startswith(own_prefix) or sel.status.node is None or index is None:
-            continue
-        slot = (sel.status.node, index)
-        out[slot] = out.get(slot, 0.0) + _size(sel)
-    return out
-
-
-def _leftover(gpu: Gpu, held: dict[Slot, float], threshold: float, mode: str) -> Gpu:
-    """The GPU as this namespace can use it: what other namespaces hold there taken away.
-
-    The planner allows `threshold * memory`; shrinking the memory by `held /
-    threshold` leaves exactly `threshold * memory - held`. One model per GPU
-    (`whole`): a GPU held by another namespace has no room at all.
-    """
-    taken = held.get((gpu.node, gpu.index), 0.0)
-    if not taken:
-        return gpu
-    if mode == SharingMode.WHOLE or threshold <= 0:
-        return dataclasses.replace(gpu, memory_gib=0.0)
-    return dataclasses.replace(gpu, memory_gib=max(0.0, gpu.memory_gib - taken / threshold))
 
 
 def _operator_decision(sel: Selection) -> Phase | None:

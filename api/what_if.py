@@ -10,31 +10,30 @@ the selections as they would be after the change, and a `plan`:
 - `cpu`: models that would run on the CPU instead of a GPU, and why;
 - `moves`: running models the plan would put on another GPU.
 
-The plan is `fovea.domain.placement.plan()`, the operator's own planner, run
-over this namespace's selections after the change and what the other
-namespaces' selections hold now (their priority, last use and GPU), on the
-cluster's GPUs. Nothing is written; everything but `what_if_json` is pure.
+The plan is the operator's: the planner's input built as the operator builds
+it (`fovea.domain.demand` through `fovea.api.planning`: every visible
+namespace's selections, with this namespace's after the change, their model
+pods, the other pods on the nodes, the quotas with the cluster default and the
+live session leases), planned by `fovea.domain.placement.plan()`. Nothing is
+written; everything but `what_if_json` is pure.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fovea.api import inspect
+from fovea.api import inspect, planning
 from fovea.api.errors import BadRequest
-from fovea.api.responses import GpuView, holders, planned_gpu, to_json
+from fovea.api.responses import holders, planned_gpu, to_json
 from fovea.api.service import ModelService
 from fovea.api.state import ClusterState, Selection
 from fovea.api.validation import validate_body
-from fovea.domain import budget, placement
-from fovea.domain.placement import Outcome
-from fovea.domain.resources import CatalogSpec, DevicePolicy, LoadPolicy, Phase, SelectionStatus
+from fovea.domain import demand
+from fovea.domain.demand import Outcome
 from fovea.domain.units import round_gb
-
-# Phases in which the status's node and planned GPU are a GPU the model holds (as budget's).
-_HOLDING = frozenset({Phase.SCHEDULING, Phase.LOADING, Phase.READY})
 
 
 def what_if_json(service: ModelService, tasks: Sequence[str], models: Sequence[str]) -> bytes:
@@ -43,7 +42,7 @@ def what_if_json(service: ModelService, tasks: Sequence[str], models: Sequence[s
     snap = service.synced_snapshot()
     if snap.state.catalog is None:
         service.validate_json()  # raises CatalogUnreadable with the reason
-    return to_json(what_if_body(snap.state, snap.gpus, changes))
+    return to_json(what_if_body(snap.state, changes, time.time()))
 
 
 def pairs(tasks: Sequence[str], models: Sequence[str]) -> dict[str, str]:
@@ -66,11 +65,12 @@ def pairs(tasks: Sequence[str], models: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def what_if_body(state: ClusterState, gpus: GpuView, changes: Mapping[str, str]) -> dict[str, Any]:
+def what_if_body(state: ClusterState, changes: Mapping[str, str], now: float) -> dict[str, Any]:
     """The /validate body for `state` with `changes` applied, plus `what_if` and `plan`.
 
     InvalidTaskType or ModelNotFound when a task or model is not in the catalog.
-    A task that already selects the model keeps its status (and its GPU).
+    A task that already selects the model keeps its status (and its GPU). `now`
+    (epoch seconds) decides which session leases are live.
     """
     changed = {
         task: model
@@ -78,26 +78,36 @@ def what_if_body(state: ClusterState, gpus: GpuView, changes: Mapping[str, str])
         if (sel := state.selection_for(task)) is None or sel.spec.model != model
     }
     inspect.with_selections(state, dict(changes))  # refuses unknown tasks and models
-    after = inspect.with_selections(state, changed)
-    body = validate_body(after, gpus)
+    after = _same_objects(state, inspect.with_selections(state, changed))
+    body = validate_body(after, now)
     body["what_if"] = dict(changes)
-    body["plan"] = plan_view(state, after, gpus)
+    body["plan"] = plan_view(state, after, now)
     return body
 
 
-def plan_view(before: ClusterState, after: ClusterState, gpus: GpuView) -> dict[str, Any]:
+def _same_objects(before: ClusterState, after: ClusterState) -> ClusterState:
+    """`after`'s changed selections are the same objects as before: their uid (whose pods
+    are theirs) and namespace stay; so does the stored status the operator reads, with the
+    generation the change bumps, so it is not taken for the operator's decision."""
+    selections = {}
+    for name, sel in after.selections.items():
+        old = before.selections.get(name)
+        if old is not None and sel is not old:
+            sel = dataclasses.replace(sel, namespace=old.namespace, uid=old.uid, status=old.status)
+        selections[name] = sel
+    by_task = {task: selections[sel.name] for task, sel in after.by_task.items()}
+    return dataclasses.replace(after, selections=selections, by_task=by_task)
+
+
+def plan_view(before: ClusterState, after: ClusterState, now: float) -> dict[str, Any]:
     """The operator's plan for `after`, told against what holds the GPUs in `before`."""
-    catalog = after.catalog or CatalogSpec()
-    own = _own_demands(after, catalog)
-    demands = [*own.values(), *_peer_demands(after)]
-    result = placement.plan(
-        gpus.gpus,
-        demands,
-        threshold=catalog.inference.offload_threshold,
-        sharing=catalog.sharing_mode,
-    )
-    by_key = {d.key: d for d in demands}
-    now = {key: (sel.status.node or "", planned_gpu(sel.status)) for key, sel in holders(before)}
+    planned = planning.plan_input(after, now)
+    result = planned.plan()
+    by_key = {d.key: d for d in planned.demands}
+    own = {d.key: d for d in planned.demands if d.key.startswith(f"{after.namespace}/")}
+    now_held = {
+        key: (sel.status.node or "", planned_gpu(sel.status)) for key, sel in holders(before)
+    }
     changed_keys = {key for key, d in own.items() if _model_before(before, d.task) != d.model}
     gpu_rows = [
         {
@@ -111,16 +121,16 @@ def plan_view(before: ClusterState, after: ClusterState, gpus: GpuView) -> dict[
         for g in result.gpus
     ]
     evicted = []
-    for key, slot in sorted(now.items()):
+    for key, slot in sorted(now_held.items()):
         place = result.placements.get(key)
         if place is None or place.outcome == Outcome.GPU or key in changed_keys:
             continue
         usage = result.usage(*slot)
-        newcomers = [k for k in (usage.keys if usage else ()) if now.get(k) != slot]
+        newcomers = [k for k in (usage.keys if usage else ()) if now_held.get(k) != slot]
         evicted.append(
             {
                 **_model_row(by_key[key]),
-                "from": str(placement.Slot(*slot)),
+                "from": str(demand.Slot(*slot)),
                 "outcome": str(place.outcome),
                 "for": [_model_row(by_key[k]) for k in newcomers],
                 "reason": place.reason,
@@ -142,65 +152,12 @@ def plan_view(before: ClusterState, after: ClusterState, gpus: GpuView) -> dict[
     return {"gpus": gpu_rows, "evicted": evicted, "cpu": cpu, "moves": moves}
 
 
-def _own_demands(state: ClusterState, catalog: CatalogSpec) -> dict[str, placement.Demand]:
-    """This namespace's selections the operator would plan (by key), as it would plan them."""
-    out = {}
-    for _, sel in sorted(state.by_task.items()):
-        model = sel.spec.model
-        option = catalog.option(sel.spec.task, model) if model else None
-        if option is None or option.is_external:
-            continue
-        if budget.memory_limit_refusal(model or "", option, catalog.inference) is not None:
-            continue  # the operator fails it: it takes no room
-        policy = sel.spec.effective_load_policy(catalog.inference)
-        if policy == LoadPolicy.ON_DEMAND and not sel.spec.wanted:
-            continue  # waits for /load: no pod, no room
-        key = f"{state.namespace}/{sel.name}"
-        demand = budget.demand_for(budget.Selected(key, sel.spec, sel.status), option)
-        out[key] = dataclasses.replace(demand, current=_holding(sel) or demand.current)
-    return out
-
-
-def _holding(sel: Selection) -> placement.Slot | None:
-    """The GPU the operator counts the selection against while it holds one (as it plans)."""
-    status, index = sel.status, planned_gpu(sel.status)
-    if status.phase in _HOLDING and status.node and index is not None:
-        return placement.Slot(status.node, index)
-    return None
-
-
-def _peer_demands(state: ClusterState) -> list[placement.Demand]:
-    """What the other namespaces' selections hold now, with their rank and GPU."""
-    out = []
-    for key, sel in holders(state):
-        if key.startswith(f"{state.namespace}/"):
-            continue
-        status = sel.status
-        out.append(
-            placement.Demand(
-                key=key,
-                task=sel.spec.task,
-                model=sel.spec.model or "",
-                vram_gib=_held_gib(status),
-                priority=sel.spec.priority,
-                last_used=budget.epoch_seconds(status.last_used),
-                device_policy=DevicePolicy(sel.spec.device_policy),
-                current=placement.Slot(status.node or "", planned_gpu(status)),
-            )
-        )
-    return out
-
-
-def _held_gib(status: SelectionStatus) -> float:
-    return status.declared_memory_gb or status.measured_memory_gb or 0.0
-
-
 def _model_before(state: ClusterState, task: str) -> str | None:
     sel: Selection | None = state.selection_for(task)
     return sel.spec.model if sel is not None else None
 
 
-def _model_row(d: placement.Demand) -> dict[str, Any]:
+def _model_row(d: demand.Demand) -> dict[str, Any]:
     return {
         "key": d.key,
         "task": d.task,

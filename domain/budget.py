@@ -1,15 +1,24 @@
-"""The memory budget behind `POST /api/models/validate`, from the operator's own plan.
+"""The memory budget behind `POST /api/models/validate`, read off the operator's plan.
 
 `validate()` answers the contract's question, "can the selected models fit
-in the available VRAM?", by running `placement.plan()` on the selections as
-the operator would (same GPUs, threshold, priorities, last use, current
-placements). So `valid` means the operator can really place them.
+in the available VRAM?", from the plan of the planner's input that
+`fovea.domain.demand.build` makes: the input the operator plans with every
+pass (every visible namespace's selections with their priorities, last use
+and current GPUs, each namespace's GPU-memory quota or the cluster default,
+the session leases, the nodes' CPU, memory and pod room). So `valid` says
+what the operator's next pass does with this namespace's selections, as far
+as the API sees the cluster (`fovea.api.planning` says what it cannot see);
+`/validate` prefers the operator's own decision where its status is current
+(`fovea.api.validation`).
 
 Fields, exactly as the contract documents them:
 
-- `valid`: every selected model that needs a GPU gets one, without evicting
-  anything, and none exceeds `max_memory_per_model`. Models that need no GPU
-  (external APIs, device policy `cpu`) do not count against the GPUs.
+- `valid`: every selected model that the operator plans and that needs a GPU
+  gets one in the plan (neither over its namespace's quota nor evicted nor
+  sent to the CPU), and none exceeds `max_memory_per_model`. Models that need
+  no GPU (external APIs, device policy `cpu`) do not count against the GPUs;
+  a model the operator does not plan now (onDemand and not asked for, or
+  unloaded after its keepAlive) counts in the totals but not in `valid`.
 - `total_vram_gb`: the memory of all GPUs, summed.
 - `total_required_gb`: the VRAM of the selected models that need a GPU.
 - `threshold`: the catalog's `offload_threshold`.
@@ -34,36 +43,41 @@ Fields, exactly as the contract documents them:
   its placement is `unschedulable`, with that sentence as the reason.
 
 Extras (beyond the contract): `sharing_mode`, `gpus` (each GPU's capacity,
-use and tasks) and `placements` (each task's outcome, node, GPU and reason).
+use, and what the plan puts there: this namespace's tasks by name, other
+selections as "namespace/name") and `placements` (each task's outcome, node, GPU and reason).
 Totals are rounded to one decimal like the contract; per-model figures to two
 (0.25 stays 0.25). GB means GiB throughout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from fovea.domain.gpus import Gpu
-from fovea.domain.placement import EPSILON, Demand, Outcome, Placement, Slot, plan
+from fovea.domain.placement import EPSILON, Outcome, Placement, Plan
 from fovea.domain.resources import (
     CatalogSpec,
     DevicePolicy,
     InferenceSettings,
     ModelOption,
-    Phase,
     SelectionSpec,
     SelectionStatus,
     SharingMode,
 )
 from fovea.domain.units import format_gb, round_gb
 
+if TYPE_CHECKING:  # demand imports this module (memory_limit_refusal)
+    from fovea.domain.demand import PlanInput
+
 CONSIDER = "Consider selecting smaller models or reducing simultaneous tasks"
-# Phases whose status.node/gpuIndex describe a model that holds (or is taking) its GPU.
-_HOLDING = {Phase.SCHEDULING, Phase.LOADING, Phase.READY}
+NOT_PLANNED = (
+    "Not loaded, so not planned: it waits for /load or first use (load policy onDemand), "
+    "or was unloaded after its keepAlive"
+)
 
 
 class ModelRequirement(BaseModel):
@@ -118,17 +132,20 @@ class Selected:
 def validate(
     catalog: CatalogSpec,
     selections: Iterable[Selected],
-    gpus: Sequence[Gpu],
+    planned: PlanInput,
     *,
     sharing: SharingMode | str | None = None,
 ) -> BudgetReport:
-    """The budget of the selections' models on these GPUs (see the module docstring).
+    """The budget of the selections' models in the operator's plan (see the module docstring).
 
-    Pass one selection per task (the task's ModelSelection); a selection with
-    no model counts for nothing. `sharing` defaults to the catalog's mode.
+    `planned` is the planner's input of the whole visible cluster
+    (`fovea.domain.demand.build`); pass one selection per task (the task's
+    ModelSelection); a selection with no model counts for nothing. `sharing`
+    defaults to the plan's mode.
     """
     threshold = catalog.inference.offload_threshold
-    mode = SharingMode(sharing or catalog.sharing_mode)
+    mode = SharingMode(sharing or planned.sharing)
+    gpus = planned.gpus
     problems: list[str] = []
     chosen: dict[str, tuple[Selected, ModelOption]] = {}  # by task
     for sel in sorted(selections, key=lambda s: s.key):
@@ -141,29 +158,30 @@ def validate(
             continue
         chosen[task] = (sel, option)
 
-    demands = {task: demand_for(sel, option) for task, (sel, option) in chosen.items()}
+    result = planned.plan()
     refused = {
         task: why
         for task, (sel, option) in chosen.items()
         if (why := memory_limit_refusal(sel.spec.model or "", option, catalog.inference))
     }
-    planned = [d for task, d in demands.items() if task not in refused]
-    result = plan(gpus, planned, threshold=threshold, sharing=mode)
     placed = {
-        task: Placement(d.key, Outcome.UNSCHEDULABLE, refused[task])
-        if task in refused
-        else result.placements[d.key]
-        for task, d in demands.items()
+        task: _placement(sel, option, refused.get(task), planned, result)
+        for task, (sel, option) in chosen.items()
     }
-
-    required = {task: d.vram_gib if d.wants_gpu else 0.0 for task, d in demands.items()}
+    required = {
+        task: option.vram_gib if _wants_gpu(sel, option) else 0.0
+        for task, (sel, option) in chosen.items()
+    }
     total_vram = sum(g.memory_gib for g in gpus)
     total_required = sum(required.values())
     max_allowed = threshold * total_vram
     missing = [
         task
-        for task, d in demands.items()
-        if d.wants_gpu and placed[task].outcome != Outcome.GPU and task not in refused
+        for task, (sel, option) in chosen.items()
+        if _wants_gpu(sel, option)
+        and placed[task].outcome != Outcome.GPU
+        and task not in refused
+        and (sel.key in result.placements or sel.key in planned.refused)
     ]
     valid = not missing and not refused
 
@@ -180,13 +198,16 @@ def validate(
         )
     if not valid:
         warnings.append(CONSIDER)
-    warnings.extend(_placement_warning(task, demands[task], placed[task]) for task in missing)
+    warnings.extend(
+        _placement_warning(task, chosen[task][0].spec.model or "", chosen[task][1], placed[task])
+        for task in missing
+    )
     warnings.extend(
         f"{task}: {why}; the operator will not load it" for task, why in refused.items()
     )
     warnings.extend(problems)
 
-    task_of = {d.key: task for task, d in demands.items()}
+    task_of = {sel.key: task for task, (sel, _) in chosen.items()}
     return BudgetReport(
         valid=valid,
         total_vram_gb=round_gb(total_vram),
@@ -194,8 +215,10 @@ def validate(
         threshold=threshold,
         max_allowed_gb=round_gb(max_allowed),
         model_requirements={
-            task: ModelRequirement(model_name=demands[task].model, vram_gb=round_gb(required[task]))
-            for task in demands
+            task: ModelRequirement(
+                model_name=sel.spec.model or "", vram_gb=round_gb(required[task])
+            )
+            for task, (sel, _) in chosen.items()
         },
         warnings=warnings,
         sharing_mode=mode,
@@ -209,13 +232,13 @@ def validate(
                 capacity_gb=round_gb(g.capacity_gib),
                 used_gb=round_gb(g.used_gib),
                 free_gb=round_gb(g.free_gib),
-                tasks=[task_of[k] for k in g.keys],
+                tasks=[task_of.get(k, k) for k in g.keys],
             )
             for g in result.gpus
         ],
         placements={
             task: PlacementView(
-                model_name=demands[task].model,
+                model_name=chosen[task][0].spec.model or "",
                 outcome=p.outcome,
                 node=p.node,
                 gpu_index=p.gpu_index,
@@ -226,30 +249,25 @@ def validate(
     )
 
 
-def demand_for(sel: Selected, option: ModelOption) -> Demand:
-    """The planner's view of one selection (what the operator plans with, too).
+def _wants_gpu(sel: Selected, option: ModelOption) -> bool:
+    return not option.is_external and DevicePolicy(sel.spec.device_policy) != DevicePolicy.CPU
 
-    Its current slot is the node and GPU in its status while it holds a GPU;
-    its last use is the later of the operator's and the model pod's report.
-    """
-    status = sel.status or SelectionStatus()
-    current = None
-    if status.phase in _HOLDING and status.node and status.gpu_index is not None:
-        current = Slot(status.node, status.gpu_index)
-    runtime_used = status.runtime.last_used if status.runtime else None
-    return Demand(
-        key=sel.key,
-        task=sel.spec.task,
-        model=sel.spec.model or "",
-        vram_gib=option.vram_gib,
-        priority=sel.spec.priority,
-        last_used=max(epoch_seconds(status.last_used), epoch_seconds(runtime_used)),
-        device_policy=DevicePolicy(sel.spec.device_policy),
-        cpu_memory_gib=option.cpu_memory_gb,
-        current=current,
-        external=option.is_external,
-        was_evicted=status.phase == Phase.EVICTED,
-    )
+
+def _placement(
+    sel: Selected, option: ModelOption, refused: str | None, planned: PlanInput, result: Plan
+) -> Placement:
+    """The plan's outcome for one selection, or why the operator does not plan it."""
+    if refused is not None:  # over max_memory_per_model: the operator fails it
+        return Placement(sel.key, Outcome.UNSCHEDULABLE, refused)
+    over_quota = planned.refused.get(sel.key)
+    if over_quota is not None:
+        return Placement(sel.key, Outcome.UNSCHEDULABLE, over_quota)
+    place = result.placements.get(sel.key)
+    if place is not None:
+        return place
+    if option.is_external:
+        return Placement(sel.key, Outcome.EXTERNAL, "An external API: no pod, no GPU")
+    return Placement(sel.key, Outcome.UNSCHEDULABLE, NOT_PLANNED)
 
 
 def memory_limit_refusal(
@@ -280,8 +298,8 @@ def epoch_seconds(stamp: str | None) -> float:
     return parsed.timestamp() if parsed.tzinfo else 0.0
 
 
-def _placement_warning(task: str, d: Demand, p: Placement) -> str:
-    head = f"{task}: {d.model} ({format_gb(d.vram_gib)} GB)"
+def _placement_warning(task: str, model: str, option: ModelOption, p: Placement) -> str:
+    head = f"{task}: {model} ({format_gb(option.vram_gib)} GB)"
     if p.outcome == Outcome.CPU:
         return f"{head} would run on the CPU: {p.reason}"
     if p.outcome == Outcome.EVICTED:

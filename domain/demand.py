@@ -37,7 +37,7 @@ from fovea.domain.nodes import (
     pod_requests,
     refusals,
 )
-from fovea.domain.placement import Demand, Plan, Slot, plan
+from fovea.domain.placement import EPSILON, Demand, Outcome, Plan, Slot, plan
 from fovea.domain.quota import Quota, Use, admit
 from fovea.domain.resources import (
     CatalogSpec,
@@ -49,6 +49,22 @@ from fovea.domain.resources import (
     SelectionSpec,
     SharingMode,
 )
+
+# What the API reads of a plan: it may not import the planner itself (.importlinter).
+__all__ = [
+    "EPSILON",
+    "Demand",
+    "Outcome",
+    "Plan",
+    "PlanInput",
+    "Slot",
+    "Wanted",
+    "build",
+    "demand",
+    "needs_plan",
+    "pods_by_owner",
+    "threshold_of",
+]
 
 Raw = Mapping[str, Any]
 DEFAULT_THRESHOLD = 0.8  # the planner's threshold when no catalog says one

@@ -73,6 +73,12 @@ def parse_gib(value: str) -> float:
     return number
 
 
+def default_quota(gpu_memory: str, max_priority: int | None) -> Quota:
+    """The cluster default quota from its two settings (ValueError when the figure does not
+    parse): the operator admits with it, the API predicts with it."""
+    return Quota(parse_gib(gpu_memory) if gpu_memory else None, max_priority)
+
+
 def quota_from_annotations(annotations: Mapping[str, str] | None, default: Quota) -> Quota:
     """A namespace's quota: its annotations, else the cluster default, field by field."""
     ann = annotations or {}

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fovea.domain.dra import DraSharing
-from fovea.domain.quota import Quota, parse_gib
+from fovea.domain.quota import Quota, default_quota
 from fovea.domain.resources import SharingMode
 from fovea.operator.images import PROJECT_IMAGES
 
@@ -57,8 +57,7 @@ class OperatorSettings(BaseSettings):
 
     def default_quota(self) -> Quota:
         """The cluster default quota (ValueError if the setting does not parse)."""
-        gib = parse_gib(self.default_gpu_memory_quota) if self.default_gpu_memory_quota else None
-        return Quota(gib, self.default_max_priority)
+        return default_quota(self.default_gpu_memory_quota, self.default_max_priority)
 
 
 # Command-line flags (`fovea-models operator -n NS`), which win over the environment.

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from api_builders import gpu_node, selection, state
-from fovea.api import responses
+from api_builders import gpu_node, held_pod, selection, state
 from fovea.api.cache import Snapshot
 from fovea.api.errors import CatalogUnreadable
 from fovea.api.schemas import ValidateBody
 from fovea.api.service import ModelService
 from fovea.api.state import ClusterState, Selection, parse_selection
 from fovea.api.validation import validate_body
+from fovea.domain.resources import CatalogSpec
 
 EVICTED_BY = (
     "evicted from gpu-0 GPU 0 to make room for team-a/summary (priority 900 over 100); "
@@ -22,9 +22,11 @@ EVICTED_BY = (
     "on the CPU"
 )
 
+NOW = 1_800_000_000.0  # the clock of /validate and the what-if route (leases, keepAlive)
+
 
 def validate(st: ClusterState) -> dict[str, Any]:
-    body = validate_body(st, responses.gpu_view(st))
+    body = validate_body(st, NOW)
     ValidateBody.model_validate(body)
     return body
 
@@ -32,7 +34,12 @@ def validate(st: ClusterState) -> dict[str, Any]:
 def peer(namespace: str, name: str, gib: float, **status: Any) -> Selection:
     parsed = parse_selection(
         {
-            "metadata": {"name": name, "namespace": namespace, "resourceVersion": "7"},
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": "7",
+                "uid": f"uid-{namespace}-{name}",
+            },
             "spec": {"task": "summary", "model": "big", "priority": 900},
             "status": {"declaredMemoryGb": gib, **status},
         }
@@ -42,7 +49,18 @@ def peer(namespace: str, name: str, gib: float, **status: Any) -> Selection:
 
 
 def with_peers(st: ClusterState, *peers: tuple[str, Selection]) -> ClusterState:
-    return dataclasses.replace(st, peers=dict(peers), cluster_wide=True)
+    """`st` with other namespaces' selections, each with its catalog and the pod it holds."""
+    catalogs = dict(st.catalogs)
+    pods = list(st.model_pods)
+    for _, sel in peers:
+        option = {"modelId": "big", "vramGb": sel.status.declared_memory_gb}
+        spec = {"tasks": {sel.spec.task: {"options": {sel.spec.model: option}}}}
+        catalogs[(sel.namespace, sel.spec.catalog)] = CatalogSpec.model_validate(spec)
+        if sel.status.node is not None:
+            pods.append(held_pod(sel, sel.status.node, sel.status.gpu_index, sel.namespace))
+    return dataclasses.replace(
+        st, peers=dict(peers), cluster_wide=True, catalogs=catalogs, model_pods=tuple(pods)
+    )
 
 
 def test_the_operators_eviction_makes_it_invalid_and_names_gpu_and_holder() -> None:

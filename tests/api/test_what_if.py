@@ -8,18 +8,20 @@ from typing import Any
 
 import pytest
 
-from api_builders import CONTRACT_CATALOG, gpu_node, selection, state
-from fovea.api import responses
+from api_builders import CONTRACT_CATALOG, gpu_node, held_pod, selection, state
 from fovea.api.errors import BadRequest, InvalidTaskType, ModelNotFound
 from fovea.api.schemas import ValidateBody
 from fovea.api.state import ClusterState, parse_selection
 from fovea.api.what_if import pairs, what_if_body
+from fovea.domain.resources import CatalogSpec
 
 READY_ON_GPU0 = {"phase": "Ready", "node": "gpu-0", "gpuIndex": 0, "observedGeneration": 1}
 
+NOW = 1_800_000_000.0  # the clock of /validate and the what-if route (leases, keepAlive)
+
 
 def what_if(st: ClusterState, **changes: str) -> dict[str, Any]:
-    body = what_if_body(st, responses.gpu_view(st), changes)
+    body = what_if_body(st, changes, NOW)
     ValidateBody.model_validate(body)  # the contract's shape
     return body
 
@@ -54,16 +56,22 @@ def test_the_body_is_the_budget_after_the_change_with_the_plan_per_gpu() -> None
 def test_a_higher_priority_model_evicts_another_namespaces_model_and_says_for_whom() -> None:
     holder = parse_selection(
         {
-            "metadata": {"name": "summary", "namespace": "team-a"},
+            "metadata": {"name": "summary", "namespace": "team-a", "uid": "uid-team-a-summary"},
             "spec": {"task": "summary", "model": "big", "priority": 10},
             "status": {"declaredMemoryGb": 16.0, **READY_ON_GPU0},
         }
     )
     assert holder is not None
+    big = {"tasks": {"summary": {"options": {"big": {"modelId": "big", "vramGb": 16.0}}}}}
     st = dataclasses.replace(
         state([selection("video_summarization", None, priority=500)]),
         peers={"team-a/summary": holder},
         cluster_wide=True,
+        catalogs={
+            **state().catalogs,
+            ("team-a", "default"): CatalogSpec.model_validate(big),
+        },
+        model_pods=(held_pod(holder, "gpu-0", 0, "team-a"),),
     )
     body = what_if(st, video_summarization="llama-4-maverick")
     [evicted] = body["plan"]["evicted"]
@@ -105,9 +113,9 @@ def test_selecting_the_model_already_selected_keeps_its_gpu() -> None:
 
 def test_a_model_held_on_its_planned_gpu_stays_there_in_the_plan() -> None:
     status = {"phase": "Ready", "model": "yolov8n", "node": "gpu-1", "plannedGpuIndex": 0}
+    sel = selection("object_detection", "yolov8n", status=status)
     st = state(
-        [selection("object_detection", "yolov8n", status=status)],
-        nodes=[gpu_node("gpu-0"), gpu_node("gpu-1")],
+        [sel], nodes=[gpu_node("gpu-0"), gpu_node("gpu-1")], pods=[held_pod(sel, "gpu-1", 0)]
     )
     body = what_if(st, object_tracking="bytetrack")
     held = {g["node"]: [m["model"] for m in g["models"]] for g in body["plan"]["gpus"]}

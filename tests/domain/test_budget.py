@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fovea.domain.budget import CONSIDER, Selected, epoch_seconds, validate
+from collections.abc import Sequence
+from typing import Any
+
+from fovea.domain import budget
+from fovea.domain import constants as c
+from fovea.domain.budget import CONSIDER, BudgetReport, Selected, epoch_seconds
+from fovea.domain.demand import Wanted, build, needs_plan
+from fovea.domain.endpoints import label_value
 from fovea.domain.gpus import Gpu
 from fovea.domain.placement import Outcome
 from fovea.domain.resources import (
@@ -26,6 +33,55 @@ CONTRACT_FIELDS = {
     "model_requirements",
     "warnings",
 }
+
+
+NOW = 1_800_000_000.0
+
+
+def validate(cat: CatalogSpec, selections: Sequence[Selected], gpus: Sequence[Gpu]) -> BudgetReport:
+    """The budget of these selections alone, planned by the operator's demand builder.
+
+    A selection whose status says it holds a GPU has the operator's pod there.
+    """
+    wanted, pods = [], []
+    for sel in selections:
+        option = cat.option(sel.spec.task, sel.spec.model) if sel.spec.model else None
+        stored = sel.status or SelectionStatus()
+        status = stored.model_dump(by_alias=True, mode="json", exclude_none=True)
+        if option is None or not needs_plan(sel.spec, option, cat.inference, status, NOW):
+            continue
+        wanted.append(Wanted(sel.key, f"uid-{sel.key}", sel.spec, option, status))
+        if stored.node is not None and stored.gpu_index is not None:
+            pods.append(_pod(sel, stored.node, stored.gpu_index))
+    nodes = [
+        {"metadata": {"name": n}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        for n in sorted({g.node for g in gpus} | {"cpu"})
+    ]
+    planned = build(
+        wanted,
+        gpus=gpus,
+        nodes=nodes,
+        model_pods=pods,
+        quotas={},
+        threshold=cat.inference.offload_threshold,
+        sharing=cat.sharing_mode,
+    )
+    return budget.validate(cat, selections, planned)
+
+
+def _pod(sel: Selected, node: str, gpu: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"{sel.key.split('/')[1]}-pod",
+            "namespace": sel.key.split("/")[0],
+            "labels": {c.LABEL_MODEL: label_value(sel.spec.model or "")},
+            "annotations": {c.ANNOTATION_PLANNED_NODE: node, c.ANNOTATION_PLANNED_GPU: str(gpu)},
+            "ownerReferences": [
+                {"kind": c.SELECTION_KIND, "controller": True, "uid": f"uid-{sel.key}"}
+            ],
+        },
+        "spec": {"nodeName": node},
+    }
 
 
 def catalog(threshold: float = 0.8, **tasks: dict[str, ModelOption]) -> CatalogSpec:
@@ -157,7 +213,7 @@ def test_without_gpus_valid_only_if_nothing_needs_one() -> None:
         "Total required VRAM (0.5 GB) exceeds available VRAM (0.0 GB)",
         CONSIDER,
         "det: n (0.5 GB) would run on the CPU: no schedulable GPU in the cluster; "
-        "falls back to the CPU (1.0 GB)",
+        "falls back to the CPU (1.0 GB), on cpu",
     ]
 
 

@@ -117,9 +117,16 @@ MUST: dict[str, list[Ask]] = {
         cluster("watch", "nodes"),
         cluster("list", "namespaces"),  # its own Namespace's quota annotations
         cluster("watch", "namespaces"),
-        # Other namespaces' selections: which GPUs they hold (cluster-wide mode).
+        # What the operator plans with (cluster-wide mode, fovea.api.planning): every
+        # namespace's selections and catalogs, the pods on the nodes, the session leases.
         everywhere("list", SELECTIONS),
         everywhere("watch", SELECTIONS),
+        everywhere("list", CATALOGS),
+        everywhere("watch", CATALOGS),
+        everywhere("list", "pods"),
+        everywhere("watch", "pods"),
+        everywhere("list", LEASE),
+        everywhere("watch", LEASE),
         # Session leases: created or renewed, and ended (routes_leases.py).
         own("create", LEASE),
         own("patch", LEASE),
@@ -204,7 +211,8 @@ MUST_NOT: dict[str, list[Ask]] = {
         # Writes in its own namespace only (it reads selections cluster-wide).
         elsewhere("patch", SELECTIONS),
         elsewhere("create", SELECTIONS),
-        elsewhere("list", "pods"),
+        elsewhere("create", LEASE),
+        elsewhere("delete", "pods"),
         everywhere("patch", SELECTIONS),
         # Nothing else.
         own("get", "secrets"),

@@ -7,6 +7,7 @@ from typing import Any
 
 from fovea.api.state import ClusterState, Selection, build_state, parse_selection
 from fovea.domain import constants as c
+from fovea.domain.endpoints import label_value
 
 # The contract's /config example, as a ModelCatalog spec (camelCase on the wire).
 CONTRACT_CATALOG: dict[str, Any] = {
@@ -74,6 +75,9 @@ CONTRACT_CATALOG: dict[str, Any] = {
 }
 
 
+REPLICAS = 8  # time-slicing replicas per GPU of the test nodes
+
+
 def gpu_node(
     name: str, count: int = 1, memory_mib: int = 24576, simulated: bool = False
 ) -> dict[str, Any]:
@@ -81,13 +85,15 @@ def gpu_node(
         c.NODE_LABEL_GPU_MEMORY_MIB: str(memory_mib),
         c.NODE_LABEL_GPU_COUNT: str(count),
         c.NODE_LABEL_GPU_PRODUCT: "NVIDIA-L4",
+        c.NODE_LABEL_GPU_REPLICAS: str(REPLICAS),
     }
     if simulated:
         labels[c.NODE_LABEL_SIMULATED] = "true"
     return {
         "metadata": {"name": name, "labels": labels},
         "status": {
-            "allocatable": {c.RESOURCE_GPU: str(count), "cpu": "8", "memory": "64Gi"},
+            # Time-sliced, as a real node with the device plugin: each GPU many times.
+            "allocatable": {c.RESOURCE_GPU: str(count * REPLICAS), "cpu": "8", "memory": "64Gi"},
             "conditions": [{"type": "Ready", "status": "True"}],
         },
     }
@@ -114,6 +120,7 @@ def selection(
     raw = {
         "metadata": {
             "name": name or task.replace("_", "-"),
+            "uid": f"uid-{name or task.replace('_', '-')}",
             "resourceVersion": str(100 + generation),
             "generation": generation,
         },
@@ -147,6 +154,32 @@ def model_pod(name: str, terminating: bool = False) -> dict[str, Any]:
     if terminating:
         meta["deletionTimestamp"] = "2025-01-01T00:00:00Z"
     return {"metadata": meta}
+
+
+def held_pod(
+    sel: Selection, node: str, gpu: int | None = 0, namespace: str = "default"
+) -> dict[str, Any]:
+    """The operator's model pod of `sel`, planned on `node` (and GPU `gpu`), as it labels it."""
+    annotations = {c.ANNOTATION_PLANNED_NODE: node}
+    if gpu is not None:
+        annotations[c.ANNOTATION_PLANNED_GPU] = str(gpu)
+    return {
+        "metadata": {
+            "name": f"{sel.name}-{sel.spec.model}",
+            "namespace": namespace,
+            "labels": {
+                c.LABEL_COMPONENT: c.COMPONENT_MODEL_POD,
+                c.LABEL_MANAGED_BY: c.MANAGED_BY,
+                c.LABEL_MODEL: label_value(sel.spec.model or ""),
+            },
+            "annotations": annotations,
+            "ownerReferences": [
+                {"kind": c.SELECTION_KIND, "controller": True, "uid": sel.uid, "name": sel.name}
+            ],
+        },
+        "spec": {"nodeName": node},
+        "status": {"phase": "Running"},
+    }
 
 
 def state(
