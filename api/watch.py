@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from fovea.api.clients import ClientSource
+from fovea.domain.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class Watcher(threading.Thread):
         _shutdown(self._response)
 
     def run(self) -> None:
-        backoff = FIRST_BACKOFF_S
+        backoff = Backoff(FIRST_BACKOFF_S, self.max_backoff_s)
         resource_version: str | None = None
         while not self._stop_event.is_set():
             try:
@@ -89,7 +90,7 @@ class Watcher(threading.Thread):
                     self.sink.connection(self.source.kind, True)
                 for event in self._watch(resource_version):
                     resource_version = self._handle(event) or resource_version
-                backoff = FIRST_BACKOFF_S  # a clean end: the server closed an idle watch
+                backoff.reset()  # a clean end: the server closed an idle watch
             except Gone:
                 resource_version = None
             except Exception as exc:  # any failure means: we no longer know the truth
@@ -100,14 +101,14 @@ class Watcher(threading.Thread):
                     continue
                 resource_version = None
                 self.sink.connection(self.source.kind, False, _why(exc))
+                delay = backoff.next()
                 log.info(
                     "watch of %s broken (%s); retrying in %.1fs",
                     self.source.kind,
                     _why(exc),
-                    backoff,
+                    delay,
                 )
-                self._stop_event.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                self._stop_event.wait(delay)
 
     def _call(self, **extra: Any) -> Any:
         kwargs = dict(self.source.kwargs)

@@ -29,6 +29,7 @@ from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
+from fovea.domain.backoff import exponential
 from fovea.kube import api_client, install_cluster_scoped
 from fovea.settings import child_environment
 
@@ -167,7 +168,7 @@ class Child:
 def restart_delay(restarts: int) -> float:
     """Seconds before restart number `restarts + 1`: 1, 2, 4, ... up to the cap."""
     first, cap = RESTART_BACKOFF_S
-    return float(min(first * 2**restarts, cap))
+    return exponential(restarts, first, cap)
 
 
 def _catalog_manifest(choice: str) -> Path:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fovea.domain.backoff import exponential
+
 # (kind "secret" | "configmap", namespace, name) -> its data (decoded), or None if absent.
 Lookup = Callable[[str, str, str], Mapping[str, str] | None]
 
@@ -325,7 +327,7 @@ def backoff_s(streak: int) -> float:
 
     The runner resets the streak when a process ran BACKOFF_RESET_AFTER_S or longer.
     """
-    return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(streak, 0)))
+    return exponential(streak, BACKOFF_BASE_S, BACKOFF_MAX_S)
 
 
 def exit_reason(code: int) -> str:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fovea.domain import constants as c
+from fovea.domain.backoff import exponential
 from fovea.domain.resources import RuntimeReport
 
 log = logging.getLogger("fovea.model_pod.report")
@@ -73,7 +74,7 @@ def is_retryable(exc: BaseException) -> bool:
 
 def backoff_seconds(attempt: int) -> float:
     """Delay before retry number `attempt` (0-based): 0.5 s doubling, at most 15 s."""
-    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** min(attempt, 16))
+    return exponential(attempt, BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS)
 
 
 def selection_patcher(api_client: Any, namespace: str, name: str) -> Send:

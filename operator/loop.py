@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from fovea.domain.backoff import Backoff
 from fovea.operator.cluster import Cluster
 from fovea.operator.leader import Lease, utcnow
 from fovea.operator.podspec import PodSettings
@@ -37,7 +38,7 @@ class Planner:
 
     async def run(self) -> None:
         """Run passes until cancelled."""
-        backoff = 0.5
+        backoff = Backoff(0.5, 10.0)
         while True:
             # Wake for a change, a refused write's retry (its own backoff), or the resync.
             retry = self.cluster.next_retry_in()
@@ -50,18 +51,18 @@ class Planner:
             self.wake.clear()
             try:
                 changed = await asyncio.to_thread(self.run_once)
-                backoff = 0.5
+                backoff.reset()
                 if changed:
                     self.wake.set()  # look again: our own writes may unlock more
             except (ApiException, HTTPError, OSError) as exc:
-                log.warning("pass failed (%s); retrying in %.1fs", _why(exc), backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                delay = backoff.next()
+                log.warning("pass failed (%s); retrying in %.1fs", _why(exc), delay)
+                await asyncio.sleep(delay)
                 self.wake.set()
             except Exception:  # a bug: say so with the traceback, and keep planning
-                log.exception("pass failed unexpectedly; retrying in %.1fs", backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                delay = backoff.next()
+                log.exception("pass failed unexpectedly; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
                 self.wake.set()
             else:
                 self.last_pass = time.monotonic()

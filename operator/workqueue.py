@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
+from fovea.domain.backoff import exponential
+
 BASE_DELAY_S = 0.5
 MAX_DELAY_S = 60.0
 
@@ -36,7 +38,7 @@ class RetryQueue:
         """The wait after the given number of consecutive failures (1, 2, ...)."""
         if failures <= 0:
             return 0.0
-        return min(self.max_s, self.base_s * 2.0 ** min(failures - 1, 62))
+        return exponential(failures - 1, self.base_s, self.max_s)
 
     def failed(self, key: Hashable, now: float) -> float:
         """Record a failure of `key` at `now`; returns how long it waits before the next try."""

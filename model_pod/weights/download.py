@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from fovea.domain.backoff import exponential
 from fovea.domain.weights import manifest_sha256
 from fovea.model_pod.weights.errors import FetchError
 from fovea.model_pod.weights.progress import Progress
@@ -59,7 +60,7 @@ class Retry:
     on_retry: Callable[[str], None] | None = None
 
     def delay(self, attempt: int) -> float:
-        return float(min(BACKOFF_CAP_SECONDS, self.base_seconds * 2.0 ** min(attempt, 16)))
+        return exponential(attempt, self.base_seconds, BACKOFF_CAP_SECONDS)
 
     def run(self, what: str, action: Callable[[], T]) -> T:
         """`action()`, tried again after transient failures; the last failure is raised.
