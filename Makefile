@@ -1,7 +1,9 @@
 # The two commands of the README:
 #   make run   installs everything (venv, packages, control-plane binaries) and runs
 #              the local cluster, the operator and the API on :3001, in the foreground
-#   make test  installs the same and runs the whole test suite (lint, types, tests)
+#   make test  installs the same and runs the whole test suite (lint, types, tests):
+#              the unit layer first, then the integration layer
+#   make unit  the pure tests only (no control plane, no cluster; under a minute)
 
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
@@ -12,13 +14,15 @@ PYTHON  ?= python3
 # shadow the standard library's `operator` (it is importable only as fovea.operator).
 export PYTHONSAFEPATH := 1
 
-.PHONY: run test install binaries browser containers lint typecheck pytest bench crds catalog images \
-	control-plane-image e2e-images kind-e2e clean
+.PHONY: run test unit integration install binaries browser containers lint typecheck pytest bench \
+	crds catalog images control-plane-image e2e-images kind-e2e clean
 
 run: install
 	$(BIN)/fovea-models up
 
-test: install lint typecheck control-plane-image pytest
+# The venv is enough for lint, types and the unit layer: they run (and fail fast) before
+# the control plane is built.
+test: $(STAMP) lint typecheck unit install control-plane-image integration
 
 install: $(STAMP) binaries browser containers
 
@@ -67,6 +71,15 @@ typecheck:
 	@for f in fovea/*.py fovea/usercli; do ln -s ../../../$$f build/typecheck/fovea/; done
 	@for d in domain operator api model_pod localcluster; do ln -s ../../../$$d build/typecheck/fovea/$$d; done
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p fovea
+
+# The two layers of the suite: `integration` marks every test that needs the control
+# plane (a cluster, or its binaries such as the pinned kubectl; tests/conftest.py).
+# The unit layer runs on every core (pytest-xdist): its tests share no state.
+unit: $(STAMP)
+	$(BIN)/pytest -m 'not integration' -n auto
+
+integration: install control-plane-image
+	$(BIN)/pytest -m integration
 
 pytest:
 	$(BIN)/pytest

@@ -8,7 +8,9 @@
   in a test can reach another cluster by accident.
 - `namespace`: a fresh namespace per test (named after it), deleted afterwards.
 
-A test that uses any of them is marked `integration`. A cluster that cannot
+A test that uses any of them is marked `integration`, as is one that needs the
+control plane's binaries (its pinned `kubectl`): only such a test finds or builds
+them (`make unit` runs the others, with no control plane). A cluster that cannot
 start fails those tests (the fixture raises); nothing is ever skipped.
 """
 
@@ -18,7 +20,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,18 +41,26 @@ NAMESPACE_LABEL = f"{c.GROUP}/test"
 SERVICE_ACCOUNT_WAIT_S = 30.0
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Tests run `kubectl`: the one built with the control plane, same release."""
-    from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
-
-    put_kubectl_on_path(ensure_binaries())
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that needs a cluster `integration` (so `-m 'not integration'` works)."""
     for item in items:
         if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+_binaries: list[Path] = []
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """An integration test runs `kubectl`: the one built with the control plane, same
+    release. The binaries are found (or built) on the first such test, so a run of pure
+    tests (`make unit`) never touches the control plane."""
+    if _binaries or item.get_closest_marker("integration") is None:
+        return
+    from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
+
+    _binaries.append(ensure_binaries())
+    put_kubectl_on_path(_binaries[0])
 
 
 @pytest.fixture(scope="session")
@@ -100,15 +109,19 @@ def namespace(kubeconfig: str, request: pytest.FixtureRequest) -> Iterator[str]:
     rest = Rest(Path(kubeconfig), pool_size=2)
     body = {"metadata": {"name": name, "labels": {NAMESPACE_LABEL: "true"}}}
     rest.request("POST", "/api/v1/namespaces", body={"kind": "Namespace", **body})
-    deadline = time.monotonic() + SERVICE_ACCOUNT_WAIT_S
-    while True:
+
+    def service_account() -> bool:
         try:
             rest.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")
-            break
         except ApiError as exc:
-            if exc.status != 404 or time.monotonic() > deadline:
+            if exc.status != 404:
                 raise
-            time.sleep(0.05)
+            return False
+        return True
+
+    eventually(
+        service_account, SERVICE_ACCOUNT_WAIT_S, 0.05, what=f"namespace {name}'s service account"
+    )
     yield name
     try:
         rest.request("DELETE", f"/api/v1/namespaces/{name}")

@@ -30,6 +30,9 @@ from kustomize_testing import (
     render,
 )
 
+# No cluster, but the pinned `kubectl` (a control-plane binary): the integration layer.
+pytestmark = pytest.mark.integration
+
 KUSTOMIZATIONS = sorted(
     str(p.parent.relative_to(MANIFESTS)) for p in MANIFESTS.rglob("kustomization.yaml")
 )
