@@ -129,8 +129,9 @@ def decide(
         previous = pod_models[others[0].pod]
         same = [ep for ep in others if pod_models[ep.pod] == previous]
         return Serve(_backends(same, pod_models), previous, sel.name, switching=True)
-    if outcome.state == "failed":
-        return Refuse(503, f"Model '{model}' failed to load: {outcome.reason}", phase, model)
+    if outcome.state == "failed":  # the pod's own report may come before the operator's
+        shown_phase = phase if phase == Phase.UNSCHEDULABLE.value else Phase.FAILED.value
+        return Refuse(503, f"Model '{model}' failed to load: {outcome.reason}", shown_phase, model)
     reason = _ready_reason(sel)
     wake = reason in WAKE_REASONS
     if not wake and sel.status.phase not in _STARTING_PHASES:
