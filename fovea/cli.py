@@ -36,6 +36,7 @@ USER_COMMANDS: dict[str, tuple[str, str]] = {
     "validate": (f"{_USER}:VALIDATE", "the GPU memory budget [TASK=MODEL what-ifs]"),
     "logs": (f"{_USER}:LOGS", "the log of a task's model pod (-f to follow)"),
     "describe": (f"{_USER}:DESCRIBE", "a task's selection: status, conditions, Events"),
+    "predict": (f"{_USER}:PREDICT", "send a request to a task's model (JSON or --image)"),
 }
 MACHINERY: dict[str, tuple[str, str]] = {
     "up": ("fovea.stack", "run the local cluster, the operator and the API on :3001"),

@@ -1,4 +1,4 @@
-"""The commands people run: list, ps, select, load, unload, validate, logs, describe.
+"""The commands people run: list, ps, select, load, unload, validate, logs, describe, predict.
 
 They talk to the REST API only (the one the frontend uses), so they work
 against any install given its URL and token. Kept light: no torch, kopf,

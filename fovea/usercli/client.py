@@ -64,6 +64,15 @@ def token_hint(sent: bool) -> str:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A body POSTed as it is (`Api.send`): the status, headers (lower-cased) and bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
 class Target:
     """Which API to talk to, and with which token."""
 
@@ -98,6 +107,12 @@ class Api:
     def post(self, path: str, **params: Any) -> Any:
         return self._json("POST", path, params)
 
+    def send(self, path: str, body: bytes, content_type: str, timeout_s: float) -> Answer:
+        """POST `body` as it is (no query); the answer's status, headers and bytes."""
+        headers = {"Content-Type": content_type, "Accept": "*/*"}
+        with self._open("POST", path, {}, timeout_s, body, headers) as resp:
+            return Answer(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())
+
     def stream(self, path: str, **params: Any) -> Iterator[bytes]:
         """The response body as it arrives (no read timeout: a followed log may be quiet)."""
         with self._open("GET", path, params, timeout_s=None) as resp:
@@ -115,11 +130,21 @@ class Api:
         except ValueError as exc:
             raise CliError(f"{self.target.url}{path} did not answer JSON", UNREACHABLE) from exc
 
-    def _open(self, method: str, path: str, params: dict[str, Any], timeout_s: float | None) -> Any:
+    def _open(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        timeout_s: float | None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         query = urlencode(_clean(params), doseq=True)
         url = f"{self.target.url}{path}" + (f"?{query}" if query else "")
+        if data is None and method == "POST":
+            data = b""
         request = Request(
-            url, method=method, headers=self.headers, data=b"" if method == "POST" else None
+            url, method=method, headers={**self.headers, **(headers or {})}, data=data
         )
         try:
             return urlopen(request, timeout=timeout_s)
@@ -127,6 +152,8 @@ class Api:
             message = error_message(exc.code, exc.read())
             if exc.code == 401:
                 message += token_hint(self.target.token is not None)
+            if exc.code == 429 and exc.headers.get("Retry-After"):
+                message += f" (retry after {exc.headers['Retry-After']}s)"
             raise CliError(message, exit_code_for(exc.code)) from exc
         except (URLError, OSError) as exc:
             why = getattr(exc, "reason", None) or exc

@@ -8,6 +8,8 @@ are `client`'s constants (docs/cli.md).
 from __future__ import annotations
 
 import argparse
+import json
+import mimetypes
 import sys
 import time
 from collections.abc import Callable
@@ -382,3 +384,97 @@ def _cell(key: str) -> Callable[[dict[str, Any]], str]:
 
 
 DESCRIBE = Command(_configure_describe, _handled(_describe))
+
+
+# --- predict -------------------------------------------------------------------------------------
+
+DEFAULT_PREDICT_TIMEOUT_S = 600.0  # the route holds a request while its model loads
+
+
+def _configure_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", metavar="TASK", help="a task with a selected model")
+    parser.add_argument(
+        "body",
+        nargs="?",
+        metavar="JSON",
+        help="the request body: JSON text, '-' to read it from stdin, or @FILE",
+    )
+    parser.add_argument(
+        "--image",
+        metavar="FILE",
+        help="send this image's bytes as they are, with its content type (instead of JSON)",
+    )
+    parser.add_argument(
+        "--raw", action="store_true", help="print the answer's bytes as the model gave them"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_PREDICT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long to wait for the answer, held time included "
+        f"(default {DEFAULT_PREDICT_TIMEOUT_S:g})",
+    )
+    _reader(parser)
+
+
+def request_body(
+    body: str | None, image: str | None, stdin: Callable[[], str]
+) -> tuple[bytes, str]:
+    """The bytes to send and their content type; a CliError (nothing sent) when they are wrong."""
+    if body is not None and image is not None:
+        raise CliError("give a JSON body or --image FILE, not both", REFUSED)
+    if image is not None:
+        return _read_file(image, "image"), image_type(image)
+    if body is None:
+        raise CliError(
+            "give the request body: JSON text, '-' for stdin, @FILE, or --image FILE", REFUSED
+        )
+    if body == "-":
+        text_body = stdin()
+    elif body.startswith("@"):
+        text_body = _read_file(body[1:], "body").decode("utf-8", "replace")
+    else:
+        text_body = body
+    try:
+        json.loads(text_body)
+    except ValueError as exc:
+        raise CliError(f"the request body is not JSON: {exc}", REFUSED) from exc
+    return text_body.encode(), "application/json"
+
+
+def image_type(path: str) -> str:
+    """The content type of an image by its name; raw bytes when the name says nothing."""
+    guessed, _ = mimetypes.guess_type(path)
+    return guessed if guessed and guessed.startswith("image/") else "application/octet-stream"
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise CliError(
+            f"cannot read the {what} file {path}: {exc.strerror or exc}", REFUSED
+        ) from exc
+
+
+def _predict(api: Api, args: argparse.Namespace) -> int:
+    body, content_type = request_body(args.body, args.image, sys.stdin.read)
+    answer = api.send(f"/api/models/predict/{args.task}", body, content_type, args.timeout)
+    who = views.answered_by(answer.headers)
+    sys.stderr.write(views.answered_line(args.task, who) + "\n")
+    if args.raw:
+        sys.stdout.buffer.write(answer.body)
+        sys.stdout.flush()
+    elif args.output != "table":
+        output.print_data(views.prediction(args.task, answer.status, who, answer.body), args.output)
+    else:
+        try:
+            output.print_data(json.loads(answer.body), "json")
+        except ValueError:
+            sys.stdout.write(answer.body.decode("utf-8", "replace") + "\n")
+    return OK
+
+
+PREDICT = Command(_configure_predict, _handled(_predict))

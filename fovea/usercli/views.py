@@ -6,16 +6,20 @@ A row is a dict of plain values (what `--output json` prints); `None` is
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
+from fovea.domain.conditions import Phase, WeightsPhase
 from fovea.domain.messages import failed_to_load
 from fovea.domain.units import format_gb
 
 Row = dict[str, Any]
 
 # Phases in which a selection has (or is getting, or lost) a model pod: what `ps` lists.
-ACTIVE_PHASES = frozenset({"Scheduling", "Loading", "Ready", "CPUFallback", "Failed"})
+ACTIVE_PHASES = frozenset(
+    {Phase.SCHEDULING, Phase.LOADING, Phase.READY, Phase.CPU_FALLBACK, Phase.FAILED}
+)
 
 
 def catalog_rows(tasks_body: dict[str, Any]) -> list[Row]:
@@ -183,10 +187,10 @@ def weights(status: dict[str, Any]) -> str:
 
     w = status.get("weights") or {}
     phase, source = str(w.get("phase")), w.get("source") or ""
-    if phase == "Failed":
+    if phase == WeightsPhase.FAILED:
         return f"Failed: {w.get('message') or 'unknown'} ({source})"
     total = f" of {size(w['bytesTotal'])}" if w.get("bytesTotal") is not None else ""
-    if phase == "Fetching":
+    if phase == WeightsPhase.FETCHING:
         rate = f" at {size(w['bytesPerSecond'])}/s" if w.get("bytesPerSecond") else ""
         return f"Fetching {source}: {size(w.get('bytesDone'))}{total}{rate}"
     fetched = size(w.get("fetchedBytes"))
@@ -237,7 +241,7 @@ def progress(view: dict[str, Any], model: str) -> tuple[str, str | None]:
         return state, str(load.get("message") or failed_to_load(reason))
     if status.get("model") != model or status.get("observedGeneration") != view.get("generation"):
         return state, "Pending: the operator has not acted on the change yet"
-    parts = [str(status.get("phase", "Pending"))]
+    parts = [str(status.get("phase", Phase.PENDING))]
     same_pod = runtime.get("pod") is not None and runtime.get("pod") == status.get("pod")
     if same_pod and runtime.get("state") != status.get("phase"):
         parts.append(f"pod {runtime['state']}")
@@ -294,3 +298,39 @@ def gpu_index(status: dict[str, Any]) -> int | None:
 
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
+
+
+# --- predict --------------------------------------------------------------------------------------
+
+# The inference route's headers naming who answered (docs/inference.md).
+HEADER_MODEL = "x-fovea-model"
+HEADER_POD = "x-fovea-pod"
+HEADER_HELD = "x-fovea-held-ms"
+HEADER_SWITCHING = "x-fovea-switching"
+
+
+def answered_by(headers: dict[str, str]) -> Row:
+    """`predict`: who answered, from the route's headers (lower-cased names)."""
+    held = headers.get(HEADER_HELD)
+    return {
+        "model": headers.get(HEADER_MODEL),
+        "pod": headers.get(HEADER_POD),
+        "held_ms": int(held) if held is not None and held.isdigit() else None,
+        "switching": headers.get(HEADER_SWITCHING) == "true",
+    }
+
+
+def answered_line(task: str, who: Row) -> str:
+    """`object_detection: answered by yolov8s (pod fovea-...), held 0 ms`."""
+    held = "-" if who["held_ms"] is None else f"{who['held_ms']} ms"
+    line = f"{task}: answered by {text(who['model'])} (pod {text(who['pod'])}), held {held}"
+    return line + (" (the previous model, during a switch)" if who["switching"] else "")
+
+
+def prediction(task: str, status: int, who: Row, body: bytes) -> Row:
+    """`predict -o json|yaml`: who answered, and the answer (parsed when it is JSON)."""
+    try:
+        answer: Any = json.loads(body)
+    except ValueError:
+        answer = body.decode("utf-8", "replace")
+    return {"task": task, "status": status, **who, "answer": answer}

@@ -1,4 +1,4 @@
-"""`fovea-models list|ps|select|load|unload|validate|logs|describe` as people run them.
+"""`fovea-models list|ps|select|load|unload|validate|logs|describe|predict` as people run them.
 
 Each command runs as its own process against the real API on a loopback
 port, the API against the session's local cluster (and, where a model must
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +27,8 @@ from fovea.api.errors import InvalidTaskType, ModelNotFound
 from fovea.api.settings import Settings
 from fovea.cli import EPILOG, build_parser
 from fovea.usercli import views
-from fovea.usercli.client import error_message, exit_code_for
+from fovea.usercli.client import CliError, error_message, exit_code_for
+from fovea.usercli.commands import image_type, request_body
 from kube_testing import Kube, eventually
 
 TASK = "object_detection"
@@ -69,13 +72,16 @@ class Cli:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FOVEA_API")}
         self.env.update(env or {})
 
-    def __call__(self, *args: str, timeout: float = 300) -> tuple[int, str, str]:
+    def __call__(
+        self, *args: str, timeout: float = 300, stdin: str | None = None
+    ) -> tuple[int, str, str]:
         result = subprocess.run(
             [sys.executable, "-P", "-m", "fovea.cli", *args, "--api", self.url],
             env=self.env,
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=stdin,
         )
         return result.returncode, result.stdout, result.stderr
 
@@ -325,6 +331,69 @@ def test_fovea_api_environment_variable_is_the_default_url(
     assert {r["task"] for r in json.loads(result.stdout)} == {TASK, "object_tracking"}
 
 
+SAMPLE = {"inputs": [[0.5] * 64]}  # one sample for mlp-tiny (64 in, 10 out)
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32  # bytes that are not JSON
+
+
+def test_predict_sends_json_or_an_image_and_says_who_answered(
+    kube: Kube, cli: Cli, operator: None, tmp_path: Path
+) -> None:
+    body = json.dumps(SAMPLE)
+    # Refused before any model is involved: the route's own 4xx, exit 2.
+    code, out, err = cli("predict", "nope", body)
+    assert (code, out) == (2, "")
+    assert err == f"error: Unknown task type 'nope' (the catalog has: {TASK}, object_tracking)\n"
+    code, out, err = cli("predict", TASK, body)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: No model selected for task '{TASK}': select one first")
+    # Bad input is refused here, nothing sent.
+    code, out, err = cli("predict", TASK, "{not json")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: the request body is not JSON: ")
+    assert cli("predict", TASK)[2].startswith("error: give the request body: ")
+
+    # Selected but not loaded yet: the route holds the request until the model is Ready.
+    kube.select(TASK, "tiny-b")
+    code, out, err = cli("predict", TASK, body, "--timeout", WAIT_S)
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["shape"] == [1, 10] and len(answer["outputs"][0]) == 10
+    assert out.startswith("{\n  ")  # indented for people
+    [line] = err.splitlines()
+    assert re.fullmatch(rf"{TASK}: answered by tiny-b \(pod \S+\), held \d+ ms", line), line
+
+    code, out, err = cli("predict", TASK, "-", "-o", "json", stdin=body + "\n")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["task"], data["status"], data["model"], data["switching"]) == (
+        TASK,
+        200,
+        "tiny-b",
+        False,
+    )
+    assert data["pod"] in line and isinstance(data["held_ms"], int)
+    assert data["answer"]["shape"] == [1, 10]
+
+    request = tmp_path / "request.json"
+    request.write_text(body)
+    code, out, err = cli("predict", TASK, f"@{request}", "--raw")
+    assert code == 0, err
+    assert json.loads(out)["shape"] == [1, 10] and "\n  " not in out  # the pod's bytes
+
+    # The model's own refusals come back as they are (exit 2): a wrong sample...
+    code, out, err = cli("predict", TASK, '{"inputs": [[1, 2]]}')
+    assert (code, out) == (2, "")
+    assert err == "error: each sample must have shape [64], got [2]\n"
+    # ...and an image, sent as image/png bytes (not as JSON), which this model does not take.
+    image = tmp_path / "frame.png"
+    image.write_bytes(PNG)
+    code, out, err = cli("predict", TASK, "--image", str(image))
+    assert (code, out) == (2, "")
+    assert err == 'error: expected {"inputs": [sample, ...]}, a non-empty list\n'
+    code, _, err = cli("predict", TASK, body, "--image", str(image))
+    assert (code, err) == (2, "error: give a JSON body or --image FILE, not both\n")
+
+
 # --- pure functions -------------------------------------------------------------------------------
 
 
@@ -396,3 +465,50 @@ def test_what_if_replaces_selections_and_refuses_unknown_tasks_and_models() -> N
         inspect.with_selections(before, {"nope": "x"})
     with pytest.raises(ModelNotFound):
         inspect.with_selections(before, {"object_detection": "nope"})
+
+
+def test_predict_body_is_json_text_stdin_a_file_or_an_image(tmp_path: Path) -> None:
+    def no_stdin() -> str:
+        raise AssertionError("stdin read")
+
+    assert request_body('{"inputs": [1]}', None, no_stdin) == (
+        b'{"inputs": [1]}',
+        "application/json",
+    )
+    assert request_body("-", None, lambda: '{"a": 1}\n') == (b'{"a": 1}\n', "application/json")
+    saved = tmp_path / "body.json"
+    saved.write_text('{"b": 2}')
+    assert request_body(f"@{saved}", None, no_stdin) == (b'{"b": 2}', "application/json")
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff")
+    assert request_body(None, str(photo), no_stdin) == (b"\xff\xd8\xff", "image/jpeg")
+    assert [image_type(n) for n in ("a.png", "a.webp", "a.bin", "noext")] == [
+        "image/png",
+        "image/webp",
+        "application/octet-stream",
+        "application/octet-stream",
+    ]
+    for body, image, words in (
+        ("{oops", None, "the request body is not JSON: "),
+        (None, None, "give the request body: "),
+        ("{}", str(photo), "give a JSON body or --image FILE, not both"),
+        (None, str(tmp_path / "missing.png"), "cannot read the image file "),
+        (f"@{tmp_path / 'missing.json'}", None, "cannot read the body file "),
+    ):
+        with pytest.raises(CliError) as refused:
+            request_body(body, image, no_stdin)
+        assert refused.value.code == 2 and refused.value.message.startswith(words), body
+
+
+def test_who_answered_reads_the_routes_headers() -> None:
+    who = views.answered_by(
+        {"x-fovea-model": "yolov8s", "x-fovea-pod": "sel-abc", "x-fovea-held-ms": "1250"}
+    )
+    assert who == {"model": "yolov8s", "pod": "sel-abc", "held_ms": 1250, "switching": False}
+    assert views.answered_line("det", who) == "det: answered by yolov8s (pod sel-abc), held 1250 ms"
+    during = views.answered_by({"x-fovea-model": "a", "x-fovea-switching": "true"})
+    assert views.answered_line("det", during) == (
+        "det: answered by a (pod -), held - (the previous model, during a switch)"
+    )
+    assert views.prediction("det", 200, who, b"not json")["answer"] == "not json"
+    assert views.prediction("det", 200, who, b'{"x": 1}')["answer"] == {"x": 1}
