@@ -23,7 +23,7 @@ from typing import Any
 from fovea.api.responses import GpuView, holders, planned_gpu
 from fovea.api.state import ClusterState, Selection
 from fovea.domain import degraded
-from fovea.domain.conditions import WeightsPhase
+from fovea.domain.conditions import RuntimeState, WeightsPhase
 from fovea.domain.resources import CatalogSpec, Phase
 from fovea.domain.units import format_bytes, round_gb
 
@@ -137,13 +137,13 @@ def _progress(sel: Selection) -> dict[str, Any] | None:
         total = weights.bytes_total
         done = format_bytes(weights.bytes_done) + (f" of {format_bytes(total)}" if total else "")
         return {
-            "state": "Fetching",
+            "state": str(WeightsPhase.FETCHING),
             "reason": f"fetching weights: {done}",
             "percent": min(100.0, 100.0 * weights.bytes_done / total) if total else None,
         }
     found = _PERCENT.search(runtime.reason or "")
     return {
-        "state": str(runtime.state or "Loading"),
+        "state": str(runtime.state or RuntimeState.LOADING),
         "reason": runtime.reason,
         "percent": min(100.0, float(found.group(1))) if found else None,
     }

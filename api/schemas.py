@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fovea.domain.budget import BudgetReport, PlacementView
+from fovea.domain.conditions import WeightsPhase
 
 
 class ErrorBody(BaseModel):
@@ -133,7 +134,7 @@ class QuotaBody(BaseModel):
 class WeightsBody(BaseModel):
     """status.weights of a selection: its weights' fetch into the cache (docs/weights.md)."""
 
-    phase: Literal["Fetching", "Cached", "Failed"]
+    phase: WeightsPhase
     source: str | None = Field(description="The option's weights URI")
     revision: str | None = None
     sha256: str | None = Field(description="What was verified (or computed)")

@@ -39,6 +39,16 @@ class Phase(StrEnum):
     UNSELECTED = "Unselected"
 
 
+class Outcome(StrEnum):
+    """Where the planner puts a demand (`/validate`'s and the what-if's `outcome`, lower case)."""
+
+    GPU = "gpu"
+    CPU = "cpu"
+    EVICTED = EVICTED.lower()
+    UNSCHEDULABLE = "unschedulable"
+    EXTERNAL = "external"
+
+
 class ConditionType(StrEnum):
     """The conditions of ModelSelection and ModelCatalog."""
 

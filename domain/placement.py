@@ -80,8 +80,8 @@ from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from fovea.domain.conditions import Outcome as Outcome  # re-exported: the vocabulary owns it
 from fovea.domain.gpus import Gpu
 from fovea.domain.nodes import UNLIMITED, NodeCapacity
 from fovea.domain.resources import DEFAULT_PRIORITY, DevicePolicy, SharingMode
@@ -97,14 +97,6 @@ EXACT_STEPS = 50_000
 # Step 3a looks at most at this many placed models per run (large, overfull clusters).
 MOVE_WORK = 20_000
 _BLOCKED = 1e18  # "used" figure that makes a GPU look full to a strategy
-
-
-class Outcome(StrEnum):
-    GPU = "gpu"
-    CPU = "cpu"
-    EVICTED = "evicted"
-    UNSCHEDULABLE = "unschedulable"
-    EXTERNAL = "external"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fovea.domain.conditions import ConditionStatus, EventType, Outcome, Phase
 from fovea.settings import get_settings
 
 if TYPE_CHECKING:
@@ -18,20 +19,20 @@ if TYPE_CHECKING:
 
 FORMATS = ("table", "json", "yaml")
 # Phases and outcomes in colour (a terminal only).
-STYLES = {
-    "Ready": "green",
-    "CPUFallback": "yellow",
-    "Loading": "cyan",
-    "Scheduling": "cyan",
-    "Pending": "cyan",
-    "Failed": "red",
-    "Unschedulable": "red",
-    "Evicted": "yellow",
-    "unschedulable": "red",
-    "evicted": "yellow",
-    "Warning": "yellow",
-    "True": "green",
-    "False": "red",
+STYLES: dict[str, str] = {
+    Phase.READY: "green",
+    Phase.CPU_FALLBACK: "yellow",
+    Phase.LOADING: "cyan",
+    Phase.SCHEDULING: "cyan",
+    Phase.PENDING: "cyan",
+    Phase.FAILED: "red",
+    Phase.UNSCHEDULABLE: "red",
+    Phase.EVICTED: "yellow",
+    Outcome.UNSCHEDULABLE: "red",
+    Outcome.EVICTED: "yellow",
+    EventType.WARNING: "yellow",
+    ConditionStatus.TRUE: "green",
+    ConditionStatus.FALSE: "red",
 }
 
 Column = tuple[str, Callable[[dict[str, Any]], str]]  # (header, the cell of a row)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from fovea.domain.conditions import Phase, WeightsPhase
 from fovea.domain.units import format_bytes
 
 if TYPE_CHECKING:
@@ -40,15 +41,15 @@ def stage_of(view: dict[str, Any], model: str) -> Stage:
     if status.get("model") != model or status.get("observedGeneration") != view.get("generation"):
         return Stage(WAITING)
     weights = status.get("weights") or {}
-    if weights.get("phase") == "Fetching":
+    if weights.get("phase") == WeightsPhase.FETCHING:
         return Stage(
             FETCHING,
             done=int(weights.get("bytesDone") or 0),
             total=weights.get("bytesTotal"),
             rate=weights.get("bytesPerSecond"),
         )
-    if status.get("phase") == "Loading":
-        cached = weights.get("phase") == "Cached"
+    if status.get("phase") == Phase.LOADING:
+        cached = weights.get("phase") == WeightsPhase.CACHED
         fetched = weights.get("fetchedBytes") if cached else None
         return Stage(LOADING, fetched=fetched)
     return Stage(WAITING)
