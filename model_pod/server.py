@@ -12,6 +12,9 @@
   before any of it is read; a chunked body is read only up to the limit),
   errors as `{"error": "<message>"}`. Every answer, errors too, names who
   gave it: `X-Fovea-Model` (the catalog's option) and `X-Fovea-Pod`.
+- `POST /v1/chat/completions`, `POST /v1/completions`: an engine-backed model
+  (vLLM, SGLang) passes OpenAI requests through to its engine and streams
+  the answer back unbuffered (`passthrough`); other models answer 404.
 - `GET /info`: who this is and the latest runtime report.
 """
 
@@ -25,9 +28,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from fovea.model_pod import passthrough
+from fovea.model_pod.adapters.adapter_engine import EngineAdapter
 from fovea.model_pod.adapters.base import PredictError
 from fovea.model_pod.drain import DRAINING_REASON, Drain
 from fovea.model_pod.identity import Identity
@@ -107,9 +112,14 @@ def create_app(
     re-raises SIGTERM once it has shut down, so code after `run()` never runs.
     """
 
+    engine = service.adapter if isinstance(service.adapter, EngineAdapter) else None
+    client = passthrough.engine_client() if engine is not None else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if client is not None:
+            await client.aclose()
         if on_shutdown is not None:
             await run_in_threadpool(on_shutdown)
 
@@ -159,6 +169,32 @@ def create_app(
         except Exception as exc:  # the contract's error shape, never a bare 500 page
             log.exception("predict failed")
             return _error(500, f"predict failed: {type(exc).__name__}: {exc}")
+
+    async def openai(request: Request) -> Response:
+        headers = who_answers(service.identity)
+        if engine is None or client is None:
+            framework = service.identity.framework
+            message = (
+                f"{request.url.path} is served by engine-backed models only (this is {framework})"
+            )
+            return passthrough.error(404, message, headers)
+        service.check()
+        if not service.ready:
+            reason = service.reason or f"model is {service.state.lower()}"
+            return passthrough.error(503, f"model not ready: {reason}", headers)
+        try:
+            raw = await _bounded_body(request)
+            answer = await passthrough.forward(client, engine, request.url.path, raw, headers)
+        except BodyTooLarge as exc:
+            return passthrough.error(413, str(exc), headers)
+        except passthrough.PassThroughError as exc:
+            return passthrough.error(exc.status, str(exc), headers)
+        if service.reporter is not None:
+            service.reporter.touch()
+        return answer
+
+    for path in passthrough.OPENAI_PATHS:
+        app.add_api_route(path, openai, methods=["POST"], response_model=None)
 
     @app.get("/info")
     def info() -> dict[str, Any]:

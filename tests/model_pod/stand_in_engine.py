@@ -1,5 +1,9 @@
 """A stand-in for an sglang/vLLM server: starts, answers /health and completions, and can die.
 
+A request with `"stream": true` is answered as the engines do: Server-Sent
+Events, one `data: {...}` chunk per token (the words of the answer), with
+`--token-delay` seconds between tokens, ending with `data: [DONE]`.
+
 Run as a child process by the engine adapter's tests, exactly as a real
 engine would be (same kind of command line, same health path).
 """
@@ -13,6 +17,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 def main() -> None:
@@ -27,6 +32,9 @@ def main() -> None:
     parser.add_argument("--fail-at-start", default=None, help="print this and exit 1 at once")
     parser.add_argument("--never-healthy", action="store_true")
     parser.add_argument("--hold-mib", type=int, default=0, help="keep this much memory resident")
+    parser.add_argument(
+        "--token-delay", type=float, default=0.0, help="seconds between streamed tokens"
+    )
     args, _ = parser.parse_known_args()
 
     print(f"stand-in engine {os.getpid()} starting for {args.model_path}", flush=True)
@@ -56,9 +64,36 @@ def main() -> None:
             else:
                 self._send(503, {"status": "starting"})
 
+        def _stream(self, request: dict[str, Any], chat: bool) -> None:
+            """The answer's words as Server-Sent Events, each written (and sent) on its own."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()  # no length: the body ends when the connection closes
+            prompt = request["messages"][-1]["content"] if chat else request["prompt"]
+            words = f"echo: {prompt}".split(" ")
+            for index, word in enumerate(words):
+                if index:
+                    time.sleep(args.token_delay)
+                token = word if index == 0 else f" {word}"
+                choice = {"index": 0, "delta": {"content": token}} if chat else {"text": token}
+                chunk = {"model": request.get("model"), "choices": [choice]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             request = json.loads(self.rfile.read(length) or b"{}")
+            chat = self.path == "/v1/chat/completions"
+            if self.path in ("/v1/chat/completions", "/v1/completions"):
+                if ("messages" if chat else "prompt") not in request:
+                    wanted = "messages" if chat else "prompt"
+                    self._send(400, {"error": {"message": f"{wanted} is required"}})
+                    return
+                if request.get("stream"):
+                    self._stream(request, chat)
+                    return
             if self.path == "/v1/chat/completions":
                 text = request["messages"][-1]["content"]
                 self._send(
