@@ -178,6 +178,8 @@ def status_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
                 "measured": m.memory_gib is not None,
                 "degraded": degraded.message(m.selection.status.conditions),
                 "allocated_device": _allocated(m.selection.status),
+                # Where the task's requests go (docs/inference.md); additive to the contract.
+                "endpoint": _endpoint(m.selection.status),
             }
             for m in loaded
         },
@@ -190,6 +192,18 @@ def status_body(state: ClusterState, gpus: GpuView) -> dict[str, Any]:
         "gpus": gpu_holdings(state, gpus),
         "quota": quota_view(state),  # this namespace's GPU-memory quota (docs/tenants.md)
         "loading": loading_section(state),  # models on their way to Ready (docs/weights.md)
+    }
+
+
+def _endpoint(status: SelectionStatus) -> dict[str, Any] | None:
+    endpoint = status.endpoint
+    if endpoint is None:
+        return None
+    return {
+        "route": endpoint.route,
+        "service": endpoint.service,
+        "url": endpoint.url,
+        "serving_model": endpoint.serving_model,
     }
 
 

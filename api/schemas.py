@@ -91,6 +91,18 @@ class LoadedModelBody(BaseModel):
         description="dra sharing mode: the GPU allocated to the pod's ResourceClaim, read from "
         "the claim (uuid, index, driver, pool, device, claim); null otherwise",
     )
+    endpoint: EndpointBody | None = Field(
+        default=None,
+        description="Where the task's requests go (docs/inference.md); null for an external API "
+        "or before the operator has named it",
+    )
+
+
+class EndpointBody(BaseModel):
+    route: str = Field(description="The API's inference route: POST it the model's input")
+    service: str = Field(description="The selection's Service, in the API's namespace")
+    url: str = Field(description="In-cluster address: POST {url}/predict")
+    serving_model: str | None = Field(description="The model the Service selects now")
 
 
 class AllocatedDeviceBody(BaseModel):
