@@ -30,15 +30,16 @@ from fovea.api.quota_view import quota_view
 from fovea.api.responses import GpuView, holders, planned_gpu
 from fovea.api.state import ClusterState, Selection
 from fovea.domain import budget
+from fovea.domain.conditions import ConditionType, Outcome, Phase, Reason
 from fovea.domain.demand import EPSILON
-from fovea.domain.resources import CatalogSpec, Phase
+from fovea.domain.resources import CatalogSpec
 from fovea.domain.units import format_gb
 
 # The operator's phases that mean "placed on a GPU" once current (node and GPU index set).
 PLACED = frozenset({Phase.SCHEDULING, Phase.LOADING, Phase.READY})
 # The operator's phases that mean "not on a GPU for want of room".
 DISPLACED = {
-    Phase.EVICTED: "evicted",
+    Phase.EVICTED: Outcome.EVICTED.value,
     Phase.UNSCHEDULABLE: "not placed on a GPU",
     Phase.CPU_FALLBACK: "on the CPU instead of a GPU",
 }
@@ -77,20 +78,32 @@ def validate_body(state: ClusterState, now: float) -> dict[str, Any]:
             status = sel.status
             view.update(reason=status.message or view["reason"])
             if decided in PLACED:
-                view.update(outcome="gpu", node=status.node, gpu_index=planned_gpu(status))
+                view.update(outcome=Outcome.GPU, node=status.node, gpu_index=planned_gpu(status))
                 continue
             view.update(outcome=_outcome(decided), node=status.node, gpu_index=None)
+            said = status.message or "no reason given"
+            if _over_quota(sel):  # the quota refused it, not the GPUs: its message names it
+                missing[task] = (
+                    f"{task}: {sel.spec.model} ({format_gb(vram)} GB) is over its namespace's "
+                    f"GPU-memory quota (the operator's decision): {said}"
+                )
+                continue
             missing[task] = (
                 f"{task}: {sel.spec.model} ({format_gb(vram)} GB) is {DISPLACED[decided]} "
-                f"(the operator's decision): {status.message or 'no reason given'}; "
+                f"(the operator's decision): {said}; "
                 f"{_holding_text(gpus, held, vram, threshold)}"
             )
             continue
-        if needs_gpu and view["outcome"] != "gpu" and view["reason"] != budget.NOT_PLANNED:
-            missing[task] = (
-                f"{task}: {sel.spec.model} ({format_gb(vram)} GB) cannot be placed on a GPU: "
-                f"{view['reason']}; {_holding_text(gpus, held, vram, threshold)}"
-            )
+        if needs_gpu and view["outcome"] != Outcome.GPU and view["reason"] != budget.NOT_PLANNED:
+            over_quota = f"{state.namespace}/{sel.name}" in planned.refused
+            head = f"{task}: {sel.spec.model} ({format_gb(vram)} GB)"
+            if over_quota:  # the quota refused it, not the GPUs: its reason names it
+                missing[task] = f"{head} is over its namespace's GPU-memory quota: {view['reason']}"
+            else:
+                missing[task] = (
+                    f"{head} cannot be placed on a GPU: {view['reason']}; "
+                    f"{_holding_text(gpus, held, vram, threshold)}"
+                )
 
     valid = not missing and not refused
     totals = [
@@ -127,7 +140,16 @@ def _operator_decision(sel: Selection) -> Phase | None:
 
 
 def _outcome(phase: Phase) -> str:
-    return {Phase.EVICTED: "evicted", Phase.CPU_FALLBACK: "cpu"}.get(phase, "unschedulable")
+    outcome = {Phase.EVICTED: Outcome.EVICTED, Phase.CPU_FALLBACK: Outcome.CPU}
+    return str(outcome.get(phase, Outcome.UNSCHEDULABLE))
+
+
+def _over_quota(sel: Selection) -> bool:
+    """Whether the operator refused the selection for its namespace's GPU-memory quota."""
+    return any(
+        c.type == ConditionType.SCHEDULED and c.reason == Reason.QUOTA_EXCEEDED
+        for c in sel.status.conditions
+    )
 
 
 def _declared(catalog: CatalogSpec, sel: Selection) -> float:

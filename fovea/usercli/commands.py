@@ -299,6 +299,8 @@ def _validate(api: Api, args: argparse.Namespace) -> int:
         ],
     )
     out.print(views.budget_summary(body), style="green" if body["valid"] else "red")
+    if (quota := views.quota_line(body)) is not None:
+        out.print(quota)
     if args.what_if:
         out.print("what-if: " + ", ".join(args.what_if) + " (nothing was changed)")
     for warning in body.get("warnings", []):

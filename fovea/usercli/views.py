@@ -140,6 +140,19 @@ def budget_summary(body: dict[str, Any]) -> str:
     )
 
 
+def quota_line(body: dict[str, Any]) -> str | None:
+    """`validate`: the namespace's GPU-memory quota, when it has one, and what it refused."""
+    quota = body.get("quota") or {}
+    if quota.get("gpu_memory_quota_gb") is None:
+        return None
+    line = (
+        f"quota: namespace {quota['namespace']} may hold {gb(quota['gpu_memory_quota_gb'])} GB "
+        f"of GPU memory, {gb(quota.get('used_gb'))} GB held"
+    )
+    refused = quota.get("quota_exceeded") or []
+    return line + (f"; refused for it: {', '.join(refused)}" if refused else "")
+
+
 def describe_fields(body: dict[str, Any], now: datetime | None = None) -> list[tuple[str, str]]:
     """`describe`: the label/value lines of a task (GET /api/models/describe)."""
     status = body.get("status") or {}
