@@ -11,7 +11,10 @@ Pure: built from the cache's snapshot (a ClusterState and its GPUs).
 - `tasks`: every task of the catalog: its `options` (name and declared GB),
   the `selected` model, `phase`, `device`, `node`/`gpu_index`, `degraded`
   (on the CPU for want of GPU memory: the reason), `message` and the load
-  `progress` (the pod's state, its reason, a percentage when it gives one).
+  `progress` (the pod's state, its reason, a percentage when it gives one),
+  and its `endpoint` (`route`, `service`, `serving_model`; null until the
+  operator names it). The request rate and queue are not here: the page
+  polls `GET /api/models/inference` for them.
 - `threshold`, `simulated`, `namespace`, `cluster_wide`.
 """
 
@@ -39,6 +42,7 @@ _SELECTION_FIELDS = (
     "declared_gb",
     "measured_gb",
     "progress",
+    "endpoint",
 )
 _PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
 
@@ -114,6 +118,19 @@ def _task(catalog: CatalogSpec, state: ClusterState, task: str) -> dict[str, Any
         "declared_gb": status.declared_memory_gb,
         "measured_gb": _measured(sel),
         "progress": _progress(sel),
+        "endpoint": _endpoint(sel),
+    }
+
+
+def _endpoint(sel: Selection) -> dict[str, Any] | None:
+    """Where the task's requests go (docs/inference.md): the route, and who serves now."""
+    endpoint = sel.status.endpoint
+    if endpoint is None:
+        return None
+    return {
+        "route": endpoint.route,
+        "service": endpoint.service,
+        "serving_model": endpoint.serving_model,
     }
 
 

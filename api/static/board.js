@@ -1,9 +1,13 @@
 // The GPU board: draws GET /api/models/board, refreshes it on every event of the
 // /api/models/events stream, and acts through the API's REST routes. No dependencies.
+// The request rate and queue per task (GET /api/models/inference) change with traffic,
+// not with events: they are read on every refresh and every INFERENCE_POLL_MS.
 "use strict";
 
 const API = "/api/models";
 const MAX_EVENTS = 50;
+const INFERENCE_POLL_MS = 2000;
+let traffic = null; // GET /api/models/inference's tasks; null until read (or when it fails)
 let token = localStorage.getItem("fovea-token") || "";
 let refreshing = null;
 let again = false;
@@ -146,6 +150,8 @@ function taskRow(t) {
     el("td", { class: "device" }),
     el("td", { class: "memory" }),
     el("td", { class: "progress" }),
+    el("td", { class: "traffic" }, "–"),
+    el("td", { class: "endpoint" }, "–"),
   );
 }
 
@@ -184,8 +190,59 @@ function drawTasks(board) {
       cell.title = reason;
       cell.append(t.progress.state, reason ? ` · ${reason.length > 48 ? `${reason.slice(0, 47)}…` : reason}` : "");
     }
+    const endpoint = row.querySelector(".endpoint");
+    endpoint.replaceChildren();
+    if (t.endpoint) {
+      const serving = t.endpoint.serving_model;
+      endpoint.title = `Service ${t.endpoint.service}`;
+      endpoint.append(
+        el("code", {}, `POST ${t.endpoint.route}`),
+        serving && serving !== t.selected ? ` · ${serving} answers until ${t.selected} is Ready` : "",
+      );
+    } else {
+      endpoint.title = "";
+      endpoint.append("–");
+    }
   }
   for (const stale of rows.values()) stale.remove();
+  drawTraffic();
+}
+
+const rate = (v) => (v >= 10 ? v.toFixed(0) : v >= 1 ? v.toFixed(1) : v.toFixed(2));
+
+// Beside each task: its answers per second (last minute), the requests held now, and
+// the 5xx/429 answers of the last minute.
+function drawTraffic() {
+  for (const row of document.querySelectorAll("#tasks tbody tr")) {
+    const cell = row.querySelector(".traffic");
+    if (traffic === null) {
+      cell.replaceChildren("–");
+      continue;
+    }
+    const t = traffic[row.dataset.task] || {
+      queued: 0,
+      requests_per_second: 0,
+      errors_last_minute: 0,
+      answers_last_minute: 0,
+    };
+    cell.title = `${t.answers_last_minute} answered in the last minute, ${t.errors_last_minute} of them 5xx or 429`;
+    const errors = t.errors_last_minute;
+    cell.replaceChildren(
+      el("span", { class: "rate" }, `${rate(t.requests_per_second)} req/s`),
+      " · ",
+      el("span", { class: t.queued ? "queue held" : "queue" }, `queue ${t.queued}`),
+      ...(errors ? [el("span", { class: "errors" }, ` · ${errors} error${errors === 1 ? "" : "s"}`)] : []),
+    );
+  }
+}
+
+async function readTraffic() {
+  try {
+    traffic = (await call("GET", `${API}/inference`)).tasks;
+  } catch (e) {
+    traffic = null; // shown as "–", not as zero
+  }
+  drawTraffic();
 }
 
 async function whatIf(task, model) {
@@ -231,6 +288,7 @@ async function refresh() {
           `namespace ${board.namespace}${board.cluster_wide ? " · cluster-wide view" : ""}`;
         drawGpus(board);
         drawTasks(board);
+        await readTraffic();
         document.body.dataset.version = String(Number(document.body.dataset.version || 0) + 1);
       } catch (e) {
         showError(e.message);
@@ -271,3 +329,4 @@ function connect() {
 
 refresh();
 connect();
+setInterval(readTraffic, INFERENCE_POLL_MS);

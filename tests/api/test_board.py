@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,30 @@ def test_each_gpu_shows_its_models_declared_planned_and_measured_memory_and_thre
     assert tasks["video_summarization"]["selected"] is None
 
 
+def test_each_task_shows_its_inference_endpoint_once_the_operator_names_it() -> None:
+    endpoint = {
+        "service": "fovea-det",
+        "url": "http://fovea-det.ns.svc:8080",
+        "route": f"/api/models/predict/{TASK}",
+        "servingModel": "yolov8n",  # still the old model while groundingdino loads
+    }
+    switching = {"phase": "Loading", "model": "groundingdino", "endpoint": endpoint}
+    st = state(
+        [
+            selection(TASK, "groundingdino", status=switching),
+            selection("object_tracking", "samurai", status={"phase": "Pending"}),
+        ]
+    )
+    tasks = {t["task"]: t for t in board_body(st, responses.gpu_view(st))["tasks"]}
+    assert tasks[TASK]["endpoint"] == {
+        "route": f"/api/models/predict/{TASK}",
+        "service": "fovea-det",
+        "serving_model": "yolov8n",
+    }
+    assert tasks["object_tracking"]["endpoint"] is None  # not named yet
+    assert tasks["video_summarization"]["endpoint"] is None  # no selection
+
+
 def test_a_model_on_the_cpu_for_want_of_memory_shows_as_degraded() -> None:
     status = {"phase": "CPUFallback", "model": "samurai", "message": "no GPU has room"}
     st = state([selection("object_tracking", "samurai", status=status)])
@@ -86,12 +111,17 @@ def cluster_gpus(kube: Kube) -> list[str]:
     return sorted(f"{g.node}/{g.index}" for g in gpus_from_nodes(nodes))
 
 
+HOLD_S = 20.0  # the test's held request waits this long, then answers 503
+
+
 @pytest.mark.integration
 def test_the_page_shows_gpus_and_selections_and_selects_through_the_api(
-    kube: Kube, api: ApiServer, page: Page
+    kube: Kube, api_factory: Callable[..., ApiServer], page: Page
 ) -> None:
     from api_builders import examples_catalog
 
+    api = api_factory(hold_seconds=HOLD_S)
+    api.wait_ready()
     kube.apply_catalog(examples_catalog())
     kube.select(TASK, "yolov8n")
     gpus = cluster_gpus(kube)
@@ -105,6 +135,12 @@ def test_the_page_shows_gpus_and_selections_and_selects_through_the_api(
             "plannedGpuIndex": int(index),
             "declaredMemoryGb": 0.5,
             "observedGeneration": 1,
+            "endpoint": {
+                "service": "fovea-object-detection",
+                "url": "http://fovea-object-detection:8080",
+                "route": f"/api/models/predict/{TASK}",
+                "servingModel": "yolov8n",
+            },
         },
     )
     assert eventually(lambda: _board(api)["tasks"][TASK]["phase"] == "Ready" or None, 10)
@@ -119,6 +155,22 @@ def test_the_page_shows_gpus_and_selections_and_selects_through_the_api(
     row = page.locator(f'#tasks tr[data-task="{TASK}"]')
     expect(row.locator(".selected")).to_have_text("yolov8n")
     expect(row.locator(".phase")).to_contain_text("Ready")
+    expect(row.locator(".endpoint")).to_have_text(f"POST /api/models/predict/{TASK}")
+    expect(row.locator(".traffic")).to_have_text("0.00 req/s · queue 0")
+
+    # Traffic beside each task, from GET /api/models/inference: a refused request counts
+    # for its task; a request for the Ready model (whose pod has no endpoint here) is held.
+    assert api.http.post("/api/models/predict/object_tracking", json={}).status_code == 409
+    tracking = page.locator('#tasks tr[data-task="object_tracking"] .traffic')
+    expect(tracking).to_have_text("0.02 req/s · queue 0")  # 1 answer in the last minute
+    held: list[int] = []
+    holder_thread = threading.Thread(
+        target=lambda: held.append(
+            api.http.post(f"/api/models/predict/{TASK}", json={}, timeout=HOLD_S + 30).status_code
+        ),
+    )
+    holder_thread.start()
+    expect(row.locator(".traffic .queue")).to_have_text("queue 1")
 
     row.locator(".model-choice").select_option("groundingdino")
     row.locator(".do-select").click()
@@ -130,6 +182,10 @@ def test_the_page_shows_gpus_and_selections_and_selects_through_the_api(
 
     row.locator(".do-whatif").click()  # what-if from the page: the plan, nothing written
     expect(page.locator("#whatif")).to_contain_text("Nothing was changed.")
+
+    holder_thread.join(HOLD_S + 60)
+    assert held == [503]  # no model pod answered in time: the held request's 503 ...
+    expect(row.locator(".traffic")).to_have_text("0.02 req/s · queue 0 · 1 error")  # ... counted
 
 
 def _board(api: ApiServer) -> dict[str, Any]:
