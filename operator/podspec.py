@@ -29,6 +29,7 @@ from fovea.operator.images import PROJECT_IMAGES
 from fovea.operator.weights_pod import WeightsSettings, add_weights
 
 MAX_NAME = 63
+GRACE_SECONDS = 30  # the pod's terminationGracePeriodSeconds: its drain fits inside
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ def build_pod(
         {"name": c.ENV_ALLOW_RANDOM_WEIGHTS, "value": "1" if option.allow_random_weights else "0"},
         {"name": c.ENV_ARCHITECTURE, "value": option.architecture or ""},
         {"name": c.ENV_PORT, "value": str(c.MODEL_POD_PORT)},
+        # The drain on SIGTERM (docs/inference.md) ends before the kubelet's SIGKILL.
+        {"name": c.ENV_TERMINATION_GRACE_SECONDS, "value": str(GRACE_SECONDS)},
     ]
     probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5}
     # Readiness decides when the pod joins its Service's endpoints (docs/inference.md):
@@ -175,7 +178,7 @@ def build_pod(
         "spec": {
             "serviceAccountName": settings.service_account,
             "restartPolicy": "Always",
-            "terminationGracePeriodSeconds": 30,
+            "terminationGracePeriodSeconds": GRACE_SECONDS,
             **_affinity(target.node),
             "tolerations": model_pod_tolerations(pinned=target.node is not None),
             "containers": [
