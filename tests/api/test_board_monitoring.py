@@ -39,8 +39,34 @@ def used_metrics() -> set[str]:
 def test_the_alerts_the_issue_asks_for_are_there() -> None:
     names = {r["alert"] for r in rules()}
     assert {"FoveaModelFailedToLoad", "FoveaGpuOverThreshold", "FoveaModelOnCpuFallback"} <= names
+    assert "FoveaInferenceErrors" in names  # issue 23: sustained 5xx/429 of the inference route
     assert all(r.get("for") and r["annotations"]["summary"] for r in rules())
     assert len(used_metrics()) >= 6
+
+
+def test_the_dashboard_shows_the_inference_route_on_a_grid_without_overlaps() -> None:
+    panels = json.loads((MONITORING / "grafana-dashboard.json").read_text())["panels"]
+    exprs = "\n".join(dashboard_exprs())
+    for wanted in (  # issue 23: rate by task, model and code; latency p50/p99; queue; hold p99
+        "sum by (task, model, code) (rate(fovea_inference_requests_total[",
+        "histogram_quantile(0.5, sum by (le, task, model) "
+        "(rate(fovea_inference_request_duration_seconds_bucket[",
+        "histogram_quantile(0.99, sum by (le, task, model) "
+        "(rate(fovea_inference_request_duration_seconds_bucket[",
+        "sum by (task) (fovea_inference_queue_length)",
+        "histogram_quantile(0.99, sum by (le, task) (rate(fovea_inference_hold_seconds_bucket[",
+    ):
+        assert wanted in exprs, wanted
+    assert len({p["id"] for p in panels}) == len(panels)
+    taken: dict[tuple[int, int], str] = {}
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, p["title"]
+        for cell in (
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        ):
+            assert cell not in taken, (p["title"], taken.get(cell))
+            taken[cell] = p["title"]
 
 
 @pytest.mark.integration
@@ -75,7 +101,11 @@ def test_every_metric_of_the_dashboard_and_alerts_is_exported(kube: Kube, api: A
         ready = "CPUFallback" in samples.get("fovea_selection_phase", set())
         return samples if ready and samples.get("fovea_model_memory_gb") else None
 
-    exported = eventually(scrape, 10)
+    assert eventually(scrape, 10) is not None
+    # The inference route's series get samples: the Failed model's request is answered at once.
+    resp = api.http.post("/api/models/predict/object_tracking", json={})
+    assert resp.status_code == 503, resp.text
+    exported = scrape()
     assert exported is not None
     missing = {
         name
@@ -88,3 +118,11 @@ def test_every_metric_of_the_dashboard_and_alerts_is_exported(kube: Kube, api: A
     assert {"Ready", "Failed", "CPUFallback"} <= exported["fovea_selection_phase"]
     assert exported["fovea_selection_degraded"]
     assert exported["fovea_gpu_memory_threshold_gb"] and exported["fovea_gpu_memory_allocated_gb"]
+    families = text_string_to_metric_families(api.http.get("/metrics").text)
+    answered = {
+        (s.labels["task"], s.labels["code"])
+        for family in families
+        for s in family.samples
+        if s.name == "fovea_inference_requests_total"
+    }
+    assert ("object_tracking", "503") in answered  # what FoveaInferenceErrors counts
