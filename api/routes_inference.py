@@ -22,6 +22,8 @@ from fastapi.responses import JSONResponse, Response
 from fovea.api.errors import shown
 from fovea.api.gateway import BodyTooLarge, Forward, Gateway, contract_error, read_body
 from fovea.domain import constants as c
+from fovea.domain.conditions import Phase
+from fovea.domain.endpoints import service_name
 
 router = APIRouter()
 read_router = APIRouter()
@@ -60,7 +62,22 @@ async def predict(gateway: GatewayDep, task_type: TaskPath, request: Request) ->
 
 @read_router.get("/api/models/inference", summary="Requests held and answered, per task")
 async def inference_stats(gateway: GatewayDep) -> dict[str, Any]:
-    return {"tasks": gateway.metrics.stats()}
+    """Per task: requests held and answered (the last minute), and the endpoints the route sees."""
+    state = gateway.cache.snapshot.state
+    tasks: dict[str, dict[str, Any]] = {t: dict(v) for t, v in gateway.metrics.stats().items()}
+    for task, sel in state.by_task.items():
+        endpoints = state.endpoints.get(service_name(sel.name), ())
+        tasks.setdefault(task, {})["endpoints"] = [
+            {
+                "pod": ep.pod,
+                "model": state.pod_models.get(ep.pod),
+                "address": ep.url,
+                "ready": ep.ready,
+                "terminating": ep.terminating,
+            }
+            for ep in endpoints
+        ]
+    return {"tasks": tasks}
 
 
 @router.get("/v1/models", summary="OpenAI: the selected options, one per task")
@@ -75,7 +92,7 @@ async def list_models(gateway: GatewayDep) -> dict[str, Any]:
                     "object": "model",
                     "owned_by": c.MANAGED_BY,
                     "task": task,
-                    "ready": str(sel.status.phase) in ("Ready", "CPUFallback")
+                    "ready": sel.status.phase in (Phase.READY, Phase.CPU_FALLBACK)
                     and sel.status.model == sel.spec.model,
                 }
             )

@@ -18,9 +18,12 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 import yaml
+from kubernetes import client
 
+import http_model
 from api_server import ApiServer
 from fovea.domain import constants as c
+from fovea.domain.endpoints import build_service
 from kube_testing import Kube, eventually
 from tcp_proxy import TcpProxy
 
@@ -194,3 +197,40 @@ def _selected(api: ApiServer, task: str) -> bool:
 
 def _predict_ok(api: ApiServer) -> bool:
     return api.http.post("/api/models/predict/det", json=SAMPLE).status_code == 200
+
+
+def test_a_pod_that_dies_mid_request_answers_502_and_the_next_request_goes_to_a_ready_pod(
+    kube: Kube, api: ApiServer
+) -> None:
+    # No operator: the selection's Service (the operator's own build_service) selects two
+    # stand-in pods of its model, one of which dies on its first request.
+    kube.apply_catalog(CATALOG)
+    kube.select("det", "m")
+    sel = kube.selection("det")
+    core = client.CoreV1Api(kube.api)
+    name, uid = sel["metadata"]["name"], sel["metadata"]["uid"]
+    core.create_namespaced_service(
+        kube.namespace, build_service(name, kube.namespace, uid, "det", "m")
+    )
+    core.create_namespaced_pod(
+        kube.namespace, http_model.pod("m-dies", name, "m", mode="die", nodeName="fovea-cpu-0")
+    )
+    core.create_namespaced_pod(
+        kube.namespace, http_model.pod("m-answers", name, "m", nodeName="fovea-cpu-0")
+    )
+
+    def seen_ready() -> int:  # as the route sees them
+        tasks = api.http.get("/api/models/inference").json()["tasks"]
+        return sum(1 for ep in tasks.get("det", {}).get("endpoints", []) if ep["ready"])
+
+    assert eventually(lambda: seen_ready() == 2 or None, 60), api.http.get(
+        "/api/models/inference"
+    ).text
+    answers = [api.http.post("/api/models/predict/det", json=SAMPLE) for _ in range(2)]
+    broken = [a for a in answers if a.status_code != 200]
+    assert [a.status_code for a in broken] == [502], [a.text for a in answers]
+    assert "m-dies" in broken[0].json()["error"], broken[0].text
+    after = [api.http.post("/api/models/predict/det", json=SAMPLE) for _ in range(5)]
+    assert [a.status_code for a in after] == [200] * 5, [a.text for a in after]
+    assert {a.headers["x-fovea-pod"] for a in after} == {"m-answers"}
+    assert {a.json()["pod"] for a in after} == {"m-answers"}  # the pod's own word
