@@ -155,6 +155,10 @@ class Api:
             if exc.code == 429 and exc.headers.get("Retry-After"):
                 message += f" (retry after {exc.headers['Retry-After']}s)"
             raise CliError(message, exit_code_for(exc.code)) from exc
+        except TimeoutError as exc:  # connected, but no answer in time (a read, not a connect)
+            raise CliError(
+                f"{self.target.url}{path} gave no answer within {timeout_s:g}s", UNREACHABLE
+            ) from exc
         except (URLError, OSError) as exc:
             why = getattr(exc, "reason", None) or exc
             raise CliError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from fovea.api.errors import InvalidTaskType, ModelNotFound
 from fovea.api.settings import Settings
 from fovea.cli import EPILOG, build_parser
 from fovea.usercli import views
-from fovea.usercli.client import CliError, error_message, exit_code_for
+from fovea.usercli.client import Api, CliError, Target, error_message, exit_code_for
 from fovea.usercli.commands import image_type, request_body
 from kube_testing import Kube, eventually
 
@@ -498,6 +499,17 @@ def test_predict_body_is_json_text_stdin_a_file_or_an_image(tmp_path: Path) -> N
         with pytest.raises(CliError) as refused:
             request_body(body, image, no_stdin)
         assert refused.value.code == 2 and refused.value.message.startswith(words), body
+
+
+def test_an_api_that_accepts_but_does_not_answer_is_a_timeout_not_unreachable() -> None:
+    with socket.socket() as listening:  # the kernel accepts the connection; nobody answers
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        with pytest.raises(CliError) as silent:
+            Api(Target(url, None)).send("/api/models/predict/det", b"{}", "application/json", 0.2)
+    assert silent.value.code == 4
+    assert silent.value.message == f"{url}/api/models/predict/det gave no answer within 0.2s"
 
 
 def test_who_answered_reads_the_routes_headers() -> None:
