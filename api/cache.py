@@ -77,8 +77,6 @@ CLUSTER_WIDE_KINDS = frozenset({PEERS, PEER_CATALOGS, NODE_PODS})
 REBUILD = "rebuild"  # the key of `unsynced` while building a snapshot fails
 FIRST_REBUILD_RETRY_S = 0.1
 MODEL_POD_SELECTOR = f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
-# The pods that hold a node's resources, as the scheduler (and the operator) counts them.
-NODE_POD_SELECTOR = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
 # What the responses read of a Node or a pod: an update that leaves it alone (a
 # kubelet's heartbeat every few seconds, per node) rebuilds nothing.
 RELEVANT: dict[str, Callable[[dict[str, Any]], object]] = {
@@ -406,13 +404,8 @@ class ClusterCache:
             sources.append(
                 Source(PEER_CATALOGS, every_namespace, (c.GROUP, c.VERSION, c.CATALOG_PLURAL))
             )
-            sources.append(
-                Source(
-                    NODE_PODS,
-                    lambda api: client.CoreV1Api(api).list_pod_for_all_namespaces,
-                    (),
-                    (("field_selector", NODE_POD_SELECTOR),),
-                )
+            sources.append(  # all: a model pod not bound yet still says where it is planned
+                Source(NODE_PODS, lambda api: client.CoreV1Api(api).list_pod_for_all_namespaces)
             )
             sources.append(
                 Source(
