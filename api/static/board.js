@@ -219,11 +219,13 @@ function drawTraffic() {
       cell.replaceChildren("–");
       continue;
     }
-    const t = traffic[row.dataset.task] || {
+    // A task with no request since the API started has no figures (or only its endpoints).
+    const t = {
       queued: 0,
       requests_per_second: 0,
       errors_last_minute: 0,
       answers_last_minute: 0,
+      ...traffic[row.dataset.task],
     };
     cell.title = `${t.answers_last_minute} answered in the last minute, ${t.errors_last_minute} of them 5xx or 429`;
     const errors = t.errors_last_minute;
