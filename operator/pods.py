@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fovea.domain import constants as c
+from fovea.domain.conditions import ConditionStatus, ConditionType
 from fovea.operator.decisions import Key, Raw
 
 
@@ -61,8 +62,8 @@ def pod_config_error(pod: Raw) -> str | None:
 
 def pod_is_ready(pod: Raw) -> bool:
     for cond in pod.get("status", {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return bool(cond.get("status") == "True")
+        if cond.get("type") == ConditionType.READY:  # Kubernetes' pod condition, same word
+            return bool(cond.get("status") == ConditionStatus.TRUE)
     return False
 
 

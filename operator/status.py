@@ -27,6 +27,7 @@ from fovea.domain.conditions import (
     transitioned,
     truncate,
 )
+from fovea.domain.messages import failed_to_load, say
 from fovea.domain.nodes import Refusals, refusals
 from fovea.domain.placement import Outcome
 from fovea.domain.resources import (
@@ -37,6 +38,7 @@ from fovea.domain.resources import (
     Phase,
     SelectionStatus,
 )
+from fovea.domain.units import format_size, round_gb
 from fovea.operator.decisions import (
     Catalog,
     CatalogDecision,
@@ -71,7 +73,8 @@ def decide(
     base = SelectionStatus(
         model=spec.model if spec else None,
         model_id=option.model_id if option else None,
-        declared_memory_gb=round(option.vram_gib, 3) if option else None,
+        declared_memory_gb=round_gb(option.vram_gib) if option else None,
+        declared_memory=format_size(option.vram_gib) if option else None,
         last_used=sel.status.get("lastUsed"),  # a model pod's report, or a user's patch
         observed_generation=sel.generation,
     )
@@ -136,33 +139,34 @@ def decide(
     weights_phase = weights.phase if weights is not None else None
     if weights is not None and weights_phase == WeightsPhase.FAILED:
         phase = Phase.FAILED
-        message = f"Weights {option.weights} could not be fetched: {weights.message or 'unknown'}"
+        why = weights.message or "unknown"
+        message = say(Reason.WEIGHTS_FAILED, source=option.weights, why=why)
         ready = ConditionValue.of(ConditionType.READY, False, Reason.WEIGHTS_FAILED, message)
     elif state == RuntimeState.FAILED:
         phase = Phase.FAILED
-        message = f"Failed to load model: {runtime.get('reason') or 'unknown'}"
+        message = failed_to_load(str(runtime.get("reason") or ""))  # the pod's reason, once
         ready = ConditionValue.of(ConditionType.READY, False, Reason.LOAD_FAILED, message)
     elif state == RuntimeState.READY and pod_ready:
         phase = Phase.CPU_FALLBACK if fallback else Phase.READY
-        message = place.reason if fallback else f"{spec.model} ready on {device}"
+        message = place.reason if fallback else say(Reason.LOADED, model=spec.model, device=device)
         if runtime.get("simulatedGpu"):
             message += f" (node {target.node} has a simulated GPU: the model runs on the CPU)"
         if measured is None:
             message += f" ({NOT_MEASURED})"
         ready = ConditionValue.of(ConditionType.READY, True, Reason.LOADED, message)
     elif config_error is not None:  # e.g. a Secret or ConfigMap it names does not exist
-        phase, message = Phase.PENDING, f"Pod {name} cannot start: {config_error}"
+        phase, message = Phase.PENDING, say(Reason.POD_CONFIG_ERROR, pod=name, why=config_error)
         ready = ConditionValue.of(ConditionType.READY, False, Reason.POD_CONFIG_ERROR, message)
     elif weights is not None and weights_phase == WeightsPhase.FETCHING:
         phase = Phase.LOADING
-        said = f"Pod {name} is fetching the weights {option.weights} into the cache"
+        said = say(Reason.WEIGHTS_FETCHING, pod=name, source=option.weights)
         message = f"{said}: {progress_text(weights)}"
         ready = ConditionValue.of(ConditionType.READY, False, Reason.WEIGHTS_FETCHING, said)
     elif existing is not None and existing.get("spec", {}).get("nodeName"):
-        phase, message = Phase.LOADING, f"Pod {name} is loading {option.model_id}"
+        phase, message = Phase.LOADING, say(Reason.LOADING, pod=name, model_id=option.model_id)
         ready = ConditionValue.of(ConditionType.READY, False, Reason.LOADING, message)
     else:
-        phase, message = Phase.SCHEDULING, f"Pod {name} is waiting to be scheduled"
+        phase, message = Phase.SCHEDULING, say(Reason.POD_SCHEDULING, pod=name)
         ready = ConditionValue.of(ConditionType.READY, False, Reason.POD_SCHEDULING, message)
     status = base.model_copy(
         update={
@@ -174,6 +178,7 @@ def decide(
             "pod": name,
             "device": device,
             "measured_memory_gb": measured,
+            "measured_memory": None if measured is None else format_size(measured),
             "load_time_seconds": load_time,
             "weights": weights,
         }
@@ -197,7 +202,7 @@ def quota_problem(message: str) -> Problem:
 
 def pod_refused(d: Decided, reason: str, message: str) -> Decided:
     """The API server refused the pod (a ResourceQuota, admission): Scheduled says so."""
-    why = f"The API server refused pod {d.status.pod}: {reason}: {message}"
+    why = say(Reason.POD_REFUSED, pod=d.status.pod, reason=reason, why=message)
     return replace(
         d,
         status=d.status.model_copy(update={"phase": Phase.PENDING, "message": why}),
