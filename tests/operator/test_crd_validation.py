@@ -129,6 +129,9 @@ def test_task_is_immutable_and_status_is_a_subresource(kube: Kube) -> None:
             "device": "cuda:0",
             "node": "gpu-1",
             "measuredMemoryGb": 0.42,
+            "declaredMemoryGb": 0.5,
+            "declaredMemory": "0.5 GB",
+            "measuredMemory": "0.42 GB",
             "runtime": {
                 "state": "Ready",
                 "simulatedGpu": True,
@@ -141,15 +144,19 @@ def test_task_is_immutable_and_status_is_a_subresource(kube: Kube) -> None:
     assert stored["spec"]["priority"] == 100  # defaulted by the CRD
     listed = kube.kubectl(["get", "msel", "-n", kube.namespace]).stdout.splitlines()
     assert listed[0].split() == [
-        "NAME", "TASK", "MODEL", "PHASE", "READY", "VRAM", "DEVICE", "NODE", "GPU", "AGE"
+        "NAME", "TASK", "MODEL", "PHASE", "READY", "DECLARED", "MEASURED", "DEVICE", "NODE",
+        "GPU", "AGE",
     ]  # fmt: skip
-    assert listed[1].split()[:8] == [
+    assert listed[1].split()[:11] == [
         "object-detection",
         "object_detection",
         "yolov8n",
         "Ready",
         "True",
+        "0.5",
+        "GB",  # every memory column says its unit
         "0.42",
+        "GB",
         "cuda:0",
         "gpu-1",
     ]
