@@ -468,6 +468,36 @@ def _room(free: Sequence[int], need: tuple[int, int, int, int]) -> bool:
 
 
 class _Run:
+    """One placement of every demand with one packing strategy; `_Context.best_run` keeps
+    the better of two. Demands are indexes into `demands`, GPUs positions into `bins`.
+
+    Read-only, from the context: `ctx`, `demands`, `bins` (GPUs sorted by node and
+    index), `cap` (each GPU's usable GiB: threshold * memory), `threshold`, `whole`
+    (one model per GPU: `whole` and `mig` sharing), `smallest_pod` (the least CPU and
+    memory a GPU pod needs, for `full`).
+
+    The placement so far: `used` (GiB per GPU) and `total_used`; `members` (the demands
+    on each GPU); `where` (demand -> GPU); `node_free` (node -> CPU m, memory MiB, pods,
+    GPU slots left; empty when nodes are not counted); `full` (nodes without room for
+    even the smallest GPU pod: their GPUs are hidden from `strategy`, the packing
+    (`_BestFit`, `_FirstFit` or `_WholeGpu`)); `fallback` (demand -> its placement off
+    the GPUs: CPU, evicted, unschedulable, external); `cpu_node` (demand -> the node
+    its CPU pod goes to).
+
+    Why, for the reasons: `evicted_by` / `evicted_from` (demand -> who evicted it, and
+    from which GPU) and `victims_of` (the reverse); `moved_by` / `moved_from` / `movers_of`
+    the same for models moved to make room; `node_refused` (demands a node's CPU, memory,
+    pods or slots turned away); `displaced` (ran on a GPU where they no longer fit).
+
+    Work limits and memos: `pending` (demands still to place, in rank order);
+    `moves_left` (moves allowed, from `max_moves`); `move_work` (search steps left for
+    moves); `min_kept_rank` (the lowest rank among the models kept on their GPU: a
+    demand of no higher rank can evict nothing); `evict_failed` / `move_failed` (sizes
+    that already failed: a larger one fails too). `score` rates the result, lower is
+    better: GPU-wanting demands left off per priority tier, then evictions, GPUs used
+    and running models moved.
+    """
+
     def __init__(self, ctx: _Context, first_fit: bool, pinned: Mapping[int, int]) -> None:
         self.ctx = ctx
         self.demands, self.bins, self.cap = ctx.demands, ctx.bins, ctx.cap
