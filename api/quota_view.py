@@ -4,9 +4,9 @@ The quota is the platform team's annotation on the API's own Namespace
 (`fovea.dev/gpu-memory-quota`, `fovea.dev/max-priority`; docs/tenants.md).
 Its use is what the operator decided: the declared memory of this namespace's
 selections it placed on a GPU, and the tasks it refused for the quota
-(their `Scheduled` condition's reason is `QuotaExceeded`). The operator's own
-cluster default (`FOVEA_OPERATOR_DEFAULT_GPU_MEMORY_QUOTA`) is not visible
-here: only annotations are.
+(their `Scheduled` condition's reason is `QuotaExceeded`). Without
+annotations the operator's cluster default applies
+(`FOVEA_OPERATOR_DEFAULT_GPU_MEMORY_QUOTA`, a setting the API reads too).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ HOLDING = frozenset({Phase.SCHEDULING, Phase.LOADING, Phase.READY})
 
 
 def quota_view(state: ClusterState) -> dict[str, Any] | None:
-    """The quota body, or None when the namespace has no quota annotation."""
+    """The quota body, or None when the namespace has no quota (nor a cluster default)."""
     quota = state.quota
     if not quota.limited:
         return None
