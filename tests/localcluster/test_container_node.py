@@ -21,8 +21,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import yaml
+from kubernetes import client as k8s
 
+import http_model
+from api_server import ApiServer
+from fovea.api.settings import Settings
 from fovea.domain import constants as c
+from fovea.domain.endpoints import build_service
 from fovea.localcluster.containernode import ContainerNode
 from fovea.localcluster.containernode_config import (
     NODE_KIND,
@@ -258,3 +263,33 @@ def test_the_operator_and_the_api_run_as_containers_and_a_select_loads(
         assert selection[0]["status"]["node"] != container_node.name
     finally:
         delete_cluster_rbac(objects, kubeconfig)
+
+
+def test_the_inference_route_reaches_a_pod_on_the_container_node_through_its_cni_address(
+    container_node: ContainerNode, kube: Kube, kubeconfig: str, namespace: str
+) -> None:
+    # The selection's Service (the operator's own build_service) selects a pod that runs as a
+    # container with a bridge-CNI address; the route sends to the EndpointSlice's address.
+    kube.apply_catalog(tiny_catalog({TASK: {"m": tiny_option(0.1)}}))
+    kube.select(TASK, "m")
+    sel = kube.selection(TASK)
+    core = k8s.CoreV1Api(kube.api)
+    name, uid = sel["metadata"]["name"], sel["metadata"]["uid"]
+    core.create_namespaced_service(namespace, build_service(name, namespace, uid, TASK, "m"))
+    body = http_model.pod(
+        "m-in-a-container", name, "m", image=CONTROL_PLANE_IMAGE, **ON_CONTAINER_NODE
+    )
+    core.create_namespaced_pod(namespace, body)
+    server = ApiServer(Settings(kubeconfig=kubeconfig, namespace=namespace)).start()
+    try:
+        server.wait_ready()
+        answer = server.http.post(f"/api/models/predict/{TASK}", json={"x": 1}, timeout=START_S)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"pod": "m-in-a-container"}  # the container's own word
+        pod = get(kubeconfig, "pod", "-n", namespace, "m-in-a-container")
+        assert pod["spec"]["nodeName"] == container_node.name
+        endpoints = server.http.get("/api/models/inference").json()["tasks"][TASK]["endpoints"]
+        assert [ep["address"] for ep in endpoints] == [f"http://{pod['status']['podIP']}:8080"]
+        assert pod["status"]["podIP"].startswith("10.88.0.")
+    finally:
+        server.stop()
