@@ -6,6 +6,9 @@ into the contract's `{"error": "<message>"}` body in one place.
 
 from __future__ import annotations
 
+from fovea.domain.conditions import Reason
+from fovea.domain.messages import say
+
 # The contract's message when the Kubernetes API (the "model service") cannot be reached.
 CONNECTION_FAILED = "Connection to model service failed"
 LOAD_TIMEOUT = "Model service timeout during model loading"
@@ -56,7 +59,7 @@ class ModelNotFound(ApiError):
     status_code = 404
 
     def __init__(self, task: str, model: str) -> None:
-        super().__init__(f"Model '{shown(model)}' not found for task '{shown(task)}'")
+        super().__init__(say(Reason.MODEL_NOT_FOUND, model=shown(model), task=shown(task)))
 
 
 class Unauthorized(ApiError):

@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from fovea.api.parsing import parse_lenient
 from fovea.domain import constants as c
-from fovea.domain.conditions import ConditionType
+from fovea.domain.conditions import ConditionType, Reason
 from fovea.domain.endpoints import Endpoint, endpoints_by_service
+from fovea.domain.messages import say
 from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import CatalogSpec, SelectionSpec, SelectionStatus, selection_name
 
@@ -102,8 +103,8 @@ def build_state(
     """
     raw_catalog = catalogs.get(catalog_name)
     catalog: CatalogSpec | None = None
-    catalog_error: str | None = (
-        f"ModelCatalog '{catalog_name}' not found in namespace '{namespace}'"
+    catalog_error: str | None = say(
+        Reason.CATALOG_NOT_FOUND, catalog=catalog_name, namespace=namespace
     )
     if raw_catalog is not None:
         catalog, catalog_error = parse_catalog(raw_catalog)

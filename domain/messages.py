@@ -61,8 +61,19 @@ MISSING_WEIGHTS: Final = (
     "fetched into the weights cache before the model starts (docs/weights.md){alternative}"
 )
 
-# The Ready condition's message of each reason the operator words itself.
-READY_TEMPLATES: Final[dict[Reason, str]] = {
+# The message of each reason the operator words itself (the planner's reasons,
+# Placed, CPUFallback, Evicted, Unschedulable, are its own sentences: fovea.domain.placement;
+# QuotaExceeded is fovea.domain.quota's, IdleUnloaded fovea.domain.keepalive's).
+TEMPLATES: Final[dict[Reason, str]] = {
+    # Scheduled (and Ready) when the selection cannot be resolved to an option
+    Reason.CATALOG_INVALID: "ModelCatalog '{catalog}' is invalid: {why}",
+    Reason.CATALOG_NOT_FOUND: "ModelCatalog '{catalog}' not found in namespace '{namespace}'",
+    Reason.UNKNOWN_TASK: "Task '{task}' is not in ModelCatalog '{catalog}'",
+    Reason.NO_MODEL_SELECTED: "No model selected",
+    Reason.MODEL_NOT_FOUND: "Model '{model}' not found for task '{task}'",
+    Reason.EXTERNAL_API: "External API model '{model_id}' needs no pod",
+    Reason.WAITING_FOR_DEMAND: "Load policy onDemand{why}: waits for /load or first use",
+    # Ready
     Reason.LOAD_FAILED: FAILED_TO_LOAD,
     Reason.WEIGHTS_FAILED: "Weights {source} could not be fetched: {why}",
     Reason.LOADED: "{model} ready on {device}",
@@ -76,7 +87,7 @@ READY_TEMPLATES: Final[dict[Reason, str]] = {
 
 def say(said: Reason, /, **details: object) -> str:
     """The message of reason `said` with its details filled in (KeyError: it has no template)."""
-    return READY_TEMPLATES[said].format(**details)
+    return TEMPLATES[said].format(**details)
 
 
 def failed_to_load(reason: str) -> str:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from fovea.domain import keepalive
 from fovea.domain.budget import memory_limit_refusal
 from fovea.domain.conditions import Reason
+from fovea.domain.messages import say
 from fovea.domain.resources import CatalogSpec, LoadPolicy, Phase
 from fovea.operator.decisions import Catalog, Key, Problem, Resolved, Selection
 from fovea.operator.images import image_refusal
@@ -49,24 +50,24 @@ def resolve(
     if catalog is None:
         errors = catalog_errors.get(ckey)
         if errors:
-            msg = f"ModelCatalog '{spec.catalog}' is invalid: {errors[0]}"
+            msg = say(Reason.CATALOG_INVALID, catalog=spec.catalog, why=errors[0])
             return Resolved(sel, None, None, Problem(Phase.PENDING, Reason.CATALOG_INVALID, msg))
-        msg = f"ModelCatalog '{spec.catalog}' not found in namespace '{sel.namespace}'"
+        msg = say(Reason.CATALOG_NOT_FOUND, catalog=spec.catalog, namespace=sel.namespace)
         return Resolved(sel, None, None, Problem(Phase.PENDING, Reason.CATALOG_NOT_FOUND, msg))
     if spec.task not in catalog.tasks:
-        msg = f"Task '{spec.task}' is not in ModelCatalog '{spec.catalog}'"
+        msg = say(Reason.UNKNOWN_TASK, task=spec.task, catalog=spec.catalog)
         return Resolved(sel, None, catalog, Problem(Phase.FAILED, Reason.UNKNOWN_TASK, msg))
     if not spec.model:
-        msg = "No model selected"
+        msg = say(Reason.NO_MODEL_SELECTED)
         return Resolved(
             sel, None, catalog, Problem(Phase.UNSELECTED, Reason.NO_MODEL_SELECTED, msg)
         )
     option = catalog.option(spec.task, spec.model)
     if option is None:
-        msg = f"Model '{spec.model}' not found for task '{spec.task}'"
+        msg = say(Reason.MODEL_NOT_FOUND, model=spec.model, task=spec.task)
         return Resolved(sel, None, catalog, Problem(Phase.FAILED, Reason.MODEL_NOT_FOUND, msg))
     if option.is_external:  # its key is the caller's (docs/security.md): no pod, no Secret read
-        msg = f"External API model '{option.model_id}' needs no pod"
+        msg = say(Reason.EXTERNAL_API, model_id=option.model_id)
         return Resolved(sel, option, catalog, Problem(Phase.READY, Reason.EXTERNAL_API, msg))
     refusal = image_refusal(option.image, allowed_images) if option.image else None
     if refusal is not None:
@@ -79,7 +80,7 @@ def resolve(
     policy = spec.effective_load_policy(catalog.inference)
     if policy == LoadPolicy.ON_DEMAND and not spec.wanted:
         why = " (the catalog's warmupOnStartup is false)" if spec.load_policy is None else ""
-        msg = f"Load policy onDemand{why}: waits for /load or first use"
+        msg = say(Reason.WAITING_FOR_DEMAND, why=why)
         problem = Problem(Phase.PENDING, Reason.WAITING_FOR_DEMAND, msg)
         return Resolved(sel, option, catalog, problem)
     return Resolved(sel, option, catalog, None)

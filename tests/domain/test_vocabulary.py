@@ -83,7 +83,7 @@ def test_every_template_says_its_words_and_renders() -> None:
     for failure in messages.LoadFailure:
         text = messages.failure_reason(failure, "details", "warm up")
         assert "details" in text and "\n" not in text
-    for reason, template in messages.READY_TEMPLATES.items():
+    for reason, template in messages.TEMPLATES.items():
         assert reason in Reason and template.count("{") == template.count("}")
     assert messages.failed_to_load("Out of memory") == "Failed to load model: Out of memory"
 
