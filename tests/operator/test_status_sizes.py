@@ -49,3 +49,17 @@ def test_the_columns_read_the_fields_the_operator_writes() -> None:
     paths = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert paths["Declared"] == ".status.declaredMemory"
     assert paths["Measured"] == ".status.measuredMemory"
+
+
+def test_one_64_mb_option_reads_0_06_in_list_ps_status_validate_and_kubectl() -> None:
+    """Issue 28: it read 0.0625 (list), 0.062 (ps, /status), 0.06 (validate), 7.2e-05."""
+    from fovea.api.inspect import option_view
+    from fovea.domain.resources import ModelOption
+    from fovea.domain.units import round_gb
+    from fovea.usercli.views import gb
+
+    tiny = ModelOption(model_id="tiny", vram_mb=64)
+    assert option_view(tiny)["declared_memory_gb"] == 0.06  # list, describe (the API)
+    assert gb(0.0625) == "0.06"  # list, ps, validate (the command line)
+    assert round_gb(tiny.vram_gib) == 0.06  # /status, /validate's fields
+    assert _status()["declaredMemory"] == "0.06 GB"  # kubectl get msel
