@@ -97,6 +97,7 @@ bench: install
 	$(PY) bench/board.py
 	$(PY) bench/tenants.py
 	$(PY) bench/container_node.py
+	$(PY) bench/gateway.py
 
 crds:
 	$(BIN)/fovea-models crds --write

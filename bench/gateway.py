@@ -1,0 +1,649 @@
+"""Benchmark of the inference route (issue 23): `POST /api/models/predict/{task}`.
+
+Prints, in one run, on a local cluster of its own (the operator and the API as
+subprocesses, two tiny torch models `mlp:64,10` and `mlp:64,5` on random
+weights), each figure a ratio of two things measured back to back:
+
+(a) the same body (`{"inputs": [[0.5]*64]}`) through the route vs straight to
+    the model pod (its address from the selection's Service's EndpointSlice),
+    with wrk at 1 and 64 connections, route and direct rounds alternating
+    (median of the rounds): req/s, p50 and p99, and CPU time per request of
+    the API process and of the model pod (psutil), which other load on a
+    shared machine disturbs far less than req/s and latency do.
+    Targets: route >= 0.9 x direct req/s, <= 1 ms added at p50.
+(b) 32 clients sending predict continuously during 20 switches between the two
+    models (`POST /api/models/select?...&wait=120`): non-2xx answers (target 0),
+    the longest hold (X-Fovea-Held-Ms), the longest request, requests answered.
+(c) an onDemand selection with keepAlive 2s: the first answer to a predict
+    after a keep-alive unload vs `POST /api/models/load/det?wait=120` after one
+    (load -> Ready), medians of 3 each and their ratio. Each starts --settle
+    seconds (2) after the unload is seen (a new status.idleUnloadedAt and no
+    model pod), so neither races the operator's own unload pass.
+
+    .venv/bin/python bench/gateway.py
+    .venv/bin/python bench/gateway.py --duration 2 --rounds 1 --switches 4 --repeats 1
+
+Needs `wrk` (apt-get install wrk; `make bench` installs it). The API runs
+pinned to the first CPU and wrk to the others (as in bench/api.py); the model
+pod runs where the node agent starts it. Numbers from a shared machine are
+noisy: read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from fovea.domain import constants as c
+from fovea.domain.endpoints import LABEL_SERVICE_NAME, Endpoint, service_name, slice_endpoints
+from fovea.domain.resources import selection_name
+from fovea.kube import api_client, install_cluster_scoped
+from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
+from fovea.localcluster.cluster import LocalCluster
+
+NAMESPACE = "gateway"
+TASK = "det"
+SELECTION = selection_name(TASK)
+MODELS = {"ten": 10, "five": 5}  # option name -> outputs per sample
+GPUS = "1x24GiB"
+SAMPLE = {"inputs": [[0.5] * 64]}
+PREDICT = f"/api/models/predict/{TASK}"
+SELECT = "/api/models/select"
+PYTHON = [sys.executable, "-P", "-m", "fovea.cli"]
+_CPUS = sorted(os.sched_getaffinity(0))
+PIN_SERVER = ["taskset", "-c", str(_CPUS[0])] if len(_CPUS) > 1 and shutil.which("taskset") else []
+PIN_LOADGEN = ["taskset", "-c", ",".join(map(str, _CPUS[1:]))] if PIN_SERVER else []
+HELD = "x-fovea-held-ms"
+
+
+def option(outputs: int) -> dict[str, Any]:
+    """A model a CPU loads in a moment (random weights); its answer's width names it."""
+    return {
+        "modelId": f"mlp-{outputs}",
+        "framework": "pytorch",
+        "vramGb": 1.0,
+        "architecture": f"mlp:64,{outputs}",
+        "allowRandomWeights": True,
+    }
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, period_s: float = 0.1) -> Any:
+    """`check()`'s first truthy value within `timeout_s`, else None."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = check()
+        except (httpx.HTTPError, ApiException, OSError):
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(period_s)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return float("nan")
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return float("nan")
+    return float(times.user + times.system)
+
+
+# --- wrk -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # non-2xx answers and socket errors
+    api_us: float  # the API process's CPU time per request
+    pod_us: float  # the model pod's CPU time per request
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def wrk(
+    url: str, script: Path, connections: int, duration: float, pids: tuple[int, int | None]
+) -> Result:
+    """One wrk run posting the sample to `url`; CPU per request of (API, pod)."""
+    threads = 1 if connections == 1 else 2
+    before = [cpu_seconds(p) for p in pids]
+    out = subprocess.run(
+        [
+            *PIN_LOADGEN,
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    after = [cpu_seconds(p) for p in pids]
+    percent = dict(re.findall(r"^\s*(50|99)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.MULTILINE))
+    if set(percent) != {"50", "99"}:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    failed = 0
+    if non2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        failed += int(non2xx.group(1))
+    if sockets := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    ):
+        failed += sum(int(x) for x in sockets.groups())
+    per = [(a - b) / max(requests, 1) * 1e6 for a, b in zip(after, before, strict=True)]
+    return Result(rps, _ms(percent["50"]), _ms(percent["99"]), failed, per[0], per[1])
+
+
+def median(results: list[Result]) -> Result:
+    """The round with the median req/s (its latencies come with it); CPU medians, errors summed."""
+    middle = sorted(results, key=lambda r: r.rps)[len(results) // 2]
+    return Result(
+        middle.rps,
+        middle.p50_ms,
+        middle.p99_ms,
+        sum(r.errors for r in results),
+        statistics.median(r.api_us for r in results),
+        statistics.median(r.pod_us for r in results),
+    )
+
+
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+# --- the clients of (b), in a process of their own ----------------------------------
+
+
+def clients(url: str, count: int) -> None:
+    """`count` threads posting the sample until stdin closes; JSON of what they saw on stdout.
+
+    A process of its own, so that the clients' threads do not take the GIL from
+    the local cluster's node agent (probes) that runs in the bench's process.
+    """
+    stop = threading.Event()
+    lock = threading.Lock()
+    codes: Counter[str] = Counter()
+    models: Counter[str] = Counter()
+    latencies: list[float] = []
+    held: list[int] = []
+    mismatched = switching = 0
+
+    def one() -> None:
+        nonlocal mismatched, switching
+        with httpx.Client(base_url=url, timeout=180) as http:
+            while not stop.is_set():
+                began = time.perf_counter()
+                try:
+                    resp = http.post(PREDICT, json=SAMPLE)
+                    code = str(resp.status_code)
+                except httpx.HTTPError as exc:
+                    resp, code = None, type(exc).__name__
+                took = time.perf_counter() - began
+                with lock:
+                    codes[code] += 1
+                    latencies.append(took)
+                    if resp is not None and resp.status_code == 200:
+                        model = resp.headers.get("x-fovea-model", "")
+                        models[model] += 1
+                        held.append(int(resp.headers.get(HELD, "0") or 0))
+                        switching += resp.headers.get("x-fovea-switching") == "true"
+                        if MODELS.get(model) != resp.json()["shape"][-1]:
+                            mismatched += 1
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(count)]
+    for t in threads:
+        t.start()
+    sys.stdin.read()  # the bench closes it: stop
+    stop.set()
+    for t in threads:
+        t.join(200)
+    json.dump(
+        {
+            "codes": dict(codes),
+            "models": dict(models),
+            "latencies": latencies,
+            "held": held,
+            "mismatched": mismatched,
+            "switching": switching,
+        },
+        sys.stdout,
+    )
+
+
+# --- the bench -------------------------------------------------------------------------
+
+
+class Child:
+    """A `fovea-models` subprocess (operator or API) with its log in the bench's temp dir."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.argv, self.env, self.log = argv, env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait()
+
+
+class Bench:
+    def __init__(self, cluster: LocalCluster, workdir: Path) -> None:
+        self.workdir = workdir
+        self.kubeconfig = str(cluster.kubeconfig)
+        self.api_client = api_client(self.kubeconfig)
+        self.core = client.CoreV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.discovery = client.DiscoveryV1Api(self.api_client)
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PYTHONUNBUFFERED": "1",
+            "FOVEA_OPERATOR_LEASE_NAMESPACE": NAMESPACE,
+            "FOVEA_OPERATOR_RESYNC_SECONDS": "5",
+        }
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.operator = Child([*PYTHON, "operator", "-n", NAMESPACE], env, workdir / "operator.log")
+        api_argv = ["api", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.api = Child(
+            # taskset execs the API, so the Popen's pid is the API's own.
+            [*PIN_SERVER, *PYTHON, *api_argv, "--namespace", NAMESPACE, "--log-level", "warning"],
+            env,
+            workdir / "api.log",
+        )
+        self.http = httpx.Client(base_url=self.url, timeout=180)
+
+    def setup(self) -> None:
+        install_cluster_scoped(self.kubeconfig)
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+        wait_for(lambda: self.core.read_namespaced_service_account("default", NAMESPACE), 30)
+        body = {
+            "apiVersion": c.API_VERSION,
+            "kind": c.CATALOG_KIND,
+            "metadata": {"name": "default"},
+            "spec": {"tasks": {TASK: {"options": {m: option(n) for m, n in MODELS.items()}}}},
+        }
+        self.custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, NAMESPACE, c.CATALOG_PLURAL, body
+        )
+        self.operator.start()
+        self.api.start()
+        if not wait_for(lambda: self.http.get("/readyz").status_code == 200, 60):
+            raise SystemExit(f"the API did not become ready; see {self.api.log}")
+        if self.select("ten") != 200:
+            raise SystemExit(f"'ten' did not become Ready; see {self.operator.log}")
+
+    def stop(self) -> None:
+        self.http.close()
+        self.api.stop()
+        self.operator.stop()
+
+    def select(self, model: str) -> int:
+        try:
+            return self.http.post(
+                SELECT, params={"task_type": TASK, "model_name": model, "wait": 120}
+            ).status_code
+        except httpx.HTTPError:
+            return 0
+
+    def live_pods(self) -> list[str]:
+        pods = self.core.list_namespaced_pod(
+            NAMESPACE, label_selector=f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
+        ).items
+        return [p.metadata.name for p in pods if p.metadata.deletion_timestamp is None]
+
+    def endpoint(self) -> Endpoint | None:
+        """The one Ready endpoint of the selection's Service, from its EndpointSlices."""
+        slices = self.discovery.list_namespaced_endpoint_slice(
+            NAMESPACE, label_selector=f"{LABEL_SERVICE_NAME}={service_name(SELECTION)}"
+        ).items
+        ready = [
+            ep
+            for obj in slices
+            for ep in slice_endpoints(self.api_client.sanitize_for_serialization(obj))[1]
+            if ep.ready and not ep.terminating
+        ]
+        return ready[0] if len(ready) == 1 else None
+
+    def status(self) -> dict[str, Any]:
+        sel = self.custom.get_namespaced_custom_object(
+            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, SELECTION
+        )
+        return dict(sel.get("status") or {})
+
+    # --- (a) -------------------------------------------------------------------
+
+    def overhead(
+        self, concurrency: list[int], rounds: int, duration: float
+    ) -> dict[int, dict[str, Result]]:
+        endpoint = wait_for(lambda: self.endpoint() if len(self.live_pods()) == 1 else None, 60)
+        if endpoint is None:
+            raise SystemExit("no single Ready endpoint for the selection's Service")
+        answer = self.http.post(PREDICT, json=SAMPLE)
+        if answer.status_code != 200 or answer.headers.get("x-fovea-pod") != endpoint.pod:
+            raise SystemExit(f"the route did not answer from {endpoint.pod}: {answer.text[:300]}")
+        direct = httpx.post(f"{endpoint.url}/predict", json=SAMPLE)
+        if direct.status_code != 200 or direct.json()["shape"] != answer.json()["shape"]:
+            raise SystemExit(f"{endpoint.url}/predict answered {direct.text[:300]}")
+        pod_pid = listener(endpoint.address, endpoint.port)
+        api_pid = self.api.proc.pid if self.api.proc else None
+        print(
+            f"(a) route {self.url}{PREDICT} vs direct {endpoint.url}/predict "
+            f"(pod {endpoint.pod}, pid {pod_pid}); API pid {api_pid}"
+            + (f" on CPU {_CPUS[0]}, wrk on {PIN_LOADGEN[-1]}" if PIN_SERVER else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        script = self.workdir / "post.lua"
+        script.write_text(WRK_SCRIPT.format(body=json.dumps(SAMPLE)))
+        urls = {"route": f"{self.url}{PREDICT}", "direct": f"{endpoint.url}/predict"}
+        pids = (api_pid or 0, pod_pid)
+        for url in urls.values():
+            wrk(url, script, 4, 1, pids)  # warm-up
+        out: dict[int, dict[str, Result]] = {}
+        for conns in concurrency:
+            runs: dict[str, list[Result]] = {v: [] for v in urls}
+            for _ in range(rounds):
+                for variant, url in urls.items():
+                    runs[variant].append(wrk(url, script, conns, duration, pids))
+            out[conns] = {v: median(r) for v, r in runs.items()}
+            print(f"    c={conns} done", file=sys.stderr, flush=True)
+        return out
+
+    # --- (b) -------------------------------------------------------------------
+
+    def switches(self, count: int, clients_n: int) -> dict[str, Any]:
+        me = [sys.executable, "-P", str(Path(__file__).resolve())]
+        proc = subprocess.Popen(
+            [*me, "clients", "--url", self.url, "--clients", str(clients_n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        selects: list[tuple[int, float]] = []
+        began = time.monotonic()
+        try:
+            time.sleep(2.0)  # every client is sending
+            for n in range(count):
+                model = "five" if n % 2 == 0 else "ten"
+                sent = time.monotonic()
+                selects.append((self.select(model), time.monotonic() - sent))
+                print(
+                    f"    switch {n + 1} to {model}: {selects[-1][0]} in {selects[-1][1]:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(2.0)
+        finally:
+            raw, _ = proc.communicate(b"", timeout=300)  # stdin closed: the clients stop
+        wall = time.monotonic() - began
+        seen = json.loads(raw)
+        codes = Counter(seen["codes"])
+        return {
+            "codes": dict(codes),
+            "non2xx": sum(n for code, n in codes.items() if not code.startswith("2")),
+            "answered": codes.get("200", 0),
+            "models": seen["models"],
+            "mismatched": seen["mismatched"],
+            "switching": seen["switching"],
+            "max_held_ms": max(seen["held"], default=0),
+            "held_requests": sum(1 for h in seen["held"] if h > 0),
+            "held_1s": sum(1 for h in seen["held"] if h >= 1000),
+            "max_latency_s": max(seen["latencies"], default=float("nan")),
+            "p50_ms": pct(seen["latencies"], 0.5) * 1000,
+            "p99_ms": pct(seen["latencies"], 0.99) * 1000,
+            "wall_s": wall,
+            "select_codes": dict(Counter(code for code, _ in selects)),
+            "select_s": statistics.median(s for _, s in selects) if selects else float("nan"),
+        }
+
+    # --- (c) -------------------------------------------------------------------
+
+    def wakes(self, repeats: int, keep_alive: str, settle_s: float) -> dict[str, Any]:
+        self.custom.patch_namespaced_custom_object(
+            c.GROUP,
+            c.VERSION,
+            NAMESPACE,
+            c.SELECTION_PLURAL,
+            SELECTION,
+            {"spec": {"loadPolicy": "onDemand", "wanted": True, "keepAlive": keep_alive}},
+        )
+        stamp: list[str | None] = [None]
+
+        def unloaded() -> bool:
+            """A new idleUnloadedAt (later than the last one seen) and no model pod."""
+            at = self.status().get("idleUnloadedAt")
+            if at and at != stamp[0] and not self.live_pods():
+                stamp[0] = at
+                time.sleep(settle_s)  # the same quiet time before a wake-up and a load
+                return True
+            return False
+
+        first: list[float] = []
+        held: list[int] = []
+        loads: list[float] = []
+        failures: list[str] = []
+        for _ in range(repeats):
+            if not wait_for(unloaded, 180, 0.05):
+                failures.append(f"not idle-unloaded within 180 s: {self.status()}")
+                break
+            sent = time.monotonic()
+            answer = self.http.post(PREDICT, json=SAMPLE)
+            if answer.status_code != 200:
+                failures.append(f"predict after unload: {answer.status_code} {answer.text[:200]}")
+                break
+            first.append(time.monotonic() - sent)
+            held.append(int(answer.headers.get(HELD, "0") or 0))
+            if not wait_for(unloaded, 180, 0.05):
+                failures.append(f"not idle-unloaded within 180 s: {self.status()}")
+                break
+            sent = time.monotonic()
+            loaded = self.http.post(f"/api/models/load/{TASK}", params={"wait": 120})
+            if loaded.status_code != 200:
+                failures.append(f"load after unload: {loaded.status_code} {loaded.text[:200]}")
+                break
+            loads.append(time.monotonic() - sent)
+        return {"first": first, "held": held, "loads": loads, "failures": failures}
+
+
+def listener(address: str, port: int) -> int | None:
+    """The pid of the process listening on address:port (the model pod), if one is seen."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if (
+                conn.status == psutil.CONN_LISTEN
+                and conn.laddr
+                and conn.laddr.port == port
+                and conn.laddr.ip in (address, "0.0.0.0", "::")
+            ):
+                return conn.pid
+    except psutil.Error:
+        pass
+    return None
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    a, b, w = (results.get(k) for k in "abc")
+    print("\n=== bench/gateway.py (targets: route >= 0.9x direct req/s, <= 1 ms added at p50;")
+    print("    0 non-2xx during switches) ===")
+    if a:
+        print(
+            f"(a) POST {PREDICT} ({len(json.dumps(SAMPLE))} B body) through the route vs straight "
+            f"to the pod; wrk {args.duration:g} s x {args.rounds} rounds each, alternating, medians"
+        )
+        print(
+            f"    {'conns':>5} {'path':<7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'API us/req':>11} {'pod us/req':>11} {'errors':>7}"
+        )
+        for conns, pair in a.items():
+            for variant in ("route", "direct"):
+                r = pair[variant]
+                api_us = f"{r.api_us:11.0f}" if variant == "route" else f"{'-':>11}"
+                print(
+                    f"    {conns:>5} {variant:<7} {r.rps:8.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} "
+                    f"{api_us} {r.pod_us:11.0f} {r.errors:7d}"
+                )
+            route, direct = pair["route"], pair["direct"]
+            ratio = route.rps / direct.rps if direct.rps else float("nan")
+            added = route.p50_ms - direct.p50_ms
+            print(
+                f"    {conns:>5} {'ratio':<7} {ratio:7.2f}x {added:+8.2f} "
+                f"{route.p99_ms - direct.p99_ms:+8.2f}   route/direct req/s "
+                f"{'ok' if ratio >= 0.9 else 'BELOW 0.9'}, added p50 "
+                f"{'ok' if added <= 1.0 else 'ABOVE 1 ms'}"
+            )
+    if b:
+        print(
+            f"(b) {args.clients} clients during {args.switches} switches ({b['wall_s']:.1f} s): "
+            f"non-2xx {b['non2xx']} {'ok' if b['non2xx'] == 0 else 'MISSED'} "
+            f"(codes {b['codes']}); answered {b['answered']} (by model {b['models']}; "
+            f"body disagreeing with X-Fovea-Model {b['mismatched']}); longest hold "
+            f"{b['max_held_ms']} ms ({b['held_requests']} requests held, {b['held_1s']} >= 1 s; "
+            f"{b['switching']} answered by the previous model mid-switch); longest request "
+            f"{b['max_latency_s'] * 1000:.0f} ms "
+            f"(p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms); "
+            f"selects {b['select_codes']}, median select->Ready {b['select_s']:.2f} s"
+        )
+    if w:
+        first, loads = w["first"], w["loads"]
+        f50 = statistics.median(first) if first else float("nan")
+        l50 = statistics.median(loads) if loads else float("nan")
+        print(
+            f"(c) keepAlive {args.keep_alive}, {args.settle:g} s after each unload: first answer "
+            f"after an idle unload median {f50:.2f} s (each {', '.join(f'{x:.2f}' for x in first)};"
+            f" held {', '.join(map(str, w['held']))} ms) vs load->Ready median {l50:.2f} s "
+            f"(each {', '.join(f'{x:.2f}' for x in loads)}): ratio {f50 / l50:.2f}x"
+        )
+        for failure in w["failures"]:
+            print(f"(c) {failure}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="mode")
+    load = sub.add_parser("clients", help="(internal) the clients of (b)")
+    load.add_argument("--url", required=True)
+    load.add_argument("--clients", type=int, required=True)
+    parser.add_argument("--concurrency", default="1,64", help="wrk connections for (a)")
+    parser.add_argument("--duration", type=float, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="route/direct rounds per setting")
+    parser.add_argument("--clients", type=int, default=32, help="clients during (b)")
+    parser.add_argument("--switches", type=int, default=20, help="model switches in (b)")
+    parser.add_argument("--repeats", type=int, default=3, help="wake-ups and loads in (c)")
+    parser.add_argument("--keep-alive", default="2s", help="the selection's keepAlive in (c)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        help="seconds in (c) between seeing the unload and the predict or load",
+    )
+    parser.add_argument("--parts", default="abc", help="which parts to run (a subset of abc)")
+    args = parser.parse_args()
+    if args.mode == "clients":
+        clients(args.url, args.clients)
+        return 0
+    if "a" in args.parts and shutil.which("wrk") is None:
+        print("bench/gateway.py needs wrk: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    put_kubectl_on_path(ensure_binaries())
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="fovea-gateway-") as tmp:
+        workdir = Path(tmp)
+        cluster = LocalCluster(workdir / "cluster", gpus=GPUS, log=lambda message: None)
+        cluster.start()
+        bench = Bench(cluster, workdir)
+        try:
+            bench.setup()
+            if "a" in args.parts:
+                print("(a) route vs direct ...", file=sys.stderr, flush=True)
+                concurrency = [int(n) for n in args.concurrency.split(",")]
+                results["a"] = bench.overhead(concurrency, args.rounds, args.duration)
+            if "b" in args.parts:
+                print("(b) clients during switches ...", file=sys.stderr, flush=True)
+                results["b"] = bench.switches(args.switches, args.clients)
+            if "c" in args.parts:
+                print("(c) keep-alive wake-ups ...", file=sys.stderr, flush=True)
+                results["c"] = bench.wakes(args.repeats, args.keep_alive, args.settle)
+        finally:
+            bench.stop()
+            cluster.stop()
+        report(results, args)
+        for path in (workdir / "api.log", workdir / "operator.log"):
+            if path.exists() and "Traceback" in path.read_text(errors="replace"):
+                tail = "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+                print(f"--- last lines of {path.name} (it logged a traceback):\n{tail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
