@@ -18,6 +18,7 @@ from typing import Any
 from fovea.domain.conditions import RuntimeState
 from fovea.domain.messages import LoadFailure
 from fovea.domain.resources import RuntimeReport
+from fovea.domain.units import format_size
 from fovea.model_pod import measure
 from fovea.model_pod.adapters.base import Adapter, LoadedModel
 from fovea.model_pod.failures import Failure, failure_of
@@ -115,10 +116,10 @@ class ModelService:
         self.state = READY
         self.reason = self._ready_reason(reading.method)
         log.info(
-            "model %s ready on %s: %.3f GiB (%s), load %.2fs, warm-up %.2fs",
+            "model %s ready on %s: %s (%s), load %.2fs, warm-up %.2fs",
             self.identity.spec.model_id,
             device,
-            reading.measured_gib,
+            format_size(reading.measured_gib),
             reading.method,
             load_seconds,
             warm_seconds,

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-GIB = 1024**3
+from fovea.domain.units import GIB, format_size
+
 MIN_FRACTION = 0.05
 MAX_FRACTION = 0.95
 HEALTH_PATH = "/health"
@@ -42,7 +43,8 @@ def memory_fraction(declared_vram_gb: float | None, total_bytes: int) -> float:
     fraction = declared_vram_gb * GIB / total_bytes
     if fraction > 1:
         raise ValueError(
-            f"planned {declared_vram_gb:g} GiB is more than the GPU's {total_bytes / GIB:.1f} GiB"
+            f"planned {format_size(declared_vram_gb)} is more than the GPU's "
+            f"{format_size(total_bytes / GIB)}"
         )
     return min(MAX_FRACTION, max(MIN_FRACTION, int(fraction * 1000) / 1000))
 
