@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from fovea.domain import constants as c
 from fovea.domain.placement import EPSILON, Demand
-from fovea.domain.units import GIB, format_gb, parse_quantity
+from fovea.domain.units import GIB, format_gb, parse_quantity, parse_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +62,16 @@ class Admission:
 
 
 def parse_gib(value: str) -> float:
-    """A GPU-memory figure: a bare number is GiB ("40"), else a quantity ("40Gi", "40960Mi")."""
+    """A GPU-memory figure: a bare number is GiB ("40"), else a size as printed ("40GB",
+    "40 GiB": `fovea.domain.units.parse_size`) or a quantity ("40Gi", "40960Mi")."""
     text = value.strip()
     try:
         number = float(text)
     except ValueError:
-        number = float(parse_quantity(text)) / GIB
+        try:
+            number = parse_size(text) / GIB
+        except ValueError:
+            number = float(parse_quantity(text)) / GIB
     if not number >= 0 or number == float("inf"):  # also refuses NaN
         raise ValueError(f"not a GPU-memory figure: {value!r}")
     return number

@@ -43,13 +43,25 @@ def demand(
 
 @pytest.mark.parametrize(
     ("text", "gib"),
-    [("40", 40.0), ("40Gi", 40.0), ("2.5", 2.5), ("40960Mi", 40.0), (" 8Gi ", 8.0), ("0", 0.0)],
+    [
+        ("40", 40.0),
+        ("40Gi", 40.0),
+        ("2.5", 2.5),
+        ("40960Mi", 40.0),
+        (" 8Gi ", 8.0),
+        ("0", 0.0),
+        # As every message prints a size (GB = GiB, domain/units.py):
+        ("40GB", 40.0),
+        ("40 GB", 40.0),
+        ("4 Gi", 4.0),
+        ("512MB", 0.5),
+    ],
 )
 def test_parse_gib(text: str, gib: float) -> None:
     assert parse_gib(text) == pytest.approx(gib)
 
 
-@pytest.mark.parametrize("text", ["", "lots", "-1", "nan", "inf", "4 Gi"])
+@pytest.mark.parametrize("text", ["", "lots", "-1", "nan", "inf", "4 parsecs", "-4GB"])
 def test_parse_gib_refuses_what_is_not_a_figure(text: str) -> None:
     with pytest.raises(ValueError):
         parse_gib(text)
