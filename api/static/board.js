@@ -27,7 +27,15 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const gb = (v) => (v === null || v === undefined ? "–" : `${Number(v).toFixed(1)} GB`);
+// A size as everything else prints it (fovea.domain.units): GB = 1024^3 bytes, two decimals
+// with one trailing zero dropped (24.0, 19.2, 0.06); a tiny size keeps its digits (0.000072).
+const gb = (v) => {
+  if (v === null || v === undefined) return "–";
+  const n = Number(v);
+  if (n !== 0 && Math.abs(n) < 0.005) return `${n} GB`;
+  const text = n.toFixed(2);
+  return `${text.endsWith("0") ? text.slice(0, -1) : text} GB`;
+};
 
 async function call(method, path, params = {}) {
   const query = new URLSearchParams();
@@ -254,9 +262,9 @@ async function whatIf(task, model) {
   const parts = [
     el("strong", {}, `What if ${task} used ${model}? `),
     el("span", { class: body.valid ? "ok" : "bad" }, body.valid ? "fits" : "does not fit"),
-    el("span", { class: "muted" }, ` · ${body.total_required_gb} GB of ${body.max_allowed_gb} GB allowed`),
+    el("span", { class: "muted" }, ` · ${gb(body.total_required_gb)} of ${gb(body.max_allowed_gb)} allowed`),
     items(body.plan.gpus, (g) =>
-      `${g.node} GPU ${g.index}: ${g.models.map((m) => m.model).join(", ") || "nothing"} (${g.used_gb} of ${g.capacity_gb} GB)`,
+      `${g.node} GPU ${g.index}: ${g.models.map((m) => m.model).join(", ") || "nothing"} (${gb(g.used_gb)} of ${gb(g.capacity_gb)})`,
     ),
     items(body.plan.evicted, (e) => `evicted: ${e.key} (${e.model}) from ${e.from} for ${e.for.map((f) => f.key).join(", ") || "—"}`),
     items(body.plan.cpu, (c) => `on the CPU: ${c.key} (${c.model}): ${c.reason}`),
