@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -52,6 +52,7 @@ REWAKE_S = 5.0  # a wake-up not seen by the operator after this long is written 
 POLL_S = 1.0  # a held request re-decides at least this often, even with no change
 # What of a client's request reaches the pod (never its Authorization: the API's token).
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "content-encoding", "user-agent")
+CLIENT_GONE = 499  # nginx's word for a client that left before its answer
 UNKNOWN_TASK = "(unknown)"  # the task label of requests for a task the catalog lacks
 SMALL_BODY = 256 * 1024  # an answer this small (with its length known) is passed on whole
 DROPPED_RESPONSE_HEADERS = frozenset(
@@ -73,6 +74,8 @@ class Forward:
     path: str
     body: bytes
     headers: Mapping[str, str]
+    # Whether the client has gone (a held request leaves the queue then): Request.is_disconnected.
+    gone: Callable[[], Awaitable[bool]] | None = None
 
 
 def contract_error(status: int, message: str, extra: Mapping[str, str]) -> Response:
@@ -216,6 +219,9 @@ class Gateway:
                         {"phase": decision.phase, "model": model, "retry_after": "5"},
                     )
                 await self.feed.wait_change(min(remaining, POLL_S))
+                if request.gone is not None and await request.gone():
+                    self.metrics.answered(request.task, model, CLIENT_GONE, started)
+                    return Response(status_code=CLIENT_GONE)  # nobody reads it
         finally:
             if queued:
                 self._leave(request.task, time.monotonic() - started)

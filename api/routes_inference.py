@@ -57,7 +57,8 @@ async def predict(gateway: GatewayDep, task_type: TaskPath, request: Request) ->
         body = await read_body(request)
     except BodyTooLarge:
         return contract_error(413, _too_large(), {})
-    return await gateway.forward(Forward(task_type, "/predict", body, _headers(request)))
+    forward = Forward(task_type, "/predict", body, _headers(request), request.is_disconnected)
+    return await gateway.forward(forward)
 
 
 @read_router.get("/api/models/inference", summary="Requests held and answered, per task")
@@ -131,7 +132,8 @@ async def _openai(gateway: Gateway, request: Request, path: str) -> Response:
             f"(selected: {', '.join(selected) or 'none'}; GET /v1/models lists them)",
             {"code": "model_not_found"},
         )
-    return await gateway.forward(Forward(tasks[0], path, body, _headers(request)), openai_error)
+    forward = Forward(tasks[0], path, body, _headers(request), request.is_disconnected)
+    return await gateway.forward(forward, openai_error)
 
 
 def openai_error(status: int, message: str, extra: Mapping[str, str]) -> Response:

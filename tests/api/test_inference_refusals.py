@@ -234,3 +234,19 @@ def test_a_pod_that_dies_mid_request_answers_502_and_the_next_request_goes_to_a_
     assert [a.status_code for a in after] == [200] * 5, [a.text for a in after]
     assert {a.headers["x-fovea-pod"] for a in after} == {"m-answers"}
     assert {a.json()["pod"] for a in after} == {"m-answers"}  # the pod's own word
+
+
+def test_a_held_request_whose_client_left_frees_its_place_in_the_queue(
+    kube: Kube, api_factory: Callable[..., ApiServer]
+) -> None:
+    api = api_factory(queue_length=1, hold_seconds=120)  # no operator: nothing gets Ready
+    api.wait_ready()
+    kube.apply_catalog(CATALOG)
+    kube.select("det", "m")
+    assert eventually(lambda: _selected(api, "det") or None, 30)
+    with pytest.raises(httpx.ReadTimeout):
+        api.http.post("/api/models/predict/det", json=SAMPLE, timeout=1.5)  # the client leaves
+    queued = lambda: api.http.get("/api/models/inference").json()["tasks"]["det"]["queued"]  # noqa: E731
+    assert eventually(lambda: queued() == 0 or None, 10), queued()
+    metrics = api.http.get("/metrics").text
+    assert 'fovea_inference_requests_total{code="499",model="m",task="det"} 1.0' in metrics
