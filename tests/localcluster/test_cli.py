@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import psutil
 import pytest
 
 from fovea.localcluster.cluster import LocalCluster
+from waiting import eventually
 
 # The `cluster` command group's own entry point (what `fovea-models cluster` dispatches to).
 CLI = [sys.executable, "-m", "fovea.localcluster.cli"]
@@ -111,10 +111,7 @@ def test_component_crash_is_reported_by_name_and_stops_everything(state_dir: Pat
     os.kill(int(components["kube-scheduler"]["pid"]), signal.SIGKILL)
     supervisor = psutil.Process(int(str(state["pid"])))
     supervisor.wait(timeout=60)
-    deadline = time.monotonic() + 15
-    while processes_of(state_dir) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert processes_of(state_dir) == []
+    assert eventually(lambda: processes_of(state_dir) == [], 15)
     said = (state_dir / "supervisor.log").read_text()
     assert "kube-scheduler: exited with code" in said
     assert state_of(state_dir)["failure"] == "kube-scheduler: exited with code -9"
@@ -125,11 +122,13 @@ def test_foreground_up_stops_everything_on_sigterm(state_dir: Path) -> None:
         [*CLI, "up", "--state-dir", str(state_dir), "--gpus", "none"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (state_dir / "state.json").exists() and state_of(state_dir).get("ready"):
-            break
-        time.sleep(0.1)
+    eventually(
+        lambda: (
+            proc.poll() is not None
+            or ((state_dir / "state.json").exists() and state_of(state_dir).get("ready"))
+        ),
+        120,
+    )
     assert state_of(state_dir).get("ready"), proc.stdout.read() if proc.stdout else ""
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)

@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import pytest
@@ -19,8 +19,8 @@ from fovea.domain import constants as c
 from fovea.localcluster.cluster import LocalCluster
 from fovea.localcluster.nodes import TIME_SLICING_REPLICAS
 from fovea.localcluster.rest import ApiError, Rest
+from waiting import eventually
 
-T = TypeVar("T")
 GPU_NODES = {"fovea-gpu-0", "fovea-gpu-1"}
 
 
@@ -29,18 +29,6 @@ def rest(kubeconfig: str) -> Iterator[Rest]:
     client = Rest(Path(kubeconfig), pool_size=4)
     yield client
     client.close()
-
-
-def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "") -> T:
-    """The first truthy result of `check`, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or check}")
-        time.sleep(0.05)
 
 
 def pod_body(name: str, command: list[str], **spec: Any) -> dict[str, Any]:
@@ -164,7 +152,7 @@ def test_gpu_pod_binds_only_to_a_gpu_node(rest: Rest, namespace: str) -> None:
             container={"resources": {"limits": {c.RESOURCE_GPU: "1"}}},
         ))  # fmt: skip
     for i in range(3):
-        pod = wait_for(partial(phase, rest, namespace, f"gpu-{i}", "Running"), what="Running")
+        pod = eventually(partial(phase, rest, namespace, f"gpu-{i}", "Running"), what="Running")
         assert pod["spec"]["nodeName"] in GPU_NODES
     # Give the three GPUs back now rather than when the namespace goes.
     for i in range(3):
@@ -184,9 +172,9 @@ def test_pod_wanting_more_gpus_than_any_node_stays_pending(rest: Rest, namespace
                 return condition
         return None
 
-    condition = wait_for(unschedulable, what="Unschedulable")
+    condition = eventually(unschedulable, what="Unschedulable")
     assert "nvidia.com/gpu" in condition["message"]
-    time.sleep(1.0)
+    # The scheduler has decided: it found no node for the pod, so it is bound to none.
     pod = get(rest, namespace, "greedy")
     assert pod is not None and pod["status"]["phase"] == "Pending"
     assert not pod["spec"].get("nodeName")
@@ -210,7 +198,7 @@ def test_pods_declaring_one_port_each_serve_at_their_own_address(
             },
         ))  # fmt: skip
     pods = [
-        wait_for(pod_where(rest, namespace, n, ready), what="Ready") for n in ("web-a", "web-b")
+        eventually(pod_where(rest, namespace, n, ready), what="Ready") for n in ("web-a", "web-b")
     ]
     addresses = [pod["status"]["podIP"] for pod in pods]
     assert len(set(addresses)) == 2 and "127.0.0.1" not in addresses
@@ -245,7 +233,7 @@ def test_pods_declaring_one_port_each_serve_at_their_own_address(
         ]
         return found or None
 
-    assert wait_for(endpoints, what="an EndpointSlice") == [([addresses[0]], c.MODEL_POD_PORT)]
+    assert eventually(endpoints, what="an EndpointSlice") == [([addresses[0]], c.MODEL_POD_PORT)]
 
 
 def test_env_refs_and_agent_variables_reach_the_process(
@@ -276,8 +264,8 @@ def test_env_refs_and_agent_variables_reach_the_process(
         if not gpu:
             body["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "fovea-cpu-0"}
         create(rest, namespace, body)
-    on_gpu = wait_for(lambda: phase(rest, namespace, "on-gpu", "Succeeded"), what="Succeeded")
-    on_cpu = wait_for(lambda: phase(rest, namespace, "on-cpu", "Succeeded"), what="Succeeded")
+    on_gpu = eventually(lambda: phase(rest, namespace, "on-gpu", "Succeeded"), what="Succeeded")
+    on_cpu = eventually(lambda: phase(rest, namespace, "on-cpu", "Succeeded"), what="Succeeded")
     seen = json.loads(log_of(local_cluster, on_gpu))
     port = on_gpu["metadata"]["annotations"][c.ANNOTATION_LOCAL_PORT]
     assert seen["PORT"] == port != "1"
@@ -303,7 +291,7 @@ def test_missing_secret_is_reported_and_nothing_runs(rest: Rest, namespace: str)
         state = container_status(get(rest, namespace, "nosecret")).get("state", {})
         return str(state.get("waiting", {}).get("reason", "")) or None
 
-    assert wait_for(waiting_reason, what="waiting reason") == "CreateContainerConfigError"
+    assert eventually(waiting_reason, what="waiting reason") == "CreateContainerConfigError"
     assert phase(rest, namespace, "nosecret", "Pending") is not None
 
 
@@ -315,14 +303,14 @@ def test_pod_credentials_are_its_service_account_under_rbac(
         "kubectl auth can-i list secrets; kubectl auth can-i get pods; true"
     )
     create(rest, namespace, pod_body("whoami", ["sh", "-c", script], restartPolicy="Never"))
-    pod = wait_for(lambda: phase(rest, namespace, "whoami", "Succeeded"), what="Succeeded")
+    pod = eventually(lambda: phase(rest, namespace, "whoami", "Succeeded"), what="Succeeded")
     lines = log_of(local_cluster, pod).split()
     assert lines[:3] == [f"system:serviceaccount:{namespace}:default", "no", "no"]
 
 
 def test_crashing_pod_is_restarted_with_its_exit_code_recorded(rest: Rest, namespace: str) -> None:
     create(rest, namespace, pod_body("crash", ["python", "-c", "raise SystemExit(3)"]))
-    pod = wait_for(pod_where(rest, namespace, "crash", restarted(2)), what="two restarts")
+    pod = eventually(pod_where(rest, namespace, "crash", restarted(2)), what="two restarts")
     state = container_status(pod)
     assert state["lastState"]["terminated"]["exitCode"] == 3
     assert state["lastState"]["terminated"]["reason"] == "Error"
@@ -338,7 +326,7 @@ def test_restart_policy_ends_pods(
 ) -> None:
     command = ["python", "-c", f"raise SystemExit({code})"]
     create(rest, namespace, pod_body("once", command, restartPolicy=policy))
-    pod = wait_for(lambda: phase(rest, namespace, "once", expected), what=expected)
+    pod = eventually(lambda: phase(rest, namespace, "once", expected), what=expected)
     state = container_status(pod)
     assert state["state"]["terminated"]["exitCode"] == code
     assert state["restartCount"] == 0
@@ -353,7 +341,7 @@ def test_failing_liveness_probe_restarts_the_process(rest: Rest, namespace: str)
         }},
         terminationGracePeriodSeconds=1,
     ))  # fmt: skip
-    pod = wait_for(pod_where(rest, namespace, "unlively", restarted(1)), what="a restart")
+    pod = eventually(pod_where(rest, namespace, "unlively", restarted(1)), what="a restart")
     assert "Liveness" in container_status(pod)["lastState"]["terminated"]["message"]
 
 
@@ -364,7 +352,7 @@ def test_deleting_a_pod_kills_its_process_and_removes_it(rest: Rest, namespace: 
         "stubborn", ["python", "-c", stubborn], terminationGracePeriodSeconds=1,
     ))  # fmt: skip
     pods = [
-        wait_for(partial(phase, rest, namespace, n, "Running"), what="Running")
+        eventually(partial(phase, rest, namespace, n, "Running"), what="Running")
         for n in ("gentle", "stubborn")
     ]
     pids = [pid_of(p) for p in pods]
@@ -373,9 +361,9 @@ def test_deleting_a_pod_kills_its_process_and_removes_it(rest: Rest, namespace: 
     for name in ("gentle", "stubborn"):
         rest.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
     for name in ("gentle", "stubborn"):
-        wait_for(partial(gone, rest, namespace, name), timeout=15, what="deletion")
+        eventually(partial(gone, rest, namespace, name), timeout=15, what="deletion")
     assert time.monotonic() - started < 10
-    wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=5, what="processes to end")
+    eventually(lambda: not any(_alive(pid) for pid in pids), timeout=5, what="processes to end")
 
 
 def test_deleting_an_owner_garbage_collects_its_pod(rest: Rest, namespace: str) -> None:
@@ -389,10 +377,10 @@ def test_deleting_an_owner_garbage_collects_its_pod(rest: Rest, namespace: str) 
     create(rest, namespace, pod_body(
         "child", ["sleep", "300"], metadata={"ownerReferences": [reference]},
     ))  # fmt: skip
-    pid = pid_of(wait_for(lambda: phase(rest, namespace, "child", "Running"), what="Running"))
+    pid = pid_of(eventually(lambda: phase(rest, namespace, "child", "Running"), what="Running"))
     rest.request("DELETE", f"/api/v1/namespaces/{namespace}/configmaps/owner")
-    wait_for(lambda: get(rest, namespace, "child") is None, timeout=60, what="garbage collection")
-    wait_for(lambda: not _alive(pid), timeout=5, what="the child's process to end")
+    eventually(lambda: get(rest, namespace, "child") is None, timeout=60, what="garbage collection")
+    eventually(lambda: not _alive(pid), timeout=5, what="the child's process to end")
 
 
 def test_deployment_runs_its_replicas(rest: Rest, namespace: str) -> None:
@@ -408,12 +396,15 @@ def test_deployment_runs_its_replicas(rest: Rest, namespace: str) -> None:
         deployment = rest.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/dep")
         return int(deployment.get("status", {}).get("availableReplicas") or 0)
 
-    assert wait_for(lambda: available() == 2 or None, what="2 available replicas")
+    assert eventually(lambda: available() == 2 or None, what="2 available replicas")
 
 
 def test_pods_on_other_nodes_are_not_the_agents(rest: Rest, namespace: str) -> None:
     create(rest, namespace, pod_body("elsewhere", ["sleep", "60"], nodeName="not-a-local-node"))
-    time.sleep(1.5)
+    # A pod for one of the agent's nodes, created after it: once that one runs, the agent
+    # has been at work since "elsewhere" was created.
+    create(rest, namespace, pod_body("here", ["sleep", "60"], nodeName="fovea-cpu-0"))
+    eventually(lambda: phase(rest, namespace, "here", "Running"), what="Running")
     pod = get(rest, namespace, "elsewhere")
     assert pod is not None and not pod["status"].get("containerStatuses")
     assert c.ANNOTATION_LOCAL_PORT not in pod["metadata"].get("annotations", {})
@@ -424,12 +415,12 @@ def test_pods_on_other_nodes_are_not_the_agents(rest: Rest, namespace: str) -> N
 def test_namespace_deletion_completes(rest: Rest, kubeconfig: str) -> None:
     name = f"doomed-{os.getpid()}"
     rest.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
-    wait_for(lambda: _exists(rest, f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+    eventually(lambda: _exists(rest, f"/api/v1/namespaces/{name}/serviceaccounts/default"),
              what="default service account")  # fmt: skip
     create(rest, name, pod_body("p", ["sleep", "300"], terminationGracePeriodSeconds=1))
-    pid = pid_of(wait_for(lambda: phase(rest, name, "p", "Running"), what="Running"))
+    pid = pid_of(eventually(lambda: phase(rest, name, "p", "Running"), what="Running"))
     rest.request("DELETE", f"/api/v1/namespaces/{name}")
-    wait_for(lambda: not _exists(rest, f"/api/v1/namespaces/{name}"), timeout=90,
+    eventually(lambda: not _exists(rest, f"/api/v1/namespaces/{name}"), timeout=90,
              what="namespace deletion")  # fmt: skip
     assert not _alive(pid)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pod_testing import kubectl
+from pod_testing import kubectl, wait_phase
 
 from fovea.localcluster.logserver import parse_log_path, tail_bytes
 from fovea.localcluster.rest import Rest
@@ -37,16 +36,6 @@ def pod(name: str, script: str) -> dict[str, Any]:
             "containers": [{"name": "main", "image": "local", "command": ["sh", "-c", script]}],
         },
     }
-
-
-def wait_phase(rest: Rest, namespace: str, name: str, phases: set[str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        got = rest.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
-        if got.get("status", {}).get("phase") in phases:
-            return
-        time.sleep(0.1)
-    pytest.fail(f"pod {name} never reached {phases}")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import uvicorn
 
 from fovea.api.app import create_app
 from fovea.api.settings import Settings
-from kube_testing import eventually
+from waiting import eventually
 
 
 def free_port() -> int:
@@ -28,7 +28,14 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            # A test that leaves an event stream open (an SSE reader thread) would hold the
+            # shutdown until stop()'s join gave up (30 s): cancel what still runs after 1 s.
+            timeout_graceful_shutdown=1,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="api-under-test", daemon=True)
@@ -48,3 +55,4 @@ class ApiServer:
         self.server.should_exit = True
         self._thread.join(30)
         self.http.close()
+        assert not self._thread.is_alive(), "uvicorn did not stop within 30 s"

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from typing import Any
 
-import pytest
-
 from fovea.localcluster.rest import Rest
+from waiting import eventually
 
 POD_WAIT_S = 60.0
 
@@ -34,11 +32,9 @@ def get_pod(rest: Rest, namespace: str, name: str) -> dict[str, Any]:
 
 def wait_phase(rest: Rest, namespace: str, name: str, phases: set[str]) -> dict[str, Any]:
     """The pod once its phase is one of `phases` (the test fails after a minute)."""
-    deadline = time.monotonic() + POD_WAIT_S
-    while True:
+
+    def reached() -> dict[str, Any] | None:
         pod = get_pod(rest, namespace, name)
-        if pod.get("status", {}).get("phase") in phases:
-            return pod
-        if time.monotonic() > deadline:
-            pytest.fail(f"pod {name} never reached {phases}: {pod.get('status')}")
-        time.sleep(0.1)
+        return pod if pod.get("status", {}).get("phase") in phases else None
+
+    return eventually(reached, POD_WAIT_S, what=f"pod {name} to reach {sorted(phases)}")
