@@ -419,12 +419,15 @@ def test_ages_and_gigabytes_read_well() -> None:
     assert views.age("2026-01-02T11:00:00Z", now) == "1h ago"
     assert views.age("2025-12-30T12:00:00+00:00", now) == "3d ago"
     assert views.age(None, now) is None
-    assert [views.gb(v) for v in (None, 0.0001, 0.5, 19.2, 128.0)] == [
+    # The one rounding rule (domain/units.py): a tiny size keeps two significant digits.
+    assert [views.gb(v) for v in (None, 0.0001, 0.0625, 0.5, 19.2, 102.4, 128.0)] == [
         "-",
-        "<0.001",
+        "0.0001",
+        "0.06",
         "0.5",
         "19.2",
-        "128",
+        "102.4",
+        "128.0",
     ]
 
 
@@ -448,8 +451,11 @@ def test_progress_waits_for_the_operator_to_act_on_the_change() -> None:
         "message": "loading b",
     }
     assert views.progress(view, "b") == ("pending", "Loading · on n1 GPU 0 · loading b")
-    view["load"] = {"state": "failed", "reason": "out of memory"}
-    assert views.progress(view, "b") == ("failed", "out of memory")
+    view["load"] = {"state": "failed", "reason": "Out of memory"}
+    # The API's sentence when it gives one; else the same words, rendered the same way.
+    assert views.progress(view, "b") == ("failed", "Failed to load model: Out of memory")
+    view["load"]["message"] = "Failed to load model: Out of memory: load failed: CUDA"
+    assert views.progress(view, "b") == ("failed", view["load"]["message"])
     assert views.progress({**view, "selected": "c"}, "b")[0] == "failed"
 
 
