@@ -199,7 +199,7 @@ class TorchAdapter:
         )
         return missing_weights(
             f"weights for {self.spec.model_id!r} are",
-            str(path),
+            str(path.absolute()),  # where the pod looked, whatever its working directory
             " and plain torch models have no hub to fetch them from",
             hint,
         )

@@ -110,7 +110,10 @@ class UltralyticsAdapter:
             f", or set allow_random_weights to build {config} with random weights" if config else ""
         )
         return missing_weights(
-            "the .pt weights file is", str(path), " and downloads are off (offline)", hint
+            "the .pt weights file is",
+            str(path.absolute()),
+            " and downloads are off (offline)",
+            hint,
         )
 
     def _require(self) -> Any:

@@ -85,6 +85,11 @@ def test_wait_reports_a_model_that_fails_to_load(
     error = response.json()["error"]
     assert error.startswith("Failed to load model: ")
     assert len(error) > len("Failed to load model: ")
+    # Said once: the pod reports the reason, the operator and the API prefix it once.
+    assert error.count("Failed to load model") == 1, error
+    # The status says what /select?wait= answered (once the operator has seen the report).
+    assert eventually(lambda: kube.status(TASK).get("message") == error or None, 60), error
+    assert kube.status(TASK)["runtime"]["failure"] == "LoadError"
 
 
 def test_wait_relays_out_of_memory_in_the_documented_words(
