@@ -131,7 +131,8 @@ def decide(
         return Serve(_backends(same, pod_models), previous, sel.name, switching=True)
     if outcome.state == "failed":  # the pod's own report may come before the operator's
         shown_phase = phase if phase == Phase.UNSCHEDULABLE.value else Phase.FAILED.value
-        return Refuse(503, f"Model '{model}' failed to load: {outcome.reason}", shown_phase, model)
+        # The one sentence /select?wait= answers too (fovea.domain.messages), said once.
+        return Refuse(503, outcome.message, shown_phase, model)
     reason = _ready_reason(sel)
     wake = reason in WAKE_REASONS
     if not wake and sel.status.phase not in _STARTING_PHASES:

@@ -91,7 +91,13 @@ def say(said: Reason, /, **details: object) -> str:
 
 
 def failed_to_load(reason: str) -> str:
-    """The contract's error for a model that did not load: "Failed to load model: <reason>"."""
+    """The contract's error for a model that did not load: "Failed to load model: <reason>".
+
+    Said once: a message that already is this sentence (a status written by the
+    operator, read where its conditions are not at hand) comes back as it is.
+    """
+    if reason.startswith(FAILED_TO_LOAD.format(reason="")):
+        return reason
     return say(Reason.LOAD_FAILED, reason=reason or "unknown reason")
 
 

@@ -103,3 +103,9 @@ def test_the_vocabulary_and_its_sentences_import_only_the_standard_library() -> 
             if isinstance(node, ast.ImportFrom) and node.level == 0
         }
         assert imported <= {"__future__", "collections", "dataclasses", "enum", "typing", "fovea"}
+
+
+def test_failed_to_load_is_said_once_whoever_asks_twice() -> None:
+    once = messages.failed_to_load("weights are not on disk")
+    assert messages.failed_to_load(once) == once
+    assert messages.failed_to_load("") == "Failed to load model: unknown reason"
