@@ -13,7 +13,9 @@ weights), each figure a ratio of two things measured back to back:
     Targets: route >= 0.9 x direct req/s, <= 1 ms added at p50.
 (b) 32 clients sending predict continuously during 20 switches between the two
     models (`POST /api/models/select?...&wait=120`): non-2xx answers (target 0),
-    the longest hold (X-Fovea-Held-Ms), the longest request, requests answered.
+    the longest hold (X-Fovea-Held-Ms), the longest request, requests answered;
+    per direction, which model answered while a switch was under way, and
+    answers from the old model in the --gap seconds (1) after select -> Ready.
 (c) an onDemand selection with keepAlive 2s: the first answer to a predict
     after a keep-alive unload vs `POST /api/models/load/det?wait=120` after one
     (load -> Ready), medians of 3 each and their ratio. Each starts --settle
@@ -221,13 +223,14 @@ def clients(url: str, count: int) -> None:
     models: Counter[str] = Counter()
     latencies: list[float] = []
     held: list[int] = []
+    answers: list[tuple[float, str, int]] = []  # (monotonic time sent, model, held ms)
     mismatched = switching = 0
 
     def one() -> None:
         nonlocal mismatched, switching
         with httpx.Client(base_url=url, timeout=180) as http:
             while not stop.is_set():
-                began = time.perf_counter()
+                began, sent = time.perf_counter(), time.monotonic()
                 try:
                     resp = http.post(PREDICT, json=SAMPLE)
                     code = str(resp.status_code)
@@ -241,6 +244,7 @@ def clients(url: str, count: int) -> None:
                         model = resp.headers.get("x-fovea-model", "")
                         models[model] += 1
                         held.append(int(resp.headers.get(HELD, "0") or 0))
+                        answers.append((sent, model, held[-1]))
                         switching += resp.headers.get("x-fovea-switching") == "true"
                         if MODELS.get(model) != resp.json()["shape"][-1]:
                             mismatched += 1
@@ -260,6 +264,7 @@ def clients(url: str, count: int) -> None:
             "held": held,
             "mismatched": mismatched,
             "switching": switching,
+            "answers": answers,
         },
         sys.stdout,
     )
@@ -417,7 +422,7 @@ class Bench:
 
     # --- (b) -------------------------------------------------------------------
 
-    def switches(self, count: int, clients_n: int) -> dict[str, Any]:
+    def switches(self, count: int, clients_n: int, gap_s: float) -> dict[str, Any]:
         me = [sys.executable, "-P", str(Path(__file__).resolve())]
         proc = subprocess.Popen(
             [*me, "clients", "--url", self.url, "--clients", str(clients_n)],
@@ -425,6 +430,7 @@ class Bench:
             stdout=subprocess.PIPE,
         )
         selects: list[tuple[int, float]] = []
+        windows: list[tuple[float, float, float, str]] = []  # select sent, Ready, next, model
         began = time.monotonic()
         try:
             time.sleep(2.0)  # every client is sending
@@ -432,6 +438,9 @@ class Bench:
                 model = "five" if n % 2 == 0 else "ten"
                 sent = time.monotonic()
                 selects.append((self.select(model), time.monotonic() - sent))
+                ready = time.monotonic()
+                time.sleep(gap_s)  # answers sent now must come from `model`
+                windows.append((sent, ready, time.monotonic(), model))
                 print(
                     f"    switch {n + 1} to {model}: {selects[-1][0]} in {selects[-1][1]:.1f} s",
                     file=sys.stderr,
@@ -443,7 +452,17 @@ class Bench:
         wall = time.monotonic() - began
         seen = json.loads(raw)
         codes = Counter(seen["codes"])
+        during: dict[str, Counter[str]] = {m: Counter() for m in MODELS}
+        for sent, ready, until, model in windows:
+            for at, answered_by, held_ms in seen["answers"]:
+                if sent <= at < ready:
+                    during[model][answered_by] += 1
+                    during[model]["held >= 1 s"] += held_ms >= 1000
+                elif ready <= at < until:
+                    during[model]["after Ready"] += 1
+                    during[model]["stale after Ready"] += answered_by != model
         return {
+            "during": {m: dict(counts) for m, counts in during.items()},
             "codes": dict(codes),
             "non2xx": sum(n for code, n in codes.items() if not code.startswith("2")),
             "answered": codes.get("200", 0),
@@ -571,6 +590,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             f"(p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms); "
             f"selects {b['select_codes']}, median select->Ready {b['select_s']:.2f} s"
         )
+        for model, counts in b["during"].items():
+            print(
+                f"    switches to {model}: answers sent meanwhile (by model) and in the "
+                f"{args.gap:g} s after Ready: {counts}"
+            )
     if w:
         first, loads = w["first"], w["loads"]
         f50 = statistics.median(first) if first else float("nan")
@@ -598,6 +622,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="route/direct rounds per setting")
     parser.add_argument("--clients", type=int, default=32, help="clients during (b)")
     parser.add_argument("--switches", type=int, default=20, help="model switches in (b)")
+    parser.add_argument(
+        "--gap", type=float, default=1.0, help="seconds in (b) after each Ready before the next"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="wake-ups and loads in (c)")
     parser.add_argument("--keep-alive", default="2s", help="the selection's keepAlive in (c)")
     parser.add_argument(
@@ -630,7 +657,7 @@ def main() -> int:
                 results["a"] = bench.overhead(concurrency, args.rounds, args.duration)
             if "b" in args.parts:
                 print("(b) clients during switches ...", file=sys.stderr, flush=True)
-                results["b"] = bench.switches(args.switches, args.clients)
+                results["b"] = bench.switches(args.switches, args.clients, args.gap)
             if "c" in args.parts:
                 print("(c) keep-alive wake-ups ...", file=sys.stderr, flush=True)
                 results["c"] = bench.wakes(args.repeats, args.keep_alive, args.settle)
