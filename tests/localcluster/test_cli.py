@@ -138,9 +138,9 @@ def test_foreground_up_stops_everything_on_sigterm(state_dir: Path) -> None:
 
 
 def test_bad_gpu_spec_is_refused_and_starts_nothing(state_dir: Path) -> None:
-    result = cli("up", "--state-dir", str(state_dir), "--gpus", "2x24GB")
+    result = cli("up", "--state-dir", str(state_dir), "--gpus", "2x24XB")  # no such unit
     assert result.returncode == 1
-    assert "invalid GPU node '2x24GB'" in result.stderr
+    assert "invalid GPU node '2x24XB'" in result.stderr
     assert processes_of(state_dir) == []
 
 
