@@ -43,6 +43,7 @@ GatewayDep = Annotated[Gateway, Depends(_gateway)]
     summary="Run the task's selected model on the body (held while it loads)",
     responses={
         200: {"description": "The model pod's answer, as it gave it"},
+        400: {"description": "The model refused the input (its own 4xx is passed through)"},
         404: {"description": "Unknown task"},
         409: {"description": "No model selected for the task"},
         413: {"description": "Body over the model pod's limit (nothing forwarded)"},
@@ -100,12 +101,31 @@ async def list_models(gateway: GatewayDep) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.post("/v1/chat/completions", summary="OpenAI: chat, routed by `model`")
+OPENAI_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The engine's answer; with `stream: true`, its events as they come"},
+    400: {"description": "No JSON body, or no `model` in it; or the engine refused it"},
+    404: {"description": "No task has that model selected (GET /v1/models lists them)"},
+    413: {"description": "Body over the model pod's limit (nothing forwarded)"},
+    429: {"description": "Too many requests held for the task; see Retry-After"},
+    502: {"description": "The model pod failed during the request"},
+    503: {"description": "The model failed to load, or is not Ready in time"},
+}
+
+
+@router.post(
+    "/v1/chat/completions",
+    summary="OpenAI: chat, routed by `model`",
+    responses=OPENAI_RESPONSES,
+)
 async def chat_completions(gateway: GatewayDep, request: Request) -> Response:
     return await _openai(gateway, request, "/v1/chat/completions")
 
 
-@router.post("/v1/completions", summary="OpenAI: completions, routed by `model`")
+@router.post(
+    "/v1/completions",
+    summary="OpenAI: completions, routed by `model`",
+    responses=OPENAI_RESPONSES,
+)
 async def completions(gateway: GatewayDep, request: Request) -> Response:
     return await _openai(gateway, request, "/v1/completions")
 

@@ -113,7 +113,7 @@ def test_a_failed_load_answers_its_waiting_requests_with_the_reason(
     answer = api.http.post("/api/models/predict/broken", json=SAMPLE)  # held, then refused
     assert answer.status_code == 503, answer.text
     body = answer.json()
-    assert body["phase"] == "Failed" and "failed to load" in body["error"], body
+    assert body["phase"] == "Failed" and "failed to load" in body["error"].lower(), body
     # The route answered from the pod's own report; the operator's status says the same.
     failed = lambda: kube.status("broken").get("phase") == "Failed" or None  # noqa: E731
     assert eventually(failed, 60), kube.status("broken")
