@@ -6,7 +6,6 @@ from dataclasses import replace
 from typing import Any
 
 from api_builders import runtime_ready, selection, state
-
 from fovea.api.routing import Hold, Refuse, Serve, decide
 from fovea.api.state import ClusterState, Selection
 from fovea.domain.endpoints import Endpoint

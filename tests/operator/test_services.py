@@ -6,7 +6,6 @@ from dataclasses import replace
 from typing import Any
 
 from builders import NS, apply, catalog, catalog_spec, option, running, selection, world
-
 from fovea.domain import constants as c
 from fovea.operator.podspec import PodSettings
 from fovea.operator.reconcile import Actions, World, reconcile
