@@ -63,7 +63,7 @@ def effective(selection: str | None, option: str | None) -> str | None:
 class Idle:
     """The decision for one on-demand selection: unload it (now or still), and why."""
 
-    unloaded_at: float  # epoch seconds of the idle unload (kept while it stays unloaded)
+    unloaded_at: float  # when it became due (last activity + keepAlive); kept while unloaded
     message: str
 
     @property
@@ -121,14 +121,17 @@ def decide(
     its latest use or /load (0: never); `unloaded_at`: the stamp of an earlier
     idle unload, if any. None: load it (or keep it loaded) as usual.
     """
-    if unloaded_at is not None and last_activity <= unloaded_at:
-        return Idle(unloaded_at, _message(keep_alive))  # still idle: no use since
     seconds = parse(keep_alive)
+    # The stamp is the moment the model became due (its last activity + keepAlive), never
+    # the pass's clock: a use or /load after the activity the unload was decided on loads
+    # it again, even one the deciding pass did not see yet (its snapshot was older).
+    if unloaded_at is not None and last_activity <= unloaded_at - (seconds or 0.0):
+        return Idle(unloaded_at, _message(keep_alive))  # still idle: no use since
     if seconds is None or loaded_since is None:
         return None  # pinned, not set, or not loaded: nothing to unload
     idle_from = max(loaded_since, last_activity)
     if now - idle_from > seconds or (seconds == 0 and now > idle_from):
-        return Idle(now, _message(keep_alive))
+        return Idle(idle_from + seconds, _message(keep_alive))
     return None
 
 

@@ -42,7 +42,11 @@ def handover(
     # A pod the scheduler refused is on no node: it holds nothing and is not kept.
     old = [p for p in own_pods if p["metadata"]["name"] != name and unschedulable(p) is None]
     if existing is not None:
-        if pod_is_ready(existing):
+        # A pod of this name on its way out is an earlier incarnation (a switch back to a
+        # model whose pod still drains): the pods serving now stay until its successor,
+        # created once it is gone, is Ready.
+        terminating = bool(existing["metadata"].get("deletionTimestamp"))
+        if pod_is_ready(existing) and not terminating:
             return False, [own]
         going = [pod_key(p) for p in old if not p["metadata"].get("deletionTimestamp")]
         return False, [own, *going]

@@ -125,14 +125,16 @@ def decide(
     scheduled = ConditionValue.of(ConditionType.SCHEDULED, True, sched_reason, place.reason)
 
     runtime = sel.status.get("runtime") or {}
-    current = runtime.get("pod") == name
+    # The report of a pod of this name that is terminating is an earlier incarnation's.
+    earlier = existing is not None and bool(existing["metadata"].get("deletionTimestamp"))
+    current = runtime.get("pod") == name and not earlier
     device = "cuda:0" if on_gpu else "cpu"  # what the pod is given (FOVEA_DEVICE)
     measured = runtime.get("measuredMemoryGb") if current else None
     load_time = runtime.get("loadTimeSeconds") if current else None
     if current and runtime.get("device"):
         device = str(runtime["device"])
     state = runtime.get("state") if current else None
-    pod_ready = existing is not None and pod_is_ready(existing)
+    pod_ready = existing is not None and not earlier and pod_is_ready(existing)
     config_error = pod_config_error(existing) if existing is not None else None
     secret = catalog.weights_credentials.secret if catalog.weights_credentials else None
     weights = weights_status(option, runtime, current, existing, secret, sel.status.get("weights"))

@@ -38,7 +38,7 @@ def decide(keep: str | None, **kw: float | None) -> keepalive.Idle | None:
 def test_an_idle_model_is_unloaded_once_its_keep_alive_is_over() -> None:
     assert decide("5m", now=399.0) is None  # idle 299 s of 300
     idle = decide("5m", now=401.0)
-    assert idle is not None and idle.unloaded_at == 401.0
+    assert idle is not None and idle.unloaded_at == 400.0  # when it became due, not the clock
     assert "keepAlive (5m)" in idle.message
     assert decide("5m", last_activity=200.0, now=401.0) is None  # used since it loaded
 
@@ -55,6 +55,16 @@ def test_zero_unloads_right_after_use() -> None:
 
 
 def test_it_stays_unloaded_until_a_later_use_or_load() -> None:
-    still = decide("5m", loaded_since=None, last_activity=50.0, unloaded_at=401.0, now=2000.0)
-    assert still is not None and still.unloaded_at == 401.0
-    assert decide("5m", loaded_since=None, last_activity=402.0, unloaded_at=401.0) is None
+    still = decide("5m", loaded_since=None, last_activity=100.0, unloaded_at=400.0, now=2000.0)
+    assert still is not None and still.unloaded_at == 400.0
+    assert decide("5m", loaded_since=None, last_activity=402.0, unloaded_at=400.0) is None
+
+
+def test_a_load_the_deciding_pass_did_not_see_is_not_lost() -> None:
+    # The pass that unloaded it at 1000 read a snapshot without the /load made at 950 (after
+    # the activity at 100 it decided on): the next pass loads the model again.
+    idle = decide("5m", loaded_since=100.0, last_activity=100.0, now=1000.0)
+    assert idle is not None and idle.unloaded_at == 400.0
+    assert decide("5m", loaded_since=None, last_activity=950.0, unloaded_at=400.0) is None
+    # The activity it did decide on keeps it unloaded.
+    assert decide("5m", loaded_since=None, last_activity=100.0, unloaded_at=400.0) is not None

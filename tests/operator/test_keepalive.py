@@ -54,7 +54,8 @@ def test_an_idle_on_demand_model_is_unloaded_after_its_keep_alive_and_stays_so()
     assert len(actions.delete) == 1 and actions.create == []  # the pod goes
     status = actions.status[KEY]
     assert status["phase"] == Phase.PENDING
-    assert status["idleUnloadedAt"] == (NOW + timedelta(minutes=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Stamped when it became due (Ready at NOW, keepAlive 5m), not at the pass that saw it.
+    assert status["idleUnloadedAt"] == (NOW + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert "unused for its keepAlive (5m)" in status["message"]
     [event] = [e for e in actions.events if e.reason == Reason.IDLE_UNLOADED]
     assert event.type == EventType.NORMAL

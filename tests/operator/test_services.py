@@ -80,3 +80,29 @@ def test_a_switch_moves_the_selector_only_once_the_new_pod_is_ready() -> None:
     actions, w = _pass(w)
     (moved,) = actions.services
     assert moved["spec"]["selector"][c.LABEL_MODEL] == "other"
+
+
+def test_a_switch_back_to_a_model_whose_pod_still_drains_keeps_the_serving_one() -> None:
+    _, w = _pass(_world(selection("det", "small")))
+    _, w = _pass(_ready_everything(w))
+    sel = w.selections[0]
+    assert sel.spec is not None
+    to_other = replace(sel, spec=sel.spec.model_copy(update={"model": "other"}))
+    _, w = _pass(replace(w, selections=[to_other]))
+    w = _ready_everything(w)
+    actions = reconcile(w, PodSettings()).actions()
+    [(_, old_name)] = actions.delete  # other is Ready: small's pod goes (it drains)
+    draining = [
+        {**p, "metadata": {**p["metadata"], "deletionTimestamp": "2026-11-26T12:00:00Z"}}
+        if p["metadata"]["name"] == old_name
+        else p
+        for p in w.pods
+    ]
+    w = apply(replace(w, pods=draining), replace(actions, delete=[]))
+    back = replace(w.selections[0], spec=to_other.spec.model_copy(update={"model": "small"}))
+    actions, after = _pass(replace(w, selections=[back]))
+    serving = [p["metadata"]["name"] for p in w.pods if p["metadata"]["name"] != old_name]
+    # The draining pod has the name small's new pod would have: it is not taken for it.
+    assert actions.create == [] and actions.delete == [], (actions.create, actions.delete)
+    assert after.selections[0].status["phase"] != "Ready"
+    assert _selector_model(after) == "other" and serving
