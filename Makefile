@@ -78,8 +78,9 @@ typecheck:
 unit: $(STAMP)
 	$(BIN)/pytest -m 'not integration' -n auto
 
+# The slowest tests are listed at the end of every run: where the suite's time goes.
 integration: install control-plane-image
-	$(BIN)/pytest -m integration
+	$(BIN)/pytest -m integration --durations=30
 
 pytest:
 	$(BIN)/pytest
