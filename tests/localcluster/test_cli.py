@@ -68,7 +68,7 @@ def test_detached_cluster_status_logs_and_down(
 
     status = cli("status", "--state-dir", str(state_dir))
     assert status.returncode == 0, status.stdout + status.stderr
-    for word in ("kube-apiserver", "etcd", "fovea-gpu-0", "8192Mi", "(simulated)", "fovea-cpu-0"):
+    for word in ("kube-apiserver", "etcd", "fovea-gpu-0", "8.0 GB", "(simulated)", "fovea-cpu-0"):
         assert word in status.stdout
     ours = state_of(state_dir)["ports"]
     theirs = state_of(local_cluster.state.root)["ports"]

@@ -235,7 +235,13 @@ def test_the_operator_and_the_api_run_as_containers_and_a_select_loads(
 
         pods = eventually(ready_pods, timeout=START_S)
         listing = kubectl(["get", "pods", "-n", namespace, "-o", "wide"], kubeconfig).stdout
-        assert pods, f"the operator and the API are not Ready on the container node:\n{listing}"
+        logs = kubectl(
+            ["logs", "-n", namespace, "-l", f"{c.LABEL_COMPONENT} in (operator,api)", "--tail=30"],
+            kubeconfig,
+        ).stdout
+        assert pods, (
+            f"the operator and the API are not Ready on the container node:\n{listing}{logs}"
+        )
         for pod in pods:
             assert pod["spec"]["nodeName"] == container_node.name
             statuses = pod["status"]["containerStatuses"]
