@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,15 @@ def node(script: str, api: ApiServer) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=True,
     )
+
+
+@pytest.fixture
+def api(api_factory: Callable[..., ApiServer]) -> ApiServer:
+    """The API of the test's namespace alone: the contract's examples judge one namespace, and
+    other tests' models (in namespaces still being deleted) must not change their verdicts."""
+    server = api_factory(cluster_wide=False)
+    server.wait_ready()
+    return server
 
 
 @pytest.fixture
