@@ -48,6 +48,9 @@ HEADER_MODEL = "X-Fovea-Model"
 HEADER_POD = "X-Fovea-Pod"
 HEADER_HELD = "X-Fovea-Held-Ms"
 HEADER_SWITCHING = "X-Fovea-Switching"
+# An idle pooled connection to a pod is closed by us after this long, before the pod's own
+# keep-alive (model_pod/main.py, 75 s) would close it under a request being sent on it.
+POOL_KEEPALIVE_S = 30.0
 REWAKE_S = 5.0  # a wake-up not seen by the operator after this long is written again
 POLL_S = 1.0  # a held request re-decides at least this often, even with no change
 # What of a client's request reaches the pod (never its Authorization: the API's token).
@@ -131,7 +134,7 @@ class Gateway:
         """The pooled client to the model pods (aiohttp: a tenth of httpx's CPU per request)."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=POOL_KEEPALIVE_S),
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     connect=self.settings.connect_timeout_seconds,

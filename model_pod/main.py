@@ -20,6 +20,7 @@ from fovea.domain import constants as c
 from fovea.domain.conditions import RuntimeState
 
 CHECK_INTERVAL_SECONDS = 1.0
+KEEP_ALIVE_SECONDS = 75  # idle keep-alive of the pod's connections (the API keeps its own 30 s)
 
 log = logging.getLogger("fovea.model_pod")
 
@@ -169,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
         port=port,
         log_level="warning",
         access_log=False,
+        # Longer than the API's pooled connections live (api/gateway.py): the proxy, not the
+        # pod, closes an idle one, so a request never goes out on a connection closing under it.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     # Returns on SIGINT; on SIGTERM it drains (drain.py: unready at once, answering for
     # the drain period), then uvicorn shuts down gracefully (running shut_down) and

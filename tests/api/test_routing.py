@@ -138,3 +138,11 @@ def test_a_pod_that_refused_the_connection_is_skipped() -> None:
     world = _world(sel, [_ep("p1"), _ep("p22")], {"p1": "yolov8n", "p22": "yolov8n"})
     got = _decide(world, excluded=frozenset({"p1"}))
     assert isinstance(got, Serve) and [b.pod for b in got.backends] == ["p22"]
+
+
+def test_the_route_closes_idle_pod_connections_before_the_pods_do() -> None:
+    # Else a request can go out on a connection the pod is closing: a 502 for nothing.
+    from fovea.api.gateway import POOL_KEEPALIVE_S
+    from fovea.model_pod.main import KEEP_ALIVE_SECONDS
+
+    assert POOL_KEEPALIVE_S < KEEP_ALIVE_SECONDS
