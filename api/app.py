@@ -103,20 +103,19 @@ def create_app(
     )
 
     exception_handlers.install(app)
-    # The polled reads first: routing tries routes in order.
+    # Writes, the inference route, and the routes that reach further into the cluster
+    # (events, pod logs, Leases) require the bearer token when one is configured.
+    guarded = settings.api_token is not None
+    # The polled reads and the inference route first: routing tries routes in order.
     routes_models.add_polled_reads(app, app.state.service)
+    include_guarded(app, routes_inference.router, guarded)  # docs/inference.md
     app.include_router(routes_models.read_router)
     app.include_router(routes_ops.router)
-    # Writes, and the routes that reach further into the cluster (events, pod logs,
-    # Leases), require the bearer token when one is configured.
-    guarded = settings.api_token is not None
     include_guarded(app, routes_inspect.router, guarded)  # tasks, describe, logs
     routes_board.install(app)  # the GPU board at /
     include_guarded(app, routes_leases.router, guarded)  # session leases
     include_guarded(app, routes_models.write_router, guarded)
-    # The inference route (docs/inference.md): the token guards it like every write.
-    app.include_router(routes_inference.read_router)
-    include_guarded(app, routes_inference.router, guarded)
+    app.include_router(routes_inference.read_router)  # GET /api/models/inference
 
     if settings.cors_origins:
         app.add_middleware(

@@ -53,7 +53,8 @@ GatewayDep = Annotated[Gateway, Depends(_gateway)]
         503: {"description": "The model failed to load, or is not Ready in time"},
     },
 )
-async def predict(gateway: GatewayDep, task_type: TaskPath, request: Request) -> Response:
+async def predict(task_type: TaskPath, request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway  # (no dependency to solve: the hot path)
     try:
         body = await read_body(request)
     except BodyTooLarge:
