@@ -266,38 +266,30 @@ class Cluster:
         ]
 
     def _list_pods(self) -> list[dict[str, Any]]:
-        if not self.namespaces:
-            return _items(
-                self._core.list_pod_for_all_namespaces(
-                    label_selector=MODEL_POD_SELECTOR, _preload_content=False
-                )
-            )
-        return [
-            item
-            for ns in self.namespaces
-            for item in _items(
-                self._core.list_namespaced_pod(
-                    ns, label_selector=MODEL_POD_SELECTOR, _preload_content=False
-                )
-            )
-        ]
+        """The model-server pods."""
+        core = self._core
+        pods = (core.list_pod_for_all_namespaces, core.list_namespaced_pod)
+        return self._list_labelled(*pods, MODEL_POD_SELECTOR)
 
     def _list_services(self) -> list[dict[str, Any]]:
         """The selections' Services (`fovea.domain.endpoints`)."""
+        core = self._core
+        services = (core.list_service_for_all_namespaces, core.list_namespaced_service)
+        return self._list_labelled(*services, ENDPOINT_SELECTOR)
+
+    def _list_labelled(
+        self,
+        every: Callable[..., Any],
+        one: Callable[..., Any],
+        selector: str,
+    ) -> list[dict[str, Any]]:
+        """Label-selected objects of every namespace, or of the operator's namespaces."""
         if not self.namespaces:
-            return _items(
-                self._core.list_service_for_all_namespaces(
-                    label_selector=ENDPOINT_SELECTOR, _preload_content=False
-                )
-            )
+            return _items(every(label_selector=selector, _preload_content=False))
         return [
             item
             for ns in self.namespaces
-            for item in _items(
-                self._core.list_namespaced_service(
-                    ns, label_selector=ENDPOINT_SELECTOR, _preload_content=False
-                )
-            )
+            for item in _items(one(ns, label_selector=selector, _preload_content=False))
         ]
 
     def _list_node_pods(self) -> list[dict[str, Any]]:
