@@ -84,19 +84,7 @@ def test_switch_to_a_model_the_catalog_lacks_prints_the_error(
     kube: Kube, catalog: dict[str, Any], api: ApiServer
 ) -> None:
     del catalog["tasks"]["object_detection"]["options"]["yolov8m"]
-    kube.custom.replace_namespaced_custom_object(
-        "fovea.dev",
-        "v1alpha1",
-        kube.namespace,
-        "modelcatalogs",
-        "default",
-        {
-            **kube.custom.get_namespaced_custom_object(
-                "fovea.dev", "v1alpha1", kube.namespace, "modelcatalogs", "default"
-            ),
-            "spec": catalog,
-        },
-    )
+    kube.apply_catalog(catalog)
     assert eventually(
         lambda: (
             "yolov8m"

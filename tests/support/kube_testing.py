@@ -52,13 +52,17 @@ class Kube:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            # Replace, not merge: a removed option must really go.
-            current = self.custom.get_namespaced_custom_object(
-                c.GROUP, c.VERSION, self.namespace, c.CATALOG_PLURAL, name
-            )
-            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            self.custom.replace_namespaced_custom_object(
-                c.GROUP, c.VERSION, self.namespace, c.CATALOG_PLURAL, name, body
+            # Replace the spec, not merge it: a removed option must really go. A JSON
+            # patch replaces it whole without a read first, so the operator's status
+            # writes between a read and a PUT cannot make it conflict (they did: 409).
+            self.custom.patch_namespaced_custom_object(
+                c.GROUP,
+                c.VERSION,
+                self.namespace,
+                c.CATALOG_PLURAL,
+                name,
+                [{"op": "replace", "path": "/spec", "value": spec}],
+                _content_type="application/json-patch+json",
             )
 
     def select(self, task: str, model: str | None, **spec: Any) -> None:
