@@ -47,6 +47,7 @@ MACHINERY: dict[str, tuple[str, str]] = {
     "api": ("fovea.api.main", "serve the /api/models REST API"),
     "model-pod": ("fovea.model_pod.main", "the process inside a model-server pod"),
     "fetch-weights": ("fovea.model_pod.weights.cli", "fetch model weights into the cache"),
+    "version": ("fovea.version", "print the release of fovea-models"),
 }
 COMMANDS = {**USER_COMMANDS, **MACHINERY}
 

@@ -21,8 +21,12 @@ from fovea.operator.leader import Lease
 from fovea.operator.loop import Planner
 from fovea.operator.podspec import PodSettings
 from fovea.operator.settings import get_settings
+from fovea.version import VERSION
 
 log = logging.getLogger(__name__)
+# The release this operator runs, on /metrics: fovea_operator_build_info{version="..."} 1.
+BUILD_INFO = prometheus_client.Info("fovea_operator_build", "The release of the running operator")
+BUILD_INFO.info({"version": VERSION})
 
 
 @kopf.on.startup()

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from fovea.version import LEASE_ANNOTATION, VERSION
+
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +54,9 @@ class Lease:
             log.info("taking the Lease %s/%s from %s", self.namespace, self.name, holder)
         spec.holder_identity = self.identity
         spec.renew_time = now
+        # The holder says which release it runs (kubectl get lease -o yaml).
+        meta = lease.metadata = lease.metadata or client.V1ObjectMeta()
+        meta.annotations = {**(meta.annotations or {}), LEASE_ANNOTATION: VERSION}
         spec.lease_duration_seconds = int(self.duration_s)
         try:
             self._api.replace_namespaced_lease(self.name, self.namespace, lease)
@@ -65,7 +70,9 @@ class Lease:
 
     def _create(self, now: datetime) -> bool:
         body = client.V1Lease(
-            metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
+            metadata=client.V1ObjectMeta(
+                name=self.name, namespace=self.namespace, annotations={LEASE_ANNOTATION: VERSION}
+            ),
             spec=client.V1LeaseSpec(
                 holder_identity=self.identity,
                 acquire_time=now,

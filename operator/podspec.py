@@ -111,7 +111,9 @@ def build_pod(
     `weights`: the catalog's weights settings; an option with `weights:` gets its
     `fetch-weights` init container and cache (`fovea.operator.weights_pod`).
     The name covers the spec's hash (`fovea.dev/spec-hash`): any change to the
-    spec (image, env, resources) gives a new pod, which the operator rolls out.
+    spec (image, env, resources) gives a new pod, which the operator rolls out;
+    except the operator's own model-pod image, whose tag changes with each release
+    (`_release_neutral`): a running pod keeps its image until something else rolls it.
     """
     device = "cuda:0" if target.on_gpu else "cpu"  # the device plugin exposes one GPU as cuda:0
     # Exactly the requests the planner counted against the node (one function for both).
@@ -214,7 +216,7 @@ def build_pod(
     if claim is not None and target.on_gpu:  # dra mode: the claim pins the planned GPU
         pod["spec"]["resourceClaims"], container_claims = dra.pod_claims(claim)
         pod["spec"]["containers"][0]["resources"]["claims"] = container_claims
-    spec_hash = _digest([pod["spec"]])[:16]
+    spec_hash = _digest([_release_neutral(pod["spec"], settings.image)])[:16]
     pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH] = spec_hash
     pod["metadata"]["name"] = pod_name(sel, option, target, spec_hash)
     return pod
@@ -230,6 +232,19 @@ def pod_images(option: ModelOption, settings: PodSettings) -> frozenset[str]:
     if option.weights is not None:
         images.add(settings.image)
     return frozenset(normalize_image(image) for image in images)
+
+
+def _release_neutral(spec: dict[str, Any], release_image: str) -> dict[str, Any]:
+    """The spec as hashed: the operator's own model-pod image (whose tag is the release,
+    FOVEA_OPERATOR_MODEL_POD_IMAGE) stands as one placeholder, so an upgrade of fovea-models
+    alone renames, and so replaces, no running model pod (docs/installation.md#upgrade).
+    An image the catalog's option names is hashed as it is."""
+    spec = json.loads(json.dumps(spec))
+    for key in ("initContainers", "containers"):
+        for container in spec.get(key) or []:
+            if container.get("image") == release_image:
+                container["image"] = "(the operator's model-pod image)"
+    return spec
 
 
 def _affinity(node: str | None) -> dict[str, Any]:
