@@ -4,9 +4,9 @@ Starts the local cluster, applies the CRDs and a catalog, creates the
 catalog's default selections where none exist yet (a selection a user made is
 never overwritten, so a restart keeps every choice), then runs the operator and
 the API (port 3001) as child processes. A child that exits on its own is
-restarted with backoff and a log line, as the kubelet restarts a container;
-only Ctrl-C (or a crash of the control plane, reported by name) stops
-everything.
+restarted with backoff and a log line, as the kubelet restarts a container
+(the local cluster restarts its own components the same way); only Ctrl-C
+stops everything.
 """
 
 from __future__ import annotations

@@ -7,9 +7,12 @@
 (once per state directory), starts etcd, kube-apiserver,
 kube-controller-manager and kube-scheduler on free loopback ports, registers
 the nodes, starts the node agent and returns when all of it is ready.
-`stop()` ends everything it started. If any component exits on its own, the
-cluster reports it by name (`failure`) and stops the rest. Used by
-`fovea-models cluster up`, by the test fixtures and by `fovea-models up`.
+`stop()` ends everything it started. A component that exits on its own is
+started again, as a kubelet restarts a static pod: after 1 s, then 2, 4, ...
+up to 30 s, the count forgotten once it has run for a minute (etcd's data is
+on disk; the ports stay the same). The node agent's pods keep running through
+it: the data plane outlives the control plane. Used by `fovea-models cluster
+up`, by the test fixtures and by `fovea-models up`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import IO
 
 import psutil
 
+from fovea.domain.backoff import Backoff
 from fovea.localcluster import controlplane as cp
 from fovea.localcluster.agent import NodeAgent
 from fovea.localcluster.binaries import ensure_binaries, pinned_version
@@ -43,6 +47,10 @@ DEFAULT_START_TIMEOUT_S = 120.0
 COMPONENT_STOP_GRACE_S = 10.0
 MONITOR_PERIOD_S = 0.25
 POD_LOG_RETENTION_DAYS = 7
+# A crashed component's restarts, as the kubelet's: doubling up to a cap, forgotten
+# once it has run this long without exiting (as `fovea-models up` restarts its children).
+RESTART_BACKOFF_S = (1.0, 30.0)
+RESTART_RESET_AFTER_S = 60.0
 
 
 def _stderr(message: str) -> None:
@@ -72,7 +80,10 @@ class LocalCluster:
             cpu=os.cpu_count() or 1,
             memory_bytes=psutil.virtual_memory().total,
         )
-        self.failure: str | None = None  # "<component>: <what happened>" after a crash
+        # Why the cluster stopped by itself ("<component>: <what happened>"); a component
+        # that exits is restarted instead (`restarts`), so nothing sets it today.
+        self.failure: str | None = None
+        self.restarts: dict[str, int] = {}  # component name -> restarts after crashes
         self._components: list[cp.Component] = []
         self._spawner: Spawner | None = None
         self._agent: NodeAgent | None = None
@@ -222,10 +233,28 @@ class LocalCluster:
             stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             handle.write(f"--- fovea-models: starting {name} at {stamp}\n".encode())
         process = self._spawner.spawn(argv, env=_component_env(), log=log, cwd=self.state.root)
-        component = cp.Component(name, process, urls[name], log, ca_file)
+        component = cp.Component(name, process, urls[name], log, ca_file, argv=list(argv))
         self._components.append(component)
         self._write_state(ready=False)
         return component
+
+    def _relaunch(self, old: cp.Component) -> None:
+        """Start a crashed component again, on the same command line (ports, data directory)."""
+        assert self._spawner is not None
+        with self._stop_lock:  # never a new process once stop() has begun
+            if self._stopping.is_set():
+                return
+            with old.log.open("ab") as handle:
+                stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+                handle.write(f"--- fovea-models: restarting {old.name} at {stamp}\n".encode())
+            process = self._spawner.spawn(
+                old.argv, env=_component_env(), log=old.log, cwd=self.state.root
+            )
+            new = cp.Component(
+                old.name, process, old.health_url, old.log, old.ca_file, argv=old.argv
+            )
+            self._components[self._components.index(old)] = new
+            self._write_state(ready=True)
 
     def _wait_default_service_account(self, deadline: float) -> None:
         """Pods are refused until the controller-manager has made `default/default`."""
@@ -253,19 +282,41 @@ class LocalCluster:
                 raise cp.ComponentFailed(component.name, f"exited with code {code}")
 
     def _monitor(self) -> None:
+        """Restart each component that exits on its own, with backoff (see the module doc)."""
+        backoffs = {c.name: Backoff(*RESTART_BACKOFF_S) for c in self._components}
+        due: dict[str, float] = {}  # a crashed component's name -> when it starts again
         while not self._stopping.wait(MONITOR_PERIOD_S):
-            try:
-                self._check_components()
-            except cp.ComponentFailed as exc:
-                if self._stopping.is_set():
-                    return
-                log_file = self.state.component_log(exc.component)
-                self.failure = str(exc)
+            now = time.monotonic()
+            for component in list(self._components):
+                name = component.name
+                if name in due:
+                    if now >= due[name]:
+                        del due[name]
+                        self._restart(component, backoffs[name], due)
+                    continue
+                code = component.exited()
+                if code is None or self._stopping.is_set():
+                    continue
+                if now - component.started >= RESTART_RESET_AFTER_S:
+                    backoffs[name].reset()
+                delay = backoffs[name].next()
+                due[name] = now + delay
+                self.restarts[name] = self.restarts.get(name, 0) + 1
                 self.log(
-                    f"{exc}; stopping the cluster. Last lines of {log_file}:\n{tail(log_file)}"
+                    f"{name}: exited with code {code}; restarting it in {delay:.0f}s "
+                    f"(restart {self.restarts[name]}). Last lines of {component.log}:\n"
+                    f"{tail(component.log)}"
                 )
-                self.stop()
-                return
+
+    def _restart(self, component: cp.Component, backoff: Backoff, due: dict[str, float]) -> None:
+        try:
+            self._relaunch(component)
+        except Exception as exc:  # e.g. its binary gone: try again later, never give up
+            delay = backoff.next()
+            due[component.name] = time.monotonic() + delay
+            self.log(f"{component.name}: could not restart ({exc!r}); trying again in {delay:.0f}s")
+            return
+        self.log(f"{component.name}: restarted (restart {self.restarts.get(component.name, 0)})")
 
     def wait(self, until: threading.Event | None = None) -> str | None:
         """Block until `until` is set or the cluster stops by itself; return the failure."""
@@ -338,6 +389,7 @@ class LocalCluster:
                     for plan in self.nodes
                 ],
                 "failure": self.failure,
+                "restarts": dict(self.restarts),
                 "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
         )

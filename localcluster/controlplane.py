@@ -226,6 +226,7 @@ class Component:
     log: Path
     ca_file: Path | None = None
     started: float = field(default_factory=time.monotonic)
+    argv: list[str] = field(default_factory=list)  # what a restart runs again
 
     def exited(self) -> int | None:
         return self.process.poll()
