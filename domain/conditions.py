@@ -120,6 +120,24 @@ class RuntimeState(StrEnum):
     FAILED = "Failed"  # could not load; status.runtime.reason says why
 
 
+class SwitchPhase(StrEnum):
+    """The steps of a switch, as status.lastSwitch.phases names them (docs/api.md).
+
+    The operator stamps Planned, PodBound, Ready and Failed from what it sees; the
+    model pod stamps the others on its own clock (status.runtime.phases).
+    """
+
+    PLANNED = "Planned"  # the operator's pass that first saw the new model decided its pod
+    POD_BOUND = "PodBound"  # the operator saw the pod bound to a node
+    PROCESS_STARTED = "ProcessStarted"  # the model pod's process began (the OS's start time)
+    RUNTIME_READY = "RuntimeReady"  # the process imported its framework: ready to load
+    WEIGHTS_READY = "WeightsReady"  # fetched weights held on the node's disk (options with weights)
+    LOADED = "Loaded"  # the model is in memory on its device
+    WARMED = "Warmed"  # the warm-up forward pass is done (and memory measured)
+    READY = "Ready"  # the operator's pass saw the pod Ready and set the phase
+    FAILED = "Failed"  # the operator's pass saw the switch fail (status.message says why)
+
+
 class WeightsPhase(StrEnum):
     """Where a model's weights stand (status.weights.phase), as the fetch-weights container says."""
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from fovea.domain.conditions import Phase as Phase  # re-exported: the vocabulary owns it
-from fovea.domain.conditions import RuntimeState, WeightsPhase
+from fovea.domain.conditions import RuntimeState, SwitchPhase, WeightsPhase
 from fovea.domain.messages import LoadFailure
 from fovea.domain.weights import WEIGHTS_MOUNT, parse_weights_uri
 
@@ -552,6 +552,13 @@ class WeightsReport(Wire):
     updated_at: str | None = None
 
 
+class PhaseStamp(Wire):
+    """One step of a switch and when it happened (RFC 3339, UTC, milliseconds)."""
+
+    name: SwitchPhase
+    at: str
+
+
 class RuntimeReport(Wire):
     """What the model pod reports about itself (it owns this subtree; weights: its fetch)."""
 
@@ -571,6 +578,11 @@ class RuntimeReport(Wire):
     last_used: str | None = None
     heartbeat: str | None = None
     weights: WeightsReport | None = None
+    phases: list[PhaseStamp] = Field(
+        default_factory=list,
+        description="The pod's own steps of its latest load, on its clock (ProcessStarted, "
+        "RuntimeReady, WeightsReady, Loaded, Warmed)",
+    )
 
 
 class AllocatedDeviceStatus(Wire):
@@ -592,6 +604,19 @@ class EndpointStatus(Wire):
     route: str = Field(description="The API's inference route of the task (POST)")
     serving_model: str | None = Field(
         default=None, description="The model whose Ready pods the Service selects now"
+    )
+
+
+class LastSwitch(Wire):
+    """The steps of the last switch of the selected model, in time order (docs/api.md)."""
+
+    model: str = Field(description="The option switched to")
+    from_model: str | None = Field(
+        default=None, alias="from", description="The option selected before; unset: first use"
+    )
+    phases: list[PhaseStamp] = Field(default_factory=list)
+    total_seconds: float | None = Field(
+        default=None, description="Planned to Ready (or Failed); unset while under way"
     )
 
 
@@ -645,6 +670,9 @@ class SelectionStatus(Wire):
     conditions: list[Condition] = Field(default_factory=list)
     weights: WeightsReport | None = Field(
         default=None, description="The weights of the pod it wants (fetched into the cache)"
+    )
+    last_switch: LastSwitch | None = Field(
+        default=None, description="Where the time of the last switch went, step by step"
     )
     runtime: RuntimeReport | None = None
 

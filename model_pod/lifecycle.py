@@ -13,11 +13,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
-from fovea.domain.conditions import RuntimeState
+import psutil
+
+from fovea.domain.conditions import RuntimeState, SwitchPhase
 from fovea.domain.messages import LoadFailure
-from fovea.domain.resources import RuntimeReport
+from fovea.domain.resources import PhaseStamp, RuntimeReport
+from fovea.domain.switch import stamp
 from fovea.domain.units import format_size
 from fovea.model_pod import measure
 from fovea.model_pod.adapters.base import Adapter, LoadedModel
@@ -46,6 +50,11 @@ class ModelService:
         self.reporter = reporter
         self.state: RuntimeState = LOADING
         self.reason: str | None = None
+        # The steps of the load, on this pod's clock (status.runtime.phases, domain/switch.py).
+        started = datetime.fromtimestamp(psutil.Process().create_time(), UTC)
+        self.phases: list[PhaseStamp] = [
+            PhaseStamp(name=SwitchPhase.PROCESS_STARTED, at=stamp(started))
+        ]
         self.report: RuntimeReport = self._base_report(LOADING)
         self.loaded: LoadedModel | None = None
         self._predict_lock = (
@@ -65,7 +74,13 @@ class ModelService:
             model_id=identity.spec.model_id,
             device=identity.device,
             simulated_gpu=identity.simulated_gpu,
+            phases=list(self.phases),
         )
+
+    def mark(self, phase: SwitchPhase, moment: datetime | None = None) -> None:
+        """Record that a step of the load is done (now, unless `moment` says when)."""
+        at = stamp(moment or datetime.now(UTC))
+        self.phases = [*self.phases, PhaseStamp(name=phase, at=at)]
 
     def _publish(self, report: RuntimeReport) -> None:
         self.report = report
@@ -98,16 +113,22 @@ class ModelService:
         device = self.identity.device
         stage = "load"
         try:
+            prepare = getattr(adapter, "prepare", None)
+            if prepare is not None:  # the framework's imports, before the model
+                prepare()
+            self.mark(SwitchPhase.RUNTIME_READY)
             base = measure.baseline(device)
             started = time.perf_counter()
             self.loaded = adapter.load(device)
             load_seconds = time.perf_counter() - started
+            self.mark(SwitchPhase.LOADED)
             stage = "warm up"
             warm_started = time.perf_counter()
             adapter.warmup(self.identity.spec.batch_size)
             warm_seconds = time.perf_counter() - warm_started
             stage = "measure"
             reading = self._measure(base)
+            self.mark(SwitchPhase.WARMED)
         except Exception as exc:  # every failure becomes a reported reason
             log.exception("model %s failed to %s", self.identity.spec.model_id, stage)
             self.fail(failure_of(exc, stage))

@@ -14,10 +14,11 @@ import logging
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from fovea.domain import constants as c
-from fovea.domain.conditions import RuntimeState
+from fovea.domain.conditions import RuntimeState, SwitchPhase
 
 CHECK_INTERVAL_SECONDS = 1.0
 KEEP_ALIVE_SECONDS = 75  # idle keep-alive of the pod's connections (the API keeps its own 30 s)
@@ -131,13 +132,17 @@ def run(args: argparse.Namespace) -> int:
         assert identity.namespace and identity.selection
         reporter = _reporter(identity.namespace, identity.selection, args.heartbeat_seconds)
     held = None
+    held_at = None
     try:
         held = _hold_weights(identity.spec.weights_path)
+        held_at = datetime.now(UTC) if held is not None else None
         adapter = adapter_for(identity.framework, identity.spec)
         service = ModelService(identity, adapter, reporter)
     except LoadError as exc:
         service = ModelService(identity, None, reporter)
         service.reason = str(exc)
+    if held_at is not None:  # fetched weights, on this node's disk
+        service.mark(SwitchPhase.WEIGHTS_READY, held_at)
     stop = threading.Event()
     threading.Thread(target=service.load, name="fovea-load", daemon=True).start()
     threading.Thread(target=_watch, args=(service, stop), name="fovea-watch", daemon=True).start()

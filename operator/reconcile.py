@@ -52,6 +52,7 @@ from fovea.operator.status import (
     decide,
     degraded_condition,
     finish,
+    last_switch,
     pod_refused,
     quota_problem,
     scheduler_refused,
@@ -128,6 +129,7 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
             decided = replace(
                 decided, status=decided.status.model_copy(update={"endpoint": endpoint})
             )
+        decided = last_switch(r.sel, decided, own, world.now)
         decisions.append(finish(r.sel, decided, moves.get(key_str(r.sel)), stamp))
 
     keep = {k for d in decisions for k in d.keep}

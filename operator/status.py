@@ -9,8 +9,12 @@ status too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from fovea.domain import constants as c
 from fovea.domain import degraded, placement
@@ -22,6 +26,7 @@ from fovea.domain.conditions import (
     EventType,
     Reason,
     RuntimeState,
+    SwitchPhase,
     WeightsPhase,
     set_condition,
     transitioned,
@@ -35,9 +40,12 @@ from fovea.domain.resources import (
     CatalogStatus,
     Condition,
     DevicePolicy,
+    LastSwitch,
     Phase,
+    PhaseStamp,
     SelectionStatus,
 )
+from fovea.domain.switch import next_switch
 from fovea.domain.units import format_size, round_gb
 from fovea.operator.decisions import (
     Catalog,
@@ -58,6 +66,7 @@ from fovea.operator.weights_pod import WeightsSettings
 from fovea.operator.weights_status import progress_text, weights_status
 
 NOT_MEASURED = "memory not measured"
+_Stored = TypeVar("_Stored", bound=BaseModel)
 
 
 def decide(
@@ -198,6 +207,45 @@ def _visible_gpu(device: str) -> int | None:
     return int(index) if index.isdigit() else 0
 
 
+def last_switch(sel: Selection, d: Decided, own_pods: Sequence[Raw], now: datetime) -> Decided:
+    """`d` with status.lastSwitch: the stored record and what this pass saw (domain/switch.py)."""
+    status = d.status
+    name = status.pod
+    pod = next((p for p in own_pods if p["metadata"]["name"] == name), None) if name else None
+    live = pod is not None and not pod["metadata"].get("deletionTimestamp")
+    runtime = sel.status.get("runtime") or {}
+    pod_phases: list[PhaseStamp] = []
+    if live and runtime.get("pod") == name and runtime.get("modelId") == status.model_id:
+        pod_phases = _parsed(PhaseStamp, runtime.get("phases") or [])
+    ended = {
+        Phase.READY: SwitchPhase.READY,
+        Phase.CPU_FALLBACK: SwitchPhase.READY,
+        Phase.FAILED: SwitchPhase.FAILED,
+    }.get(Phase(status.phase))
+    stored = _parsed(LastSwitch, [sel.status["lastSwitch"]] if sel.status.get("lastSwitch") else [])
+    record = next_switch(
+        stored[0] if stored else None,
+        model=sel.spec.model if sel.spec is not None and sel.spec.model else None,
+        status_model=sel.status.get("model"),
+        bound=live and pod is not None and bool((pod.get("spec") or {}).get("nodeName")),
+        pod_phases=pod_phases,
+        ended=ended,
+        now=now,
+    )
+    return replace(d, status=status.model_copy(update={"last_switch": record}))
+
+
+def _parsed(kind: type[_Stored], items: Sequence[Any]) -> list[_Stored]:
+    """The items that parse as `kind` (a hand-edited status is not the operator's to fail on)."""
+    out = []
+    for item in items:
+        try:
+            out.append(kind.model_validate(item))
+        except ValidationError:
+            continue
+    return out
+
+
 def quota_problem(message: str) -> Problem:
     return Problem(Phase.UNSCHEDULABLE, Reason.QUOTA_EXCEEDED, message)
 
@@ -259,12 +307,23 @@ def finish(
     status = d.status.model_copy(update={"conditions": conditions})
     # Only what this pass changes: a field it leaves as read is not written back, so a
     # write made since the snapshot (someone's lastUsed, say) is not reverted by a stale one.
-    patch = {k: v for k, v in status_patch(status).items() if sel.status.get(k) != v}
+    patch = {
+        k: v
+        for k, v in status_patch(status).items()
+        if _as_stored(sel.status.get(k)) != _as_stored(v)
+    }
     events = selection_events(sel, d, move, previous)
     key = sel.key
     if not patch:
         return SelectionDecision(key, d.desired_pod, d.create_pod, d.keep, status, None, ())
     return SelectionDecision(key, d.desired_pod, d.create_pod, d.keep, status, patch, events)
+
+
+def _as_stored(value: Any) -> Any:
+    """A value as the API server keeps it after a merge patch: nested nulls are removed."""
+    if isinstance(value, dict):
+        return {k: _as_stored(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def status_patch(status: SelectionStatus) -> dict[str, Any]:

@@ -98,6 +98,10 @@ class TransformersAdapter:
 
     # --- loading ---------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Import the framework, before any model (the runtime's share of a load)."""
+        import transformers  # noqa: F401
+
     def load(self, device: str) -> LoadedModel:
         self.device = check_device(device)
         from transformers import AutoModel

@@ -72,6 +72,11 @@ class UltralyticsAdapter:
         self.yolo: Any = None
         self.device = "cpu"
 
+    def prepare(self) -> None:
+        """Import the framework, before any model (the runtime's share of a load)."""
+        prepare_environment()
+        import ultralytics  # noqa: F401
+
     def load(self, device: str) -> LoadedModel:
         self.device = str(check_device(device))
         prepare_environment()

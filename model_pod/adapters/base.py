@@ -86,7 +86,11 @@ class PredictError(ValueError):
 
 
 class Adapter(Protocol):
-    """A framework's way of loading, warming up and running one model."""
+    """A framework's way of loading, warming up and running one model.
+
+    An adapter may also have `prepare()`: import its framework before any model, so the
+    status tells the runtime's imports (RuntimeReady) apart from the load (Loaded).
+    """
 
     @property
     def module(self) -> Any:
