@@ -50,7 +50,7 @@ def create_app(
     settings = settings or get_settings()
     owns_cache = cache is None
     if cache is None or writer is None:
-        clients = ClientSource(settings.kubeconfig)
+        clients = ClientSource(settings.kubeconfig, settings.client_qps, settings.client_burst)
         if cache is None:
             cache = ClusterCache(
                 clients,

@@ -40,12 +40,12 @@ from fovea.api.state import (
     pod_view,
 )
 from fovea.api.validation import validate_body
-from fovea.api.watch import Source, Watcher
 from fovea.domain import constants as c
 from fovea.domain import leases
 from fovea.domain.backoff import Backoff
 from fovea.domain.endpoints import ENDPOINT_SELECTOR
 from fovea.domain.quota import UNLIMITED, Quota
+from fovea.watch import Source, Watcher
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ import threading
 from kubernetes import client
 
 from fovea import kube
+from fovea.client_rate import instrument
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +22,19 @@ log = logging.getLogger(__name__)
 class ClientSource:
     """Hands out the current ApiClient (thread-safe)."""
 
-    def __init__(self, kubeconfig: str | None = None) -> None:
+    def __init__(self, kubeconfig: str | None = None, qps: float = 0.0, burst: int = 1) -> None:
         self.path = kube.kubeconfig_path(kubeconfig)
+        self.qps, self.burst = qps, burst  # every client's rate (fovea.client_rate)
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
-        self._client = kube.api_client(self.path)  # raises ClusterUnreachable
+        self._client = self._new()  # raises ClusterUnreachable
 
     @classmethod
     def fixed(cls, api: client.ApiClient) -> ClientSource:
         """A source that always returns `api` (for callers that built their own)."""
         source = cls.__new__(cls)
         source.path = None
+        source.qps, source.burst = 0.0, 1
         source._lock = threading.Lock()
         source._stamp = None
         source._client = api
@@ -45,12 +48,17 @@ class ClientSource:
         with self._lock:
             if stamp != self._stamp:
                 try:
-                    self._client = kube.api_client(self.path)
+                    self._client = self._new()
                     log.info("kubeconfig %s changed: reconnecting with it", self.path)
                 except Exception as exc:  # a half-written file, say: keep the old client
                     log.warning("kubeconfig %s changed but is unusable: %s", self.path, exc)
                 self._stamp = stamp
             return self._client
+
+    def _new(self) -> client.ApiClient:
+        api = kube.api_client(self.path)
+        instrument(api, self.qps, self.burst)
+        return api
 
     def _file_stamp(self) -> tuple[int, int] | None:
         if not self.path:

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # longer, so a dead connection is noticed even when no FIN ever arrives.
     watch_timeout_seconds: int = Field(default=60, ge=1)
     reconnect_max_backoff_seconds: float = Field(default=5.0, gt=0)
+    # Requests to the API server per second, and the burst above it (client-go's QPS and
+    # Burst; docs/configuration.md says what they cost). 0: no limit.
+    client_qps: float = Field(default=50.0, ge=0, description="Requests per second to Kubernetes")
+    client_burst: int = Field(default=100, ge=1, description="Requests above client_qps at once")
     write_retries: int = Field(
         default=5, ge=1, description="Attempts of a create that loses a race to another create"
     )

@@ -33,20 +33,17 @@ from urllib3.exceptions import HTTPError
 
 from fovea.domain import constants as c
 from fovea.domain import dra, leases
-from fovea.domain.endpoints import ENDPOINT_SELECTOR
 from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import SelectionSpec
+from fovea.operator import cache as k
+from fovea.operator.cache import WorldCache
 from fovea.operator.reconcile import Actions, Catalog, Event, Key, Selection, World
 from fovea.operator.workqueue import RetryQueue
+from fovea.watch import Fixed
 
 log = logging.getLogger(__name__)
 
 WRITERS = 8  # concurrent writes per pass (the client's connection pool matches)
-MODEL_POD_SELECTOR = (
-    f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD},{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
-)
-# Pods that hold a node's resources, as the scheduler counts them.
-NODE_POD_SELECTOR = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
 WRITE_FAILURES = Counter(
     "fovea_operator_write_failures",
     "Writes the API server refused or that did not reach it, by namespace and kind of write",
@@ -66,6 +63,12 @@ QUOTA_REFUSED = Gauge(
     "fovea_namespace_quota_exceeded_selections",
     "Selections of a namespace that are Unschedulable for its GPU-memory quota",
     ["namespace"],
+)
+API_REQUESTS = Counter(
+    "fovea_operator_api_requests",
+    "Requests to the Kubernetes API server, by verb (get, list, watch, create, patch, ...) "
+    "and resource",
+    ["verb", "resource"],
 )
 # The kinds of write (the `write` label, and the first part of a retry key).
 CREATE_POD, DELETE_POD, PATCH_STATUS, PATCH_CATALOG, CREATE_IDENTITY, POST_EVENT = (
@@ -122,8 +125,10 @@ class Cluster:
         service_account: str,
         default_quota: Quota = UNLIMITED,
         cluster_role: str = "fovea-model-pod",
+        resync_s: float = 300.0,
     ) -> None:
         self.api = api
+        self.cache = WorldCache(Fixed(api), namespaces, resync_s=resync_s)
         self.cluster_role = cluster_role
         self.namespaces = namespaces  # empty: all namespaces
         self.service_account = service_account
@@ -135,22 +140,30 @@ class Cluster:
         self._identities: set[str] = set()
         self._terminating: frozenset[str] = frozenset()
         self._dra_reason: str | None = ""  # last logged reason auto mode skips dra ("": none yet)
+        self._quota_problems: dict[str, str] = {}  # namespace -> its quota's problem, as logged
         self._failures: dict[WriteKey, WriteFailure] = {}
         self._lock = Lock()  # the writer threads record into _failures
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="apply")
 
     # --- reads -----------------------------------------------------------
 
+    def start(self, on_change: Callable[[], None] = lambda: None) -> None:
+        """Start the watches; `on_change` is called (from a watch thread) on each change."""
+        self.cache.on_change = on_change
+        self.cache.start()
+
+    def stop(self) -> None:
+        self.cache.stop()
+        self._pool.shutdown(wait=False)
+
     def snapshot(self, now: datetime) -> World:
-        """Everything the planner needs, read in one go (raw JSON: the hot path)."""
+        """Everything the planner needs, from the watch-fed cache (NotSynced until it is)."""
+        cache = self.cache
         catalogs = {
-            (cat.namespace, cat.name): cat
-            for cat in map(_catalog, self._list_custom(c.CATALOG_PLURAL))
+            (cat.namespace, cat.name): cat for cat in map(_catalog, cache.items(k.CATALOGS))
         }
-        selections = [_selection(o) for o in self._list_custom(c.SELECTION_PLURAL)]
-        nodes = _items(self._core.list_node(_preload_content=False))
-        pods = self._list_pods()
-        namespaces = self._list_namespaces()
+        selections = [_selection(o) for o in cache.items(k.SELECTIONS)]
+        namespaces = cache.items(k.NAMESPACES)
         self._terminating = frozenset(
             ns["metadata"]["name"] for ns in namespaces if _terminating(ns)
         )
@@ -160,20 +173,22 @@ class Cluster:
             )
             for ns in namespaces
         }
-        for name, quota in sorted(quotas.items()):
-            if quota.problem:
-                log.warning("namespace %s: %s; the cluster default applies", name, quota.problem)
+        problems = {name: q.problem for name, q in quotas.items() if q.problem}
+        if problems != self._quota_problems:  # said once per change, not on every pass
+            self._quota_problems = problems
+            for name, problem in sorted(problems.items()):
+                log.warning("namespace %s: %s; the cluster default applies", name, problem)
         return World(
             catalogs,
             selections,
-            nodes,
-            pods,
+            cache.items(k.NODES),
+            cache.items(k.PODS),
             now,
             quotas=quotas,
             write_failures=self.selection_failures(),
-            node_pods=self._list_node_pods(),
-            session_leases=leases.live_selections(self._list_session_leases(), now.timestamp()),
-            services=self._list_services(),
+            node_pods=cache.items(k.NODE_PODS),
+            session_leases=leases.live_selections(cache.items(k.LEASES), now.timestamp()),
+            services=cache.items(k.SERVICES),
             **self._dra(),
         )
 
@@ -183,8 +198,8 @@ class Cluster:
         A cluster without the resource.k8s.io/v1 API (or an operator not allowed to read
         it) has none, and the auto sharing mode stays with the device plugin.
         """
-        classes = self._list_resource("deviceclasses", cluster_wide=True)
-        devices = dra.devices_from_slices(self._list_resource("resourceslices", cluster_wide=True))
+        classes = self.cache.items(k.DEVICE_CLASSES)
+        devices = dra.devices_from_slices(self.cache.items(k.SLICES))
         reason = dra.dra_unavailable_reason(classes, devices)
         if reason != self._dra_reason:
             self._dra_reason = reason
@@ -192,33 +207,8 @@ class Cluster:
         return {
             "dra_available": reason is None,
             "dra_devices": tuple(devices),
-            "claims": self._list_resource("resourceclaims", dra.CLAIM_SELECTOR),
+            "claims": self.cache.items(k.CLAIMS),
         }
-
-    def _list_resource(
-        self, plural: str, selector: str = "", cluster_wide: bool = False
-    ) -> list[dict[str, Any]]:
-        group, version = RESOURCE_GROUP, RESOURCE_VERSION
-        try:
-            if cluster_wide or not self.namespaces:
-                return _items(
-                    self._custom.list_cluster_custom_object(
-                        group, version, plural, label_selector=selector, _preload_content=False
-                    )
-                )
-            return [
-                item
-                for ns in self.namespaces
-                for item in _items(
-                    self._custom.list_namespaced_custom_object(
-                        group, version, ns, plural, label_selector=selector, _preload_content=False
-                    )
-                )
-            ]
-        except ApiException as exc:
-            if exc.status not in (403, 404):
-                raise
-            return []
 
     def selection_failures(self) -> dict[Key, tuple[str, str]]:
         """The refused pod creations still waiting for a retry: selection -> (reason, message)."""
@@ -233,103 +223,6 @@ class Cluster:
     def next_retry_in(self) -> float | None:
         """Seconds until the earliest refused write is due again (None: nothing waits)."""
         return self.retries.next_due_in(time.monotonic())
-
-    def _list_namespaces(self) -> list[dict[str, Any]]:
-        if not self.namespaces:
-            return _items(self._core.list_namespace(_preload_content=False))
-        found = []
-        for ns in self.namespaces:
-            try:
-                response: Any = self._core.read_namespace(ns, _preload_content=False)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                continue
-            found.append(json.loads(response.data))
-        return found
-
-    def _list_custom(self, plural: str) -> list[dict[str, Any]]:
-        if not self.namespaces:
-            return _items(
-                self._custom.list_cluster_custom_object(
-                    c.GROUP, c.VERSION, plural, _preload_content=False
-                )
-            )
-        return [
-            item
-            for ns in self.namespaces
-            for item in _items(
-                self._custom.list_namespaced_custom_object(
-                    c.GROUP, c.VERSION, ns, plural, _preload_content=False
-                )
-            )
-        ]
-
-    def _list_pods(self) -> list[dict[str, Any]]:
-        """The model-server pods."""
-        core = self._core
-        pods = (core.list_pod_for_all_namespaces, core.list_namespaced_pod)
-        return self._list_labelled(*pods, MODEL_POD_SELECTOR)
-
-    def _list_services(self) -> list[dict[str, Any]]:
-        """The selections' Services (`fovea.domain.endpoints`)."""
-        core = self._core
-        services = (core.list_service_for_all_namespaces, core.list_namespaced_service)
-        return self._list_labelled(*services, ENDPOINT_SELECTOR)
-
-    def _list_labelled(
-        self,
-        every: Callable[..., Any],
-        one: Callable[..., Any],
-        selector: str,
-    ) -> list[dict[str, Any]]:
-        """Label-selected objects of every namespace, or of the operator's namespaces."""
-        if not self.namespaces:
-            return _items(every(label_selector=selector, _preload_content=False))
-        return [
-            item
-            for ns in self.namespaces
-            for item in _items(one(ns, label_selector=selector, _preload_content=False))
-        ]
-
-    def _list_node_pods(self) -> list[dict[str, Any]]:
-        """Every pod bound to a node and not finished, in all namespaces: the requests that
-        hold the nodes' CPU, memory, pods and GPU slots. Without the right to list them
-        (an operator confined to namespaces), only the model pods are counted."""
-        try:
-            return _items(
-                self._core.list_pod_for_all_namespaces(
-                    field_selector=NODE_POD_SELECTOR, _preload_content=False
-                )
-            )
-        except ApiException as exc:
-            if exc.status != 403:
-                raise
-            return []
-
-    def _list_session_leases(self) -> list[dict[str, Any]]:
-        """The session Leases (`fovea.domain.leases`); none when the operator may not list them."""
-        coordination = client.CoordinationV1Api(self._core.api_client)
-        try:
-            if not self.namespaces:
-                return _items(
-                    coordination.list_lease_for_all_namespaces(
-                        label_selector=leases.SELECTOR, _preload_content=False
-                    )
-                )
-            return [
-                item
-                for ns in self.namespaces
-                for item in _items(
-                    coordination.list_namespaced_lease(
-                        ns, label_selector=leases.SELECTOR, _preload_content=False
-                    )
-                )
-            ]
-        except ApiException as exc:
-            if exc.status != 403:
-                raise
-            return []
 
     # --- writes ----------------------------------------------------------
 
@@ -444,14 +337,15 @@ class Cluster:
         ns, name = key
         log.info("deleting pod %s/%s", ns, name)
         with _tolerating(404):
-            self._core.delete_namespaced_pod(name, ns)
+            gone = self._core.delete_namespaced_pod(name, ns, _preload_content=False)
+            self._wrote(k.PODS, gone, key)
 
     def _create_pod(self, pod: dict[str, Any]) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         log.info("creating pod %s/%s", ns, name)
         body: Any = pod  # the client takes plain dicts as bodies
         with _tolerating(409):
-            self._core.create_namespaced_pod(ns, body)
+            self._wrote(k.PODS, self._core.create_namespaced_pod(ns, body, _preload_content=False))
 
     def _write_service(self, service: dict[str, Any]) -> None:
         """Create a selection's Service, or move the one there to the model that serves now."""
@@ -460,7 +354,8 @@ class Cluster:
         log.info("service %s/%s selects model %s", ns, name, selector.get(c.LABEL_MODEL))
         body: Any = service
         try:
-            self._core.create_namespaced_service(ns, body)
+            created = self._core.create_namespaced_service(ns, body, _preload_content=False)
+            self._wrote(k.SERVICES, created)
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -468,28 +363,36 @@ class Cluster:
                 "metadata": {"labels": service["metadata"]["labels"]},
                 "spec": {"selector": selector, "ports": service["spec"]["ports"]},
             }
-            self._core.patch_namespaced_service(name, ns, patch)
+            patched = self._core.patch_namespaced_service(name, ns, patch, _preload_content=False)
+            self._wrote(k.SERVICES, patched)
 
     def _create_claim(self, claim: dict[str, Any]) -> None:
         ns, name = claim["metadata"]["namespace"], claim["metadata"]["name"]
         log.info("creating ResourceClaim %s/%s", ns, name)
         with _tolerating(409):  # exists (or is still being deleted: the next pass retries)
-            self._custom.create_namespaced_custom_object(
-                RESOURCE_GROUP, RESOURCE_VERSION, ns, "resourceclaims", claim
+            created = self._custom.create_namespaced_custom_object(
+                RESOURCE_GROUP,
+                RESOURCE_VERSION,
+                ns,
+                "resourceclaims",
+                claim,
+                _preload_content=False,
             )
+            self._wrote(k.CLAIMS, created)
 
     def _delete_claim(self, key: Key) -> None:
         ns, name = key
         log.info("deleting ResourceClaim %s/%s", ns, name)
         with _tolerating(404):
-            self._custom.delete_namespaced_custom_object(
-                RESOURCE_GROUP, RESOURCE_VERSION, ns, "resourceclaims", name
+            gone = self._custom.delete_namespaced_custom_object(
+                RESOURCE_GROUP, RESOURCE_VERSION, ns, "resourceclaims", name, _preload_content=False
             )
+            self._wrote(k.CLAIMS, gone, key)
 
     def _patch_status(self, item: tuple[Key, dict[str, Any]], plural: str) -> None:
         (ns, name), status = item
         with _tolerating(404):  # the object was deleted meanwhile
-            self._custom.patch_namespaced_custom_object_status(
+            patched = self._custom.patch_namespaced_custom_object_status(
                 c.GROUP,
                 c.VERSION,
                 ns,
@@ -497,7 +400,24 @@ class Cluster:
                 name,
                 {"status": status},
                 _content_type="application/merge-patch+json",
+                _preload_content=False,
             )
+            self._wrote(k.SELECTIONS if plural == c.SELECTION_PLURAL else k.CATALOGS, patched)
+
+    def _wrote(self, kind: str, response: Any, deleted: Key | None = None) -> None:
+        """Store what the API server answered to a write (write-through): the object, or, for
+        a delete of `deleted` that removed it at once (a Status answer), its absence."""
+        try:
+            obj = json.loads(response.data)
+        except (AttributeError, TypeError, ValueError):
+            return
+        if not isinstance(obj, dict):
+            return
+        if obj.get("kind") == "Status":
+            if deleted is not None:
+                self.cache.deleted(kind, *deleted)
+            return
+        self.cache.wrote(kind, obj)
 
     def _ensure_model_pod_identity(self, ns: str) -> None:
         """The model pods' ServiceAccount, bound to the shipped ClusterRole, in namespace `ns`.
@@ -540,6 +460,11 @@ class Cluster:
         existing = json.loads(response.data)
         repeat: Any = event_repeat(existing, now)
         self._core.patch_namespaced_event(name, event.namespace, repeat)
+
+
+def count_request(verb: str, resource: str) -> None:
+    """Count one request to the API server (`fovea.client_rate.instrument`'s `count`)."""
+    API_REQUESTS.labels(verb, resource).inc()
 
 
 def event_body(event: Event, now: datetime) -> dict[str, Any]:
@@ -661,11 +586,6 @@ def _failure(key: WriteKey, item: Any, exc: BaseException) -> WriteFailure:
             message = str(body.get("message") or message)
     selection = _owner(item) if write == CREATE_POD else None
     return WriteFailure(write, ns, name, reason, message, selection)
-
-
-def _items(response: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = json.loads(response.data)["items"]
-    return items
 
 
 @contextmanager

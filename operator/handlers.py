@@ -1,8 +1,10 @@
-"""kopf handlers: thin. Watched changes only wake the planning pass.
+"""kopf handlers: thin. Startup, cleanup and the liveness probe; no resource handlers.
 
 Placement is decided for all selections together, so no handler acts on one
-object alone: each change to a catalog, selection, node or model pod sets the
-planner's wake event, and the planner (fovea.operator.loop) does the rest.
+object alone: the operator's watch-fed cache (fovea.operator.cache) sees each
+change to a catalog, selection, node, model pod, namespace, claim or slice and
+sets the planner's wake event, and the planner (fovea.operator.loop) does the
+rest. kopf watches nothing itself (its watches would duplicate the cache's).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 import kopf
 import prometheus_client
 
+from fovea.client_rate import instrument
 from fovea.domain import constants as c
 from fovea.kube import api_client
-from fovea.operator.cluster import Cluster
+from fovea.operator.cluster import Cluster, count_request
 from fovea.operator.leader import Lease
 from fovea.operator.loop import Planner
 from fovea.operator.podspec import PodSettings
@@ -39,6 +42,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.finalizer = f"{c.GROUP}/operator"  # never used: no delete handlers
     ours = get_settings()
     api = api_client()
+    # Every request is counted (fovea_operator_api_requests_total) and held to the client's
+    # QPS and burst; the Lease has a client of its own, so a long run of writes never
+    # delays its renewal.
+    instrument(api, ours.client_qps, ours.client_burst, count=count_request)
+    lease_api = api_client()
+    instrument(lease_api, count=count_request)
     planner = Planner(
         cluster=Cluster(
             api,
@@ -46,8 +55,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             ours.model_pod_service_account,
             ours.default_quota(),
             cluster_role=ours.model_pod_cluster_role,
+            resync_s=ours.cache_resync_seconds,
         ),
-        lease=Lease(api, ours.lease_name, ours.lease_namespace, ours.identity, ours.lease_seconds),
+        lease=Lease(
+            lease_api, ours.lease_name, ours.lease_namespace, ours.identity, ours.lease_seconds
+        ),
         settings=ours,
         pod_settings=PodSettings(
             image=ours.model_pod_image,
@@ -55,11 +67,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             sharing_mode=ours.sharing_mode,
             dra_sharing=ours.dra_sharing,
             allowed_images=tuple(ours.allowed_images),
+            warm_switches=ours.warm_switches,
+            keep_warm_seconds=ours.keep_warm_seconds,
         ),
     )
     memo.planner = planner
     if ours.metrics_port:  # write failures per namespace, quotas (fovea.operator.cluster)
         prometheus_client.start_http_server(ours.metrics_port)
+    loop = asyncio.get_running_loop()
+    # The watch-fed cache (fovea.operator.cache): its changes wake the planner.
+    planner.cluster.start(on_change=lambda: _wake(loop, planner))
     memo.tasks = [asyncio.create_task(planner.run()), asyncio.create_task(planner.keep_lease())]
     planner.wake.set()
 
@@ -70,6 +87,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
     planner = memo.get("planner")
     if planner is not None:
+        planner.cluster.cache.on_change = lambda: None
         await asyncio.to_thread(planner.lease.release)
 
 
@@ -85,32 +103,6 @@ def planner_alive(memo: kopf.Memo, **_: Any) -> str:
     return "planning"
 
 
-def _wake(memo: kopf.Memo) -> None:
-    planner = memo.get("planner")
-    if planner is not None:
-        planner.wake.set()
-
-
-@kopf.on.event(c.GROUP, c.VERSION, c.SELECTION_PLURAL)
-def selection_changed(memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo)
-
-
-@kopf.on.event(c.GROUP, c.VERSION, c.CATALOG_PLURAL)
-def catalog_changed(memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo)
-
-
-@kopf.on.event("", "v1", "namespaces")
-def namespace_changed(memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo)  # a quota annotation changed, or a namespace began terminating
-
-
-@kopf.on.event("", "v1", "nodes")
-def node_changed(memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo)
-
-
-@kopf.on.event("", "v1", "pods", labels={c.LABEL_COMPONENT: c.COMPONENT_MODEL_POD})
-def model_pod_changed(memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo)
+def _wake(loop: asyncio.AbstractEventLoop, planner: Planner) -> None:
+    """Set the planner's wake event from a watch thread."""
+    loop.call_soon_threadsafe(planner.wake.set)

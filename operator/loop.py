@@ -1,7 +1,8 @@
 """The planning pass: wait for a change, hold the Lease, read, decide, apply.
 
 One pass at a time; bursts of watch events coalesce into one pass, and a
-periodic resync repairs anything a missed event left behind.
+periodic pass retries what is due. A pass reads the watch-fed cache
+(`fovea.operator.cache`), and waits while it is not synced.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from fovea.domain.backoff import Backoff
+from fovea.operator.cache import NotSynced
 from fovea.operator.cluster import Cluster
 from fovea.operator.leader import Lease, utcnow
 from fovea.operator.podspec import PodSettings
@@ -39,6 +41,7 @@ class Planner:
     async def run(self) -> None:
         """Run passes until cancelled."""
         backoff = Backoff(0.5, 10.0)
+        unsynced: dict[str, str] = {}
         while True:
             # Wake for a change, a refused write's retry (its own backoff), or the resync.
             retry = self.cluster.next_retry_in()
@@ -54,6 +57,10 @@ class Planner:
                 backoff.reset()
                 if changed:
                     self.wake.set()  # look again: our own writes may unlock more
+            except NotSynced as exc:  # the cache's watches wake the planner once it is
+                if self.cluster.cache.unsynced() != unsynced:
+                    unsynced = self.cluster.cache.unsynced()
+                    log.info("waiting for the cache (%s)", exc)
             except (ApiException, HTTPError, OSError) as exc:
                 delay = backoff.next()
                 log.warning("pass failed (%s); retrying in %.1fs", _why(exc), delay)

@@ -37,6 +37,13 @@ class OperatorSettings(BaseSettings):
     # and at least every `resync_seconds`, so missed events cannot strand state.
     resync_seconds: float = 15.0
     debounce_seconds: float = 0.02
+    # The passes read a watch-fed cache (operator/cache.py); each kind is listed afresh
+    # every `cache_resync_seconds`, the safety net for an event a watch missed.
+    cache_resync_seconds: float = Field(default=300.0, gt=0)
+    # Requests to the API server per second, and the burst above it (client-go's QPS and
+    # Burst; docs/configuration.md says what they cost the API server). 0: no limit.
+    client_qps: float = Field(default=500.0, ge=0)
+    client_burst: int = Field(default=1000, ge=1)
     # Leadership: only the holder of this Lease plans and writes.
     lease_name: str = "fovea-models-operator"
     lease_namespace: str = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))

@@ -9,7 +9,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fovea.api.clients import ClientSource
-from fovea.api.watch import Gone, Source, Watcher
+from fovea.watch import Gone, Source, Watcher
 
 
 class Recorder:

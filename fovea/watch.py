@@ -1,8 +1,13 @@
 """List-then-watch of one resource kind, in a thread of its own.
 
-Raw JSON all the way (no model deserialisation). The loop lists once, then
-watches from the list's resourceVersion; a `410 Gone` or any broken
-connection relists, with exponential backoff while the API server is away.
+Shared by the API's cache (`fovea.api.cache`) and the operator's
+(`fovea.operator.cache`). Raw JSON all the way (no model deserialisation).
+The loop lists once, then watches from the list's resourceVersion; a
+`410 Gone` or any broken connection relists, with exponential backoff while
+the API server is away. With `resync_s`, it also relists that often (the
+safety net for an event the cache missed: the fresh list replaces the
+store). A source marked `optional` that the server refuses (403) or does
+not serve (404) is an empty, synced kind, listed again at each resync.
 Every state change goes to a `Sink`, which is the cache.
 """
 
@@ -10,8 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +27,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from fovea.api.clients import ClientSource
 from fovea.domain.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -28,6 +34,23 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 3.0
 LIST_TIMEOUT_S = 30.0
 FIRST_BACKOFF_S = 0.1
+UNSERVED = ""  # the "resourceVersion" of an optional kind the server refused
+
+
+class Clients(Protocol):
+    """Hands out the ApiClient to use now (`fovea.api.clients.ClientSource`, or a fixed one)."""
+
+    def get(self) -> client.ApiClient: ...
+
+
+class Fixed:
+    """Always the same ApiClient."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+
+    def get(self) -> client.ApiClient:
+        return self.api
 
 
 class Sink(Protocol):
@@ -49,6 +72,9 @@ class Source:
     method: Callable[[client.ApiClient], Callable[..., Any]]
     args: tuple[Any, ...] = ()
     kwargs: tuple[tuple[str, Any], ...] = ()
+    # 403 or 404 at the list: an empty kind, not a broken one (an optional API, or a
+    # right the deployment does not grant).
+    optional: bool = False
 
 
 class Gone(Exception):
@@ -62,9 +88,10 @@ class Watcher(threading.Thread):
         self,
         source: Source,
         sink: Sink,
-        clients: ClientSource,
+        clients: Clients,
         watch_timeout_s: int,
         max_backoff_s: float,
+        resync_s: float | None = None,
     ) -> None:
         super().__init__(name=f"watch-{source.kind}", daemon=True)
         self.source = source
@@ -72,6 +99,8 @@ class Watcher(threading.Thread):
         self.clients = clients
         self.watch_timeout_s = watch_timeout_s
         self.max_backoff_s = max_backoff_s
+        self.resync_s = resync_s
+        self._listed_at = 0.0
         self._stop_event = threading.Event()
         self._response: Any = None
 
@@ -88,9 +117,15 @@ class Watcher(threading.Thread):
                 if resource_version is None:
                     resource_version = self._list()
                     self.sink.connection(self.source.kind, True)
+                if resource_version == UNSERVED:  # optional and refused: look again later
+                    self._stop_event.wait(self.resync_s or self.watch_timeout_s)
+                    resource_version = None
+                    continue
                 for event in self._watch(resource_version):
                     resource_version = self._handle(event) or resource_version
                 backoff.reset()  # a clean end: the server closed an idle watch
+                if self._resync_in() <= 0:
+                    resource_version = None  # the safety net: a fresh list replaces the store
             except Gone:
                 resource_version = None
             except Exception as exc:  # any failure means: we no longer know the truth
@@ -110,6 +145,12 @@ class Watcher(threading.Thread):
                 )
                 self._stop_event.wait(delay)
 
+    def _resync_in(self) -> float:
+        """Seconds until the next relist is due (the watch timeout when there is no resync)."""
+        if self.resync_s is None:
+            return float(self.watch_timeout_s)
+        return self._listed_at + self.resync_s - time.monotonic()
+
     def _call(self, **extra: Any) -> Any:
         kwargs = dict(self.source.kwargs)
         kwargs.update(extra)
@@ -117,7 +158,14 @@ class Watcher(threading.Thread):
         return method(*self.source.args, _preload_content=False, **kwargs)
 
     def _list(self) -> str:
-        response = self._call(_request_timeout=(CONNECT_TIMEOUT_S, LIST_TIMEOUT_S))
+        self._listed_at = time.monotonic()
+        try:
+            response = self._call(_request_timeout=(CONNECT_TIMEOUT_S, LIST_TIMEOUT_S))
+        except ApiException as exc:
+            if not (self.source.optional and exc.status in (403, 404)):
+                raise
+            self.sink.reset(self.source.kind, [])
+            return UNSERVED
         try:
             body = json.loads(response.data)
         finally:
@@ -126,13 +174,15 @@ class Watcher(threading.Thread):
         return str(body["metadata"]["resourceVersion"])
 
     def _watch(self, resource_version: str) -> Iterator[dict[str, Any]]:
+        # The server ends the watch when the next relist is due (at least a second on).
+        timeout = max(1, min(self.watch_timeout_s, math.ceil(self._resync_in())))
         response = self._call(
             watch=True,
             resource_version=resource_version,
             allow_watch_bookmarks=True,
-            timeout_seconds=self.watch_timeout_s,
+            timeout_seconds=timeout,
             # The read timeout outlives the server's own, so a silent dead peer is noticed.
-            _request_timeout=(CONNECT_TIMEOUT_S, self.watch_timeout_s + 15),
+            _request_timeout=(CONNECT_TIMEOUT_S, timeout + 15),
         )
         self._response = response
         try:
