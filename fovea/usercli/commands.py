@@ -354,6 +354,12 @@ def _describe(api: Api, args: argparse.Namespace) -> int:
         )
     else:
         out.print("  none")
+    switch = views.switch_title(body)
+    if switch is not None:  # where the last switch's time went (docs/api.md, lastSwitch)
+        out.print(f"\nLast switch: {switch}", style="bold")
+        output.print_table(
+            out, views.switch_rows(body), [(h, _cell(k)) for h, k in _SWITCH_COLUMNS]
+        )
     events = views.event_rows(body)
     out.print("\nEvents:", style="bold")
     if body.get("events_error"):
@@ -372,6 +378,7 @@ _CONDITION_COLUMNS = (
     ("SINCE", "since"),
     ("MESSAGE", "message"),
 )
+_SWITCH_COLUMNS = (("PHASE", "phase"), ("AT", "at"), ("TOOK", "took"))
 _EVENT_COLUMNS = (
     ("LAST SEEN", "last_seen"),
     ("TYPE", "type"),

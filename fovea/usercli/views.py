@@ -211,6 +211,32 @@ def weights(status: dict[str, Any]) -> str:
     return f"{phase} {source} ({size(w.get('bytesDone'))}, fetched {fetched} this start{sha})"
 
 
+def switch_title(body: dict[str, Any]) -> str | None:
+    """`describe`: the last switch in one line (status.lastSwitch), None when there is none."""
+    record = (body.get("status") or {}).get("lastSwitch")
+    if not record:
+        return None
+    before = record.get("from") or "nothing (first use)"
+    total = record.get("totalSeconds")
+    phases = record.get("phases") or []
+    end = phases[-1]["name"] if total is not None and phases else None
+    took = f"{total:.3f}s to {end}" if end else "under way"
+    return f"{before} -> {record.get('model')}: {took}"
+
+
+def switch_rows(body: dict[str, Any]) -> list[Row]:
+    """`describe`: each step of the last switch, when, and the seconds since the step before."""
+    record = (body.get("status") or {}).get("lastSwitch") or {}
+    rows: list[Row] = []
+    before: datetime | None = None
+    for step in record.get("phases") or []:
+        at = datetime.fromisoformat(str(step["at"]).replace("Z", "+00:00"))
+        took = None if before is None else f"+{(at - before).total_seconds():.3f}s"
+        rows.append({"phase": step.get("name"), "at": step.get("at"), "took": took})
+        before = at
+    return rows
+
+
 def condition_rows(body: dict[str, Any]) -> list[Row]:
     return [
         {
