@@ -94,10 +94,16 @@ MUST: dict[str, list[Ask]] = {
         # Its Lease, in its own namespace.
         own("create", LEASE),
         everywhere("list", LEASE),  # session leases (fovea.domain.leases)
+        everywhere("watch", LEASE),  # the planner's cache watches what it lists
+        everywhere("list", "services"),
+        everywhere("watch", "services"),
         # dra mode (fovea.domain.dra): devices read, one claim per selection and GPU.
         cluster("list", "deviceclasses.resource.k8s.io"),
+        cluster("watch", "deviceclasses.resource.k8s.io"),
         cluster("list", "resourceslices.resource.k8s.io"),
+        cluster("watch", "resourceslices.resource.k8s.io"),
         everywhere("list", "resourceclaims.resource.k8s.io"),
+        everywhere("watch", "resourceclaims.resource.k8s.io"),
         elsewhere("create", "resourceclaims.resource.k8s.io"),
         elsewhere("delete", "resourceclaims.resource.k8s.io"),
         own("get", f"{LEASE}/fovea-models-operator"),
