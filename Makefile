@@ -14,7 +14,7 @@ PYTHON  ?= python3
 # shadow the standard library's `operator` (it is importable only as fovea.operator).
 export PYTHONSAFEPATH := 1
 
-.PHONY: run test unit integration install binaries browser containers lint typecheck pytest bench \
+.PHONY: run test unit integration install binaries helm browser containers lint typecheck pytest bench \
 	crds catalog images control-plane-image e2e-images kind-e2e clean
 
 run: install
@@ -44,6 +44,12 @@ binaries:
 	@localcluster/gobuild/build.sh >/dev/null
 	@localcluster/gobuild/build.sh kubelet >/dev/null
 	@localcluster/gobuild/build.sh pause >/dev/null
+	@scripts/build-helm.sh >/dev/null
+
+# helm alone (the chart's tests: tests/manifests/test_chart.py, test_upgrade.py), built from
+# the Go module proxy once per version into the same cache (scripts/build-helm.sh).
+helm:
+	@scripts/build-helm.sh
 
 # Debian's Docker engine (image builds), containerd, runc and CNI plugins (the local
 # cluster's container node) and debootstrap (base images made here when no registry
