@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helm_testing import CHART, LOCAL_VALUES, helm, objects, template
+from helm_testing import BASELINES, CHART, LOCAL_VALUES, helm, objects, template
 from kustomize_testing import MANIFESTS, render
 
 # No cluster, but the pinned kubectl (a control-plane binary) and helm: the integration layer.
@@ -169,3 +169,26 @@ def test_a_bad_catalog_value_is_refused_with_its_choices() -> None:
     )
     assert result.returncode != 0
     assert 'catalog.install is "mine": one of default, demo or none' in result.stderr
+
+
+# Fields the API server refuses to change: an upgrade that changed one would fail halfway
+# (or need an object deleted by hand, as the model pods' binding once did).
+IMMUTABLE = {
+    "Deployment": lambda d: d["spec"]["selector"],
+    "RoleBinding": lambda d: d["roleRef"],
+    "ClusterRoleBinding": lambda d: d["roleRef"],
+    "Secret": lambda d: d.get("type"),
+    "PodDisruptionBudget": lambda d: d["spec"]["selector"],
+}
+
+
+@pytest.mark.parametrize("baseline", sorted(p.name for p in BASELINES.iterdir()))
+def test_an_upgrade_from_a_kept_release_changes_no_immutable_field(baseline: str) -> None:
+    """A binding whose roleRef changes takes a new name (Helm then deletes the old one)."""
+    kept = objects((BASELINES / baseline / "templates" / "release.yaml").read_text())
+    old = {k: d for k, d in by_key(kept).items() if k[0] in IMMUTABLE}
+    new = by_key(objects(template("-f", str(LOCAL_VALUES))))
+    compared = [k for k in old if k in new]
+    assert compared, "nothing of the baseline is in the chart any more"
+    changed = [k for k in compared if IMMUTABLE[k[0]](old[k]) != IMMUTABLE[k[0]](new[k])]
+    assert not changed, f"immutable fields changed since {baseline}: {changed} (of {compared})"
