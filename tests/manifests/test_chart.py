@@ -2,9 +2,10 @@
 
 `helm lint`, then `helm template` of the chart with a values file beside
 `kubectl kustomize` of the overlay it stands for, compared object by object
-(kind, namespace, name, then the whole object). The one difference by design:
-Helm keeps the catalog and its selections on uninstall (the annotation
-helm.sh/resource-policy: keep), which kustomize has no use for.
+(kind, namespace, name, then the whole object). The differences by design: Helm
+keeps the catalog and its selections on uninstall (the annotation
+helm.sh/resource-policy: keep), which kustomize has no use for, and the release's
+namespace is rendered only with createNamespace=true (values.yaml says why).
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from kustomize_testing import MANIFESTS, render
 pytestmark = pytest.mark.integration
 
 KEEP = "helm.sh/resource-policy"
+# The release's namespace is Helm's to need before the install, not the chart's to own
+# (values.yaml); createNamespace=true renders it as the kustomize tree does.
+NAMESPACE = ["--set", "createNamespace=true"]
 # (the values, the kustomizations whose objects together are the same install)
 CASES = {
-    "defaults": ([], ["overlays/gpu"]),
-    "local": (["-f", str(LOCAL_VALUES)], ["overlays/local"]),
-    "hami": (["-f", str(CHART / "ci" / "hami-values.yaml")], ["overlays/hami"]),
+    "defaults": (NAMESPACE, ["overlays/gpu"]),
+    "local": (["-f", str(LOCAL_VALUES), *NAMESPACE], ["overlays/local"]),
+    "hami": (["-f", str(CHART / "ci" / "hami-values.yaml"), *NAMESPACE], ["overlays/hami"]),
     "monitoring": (
-        ["-f", str(CHART / "ci" / "monitoring-values.yaml")],
+        ["-f", str(CHART / "ci" / "monitoring-values.yaml"), *NAMESPACE],
         ["overlays/gpu", "monitoring"],
     ),
 }
@@ -160,7 +164,7 @@ def test_values_change_what_they_name() -> None:
     assert docs[("Deployment", "fovea-system", "fovea-models-api")]["spec"]["replicas"] == 3
     tenants = docs[("ConfigMap", "fovea-system", "fovea-models-tenants")]
     assert tenants["data"] == {"FOVEA_OPERATOR_DEFAULT_GPU_MEMORY_QUOTA": "40Gi"}
-    assert not [k for k in docs if k[0] in ("ModelCatalog", "ModelSelection")]
+    assert not [k for k in docs if k[0] in ("ModelCatalog", "ModelSelection", "Namespace")]
 
 
 def test_a_bad_catalog_value_is_refused_with_its_choices() -> None:
