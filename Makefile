@@ -84,9 +84,15 @@ typecheck:
 unit: $(STAMP)
 	$(BIN)/pytest -m 'not integration' -n auto
 
+# The integration layer runs on INTEGRATION_WORKERS pytest-xdist workers, each with a
+# local cluster of its own (tests/conftest.py), so tests on different workers share no
+# state; `--dist loadgroup` keeps an `xdist_group` (the container node: one per machine)
+# on one worker. Against $$FOVEA_TEST_KUBECONFIG (one cluster for all) it runs serially.
 # The slowest tests are listed at the end of every run: where the suite's time goes.
+INTEGRATION_WORKERS ?= 3
 integration: install control-plane-image
-	$(BIN)/pytest -m integration --durations=30
+	$(BIN)/pytest -m integration --durations=30 --dist loadgroup \
+	  -n $(if $(FOVEA_TEST_KUBECONFIG),0,$(INTEGRATION_WORKERS))
 
 pytest:
 	$(BIN)/pytest

@@ -1,7 +1,9 @@
 """Fixtures every suite shares: one real Kubernetes API server for the whole run.
 
 - `local_cluster`: ONE `fovea.localcluster` cluster per session, started on
-  first use in a temporary state directory and stopped at the end.
+  first use in a temporary state directory and stopped at the end. Under
+  pytest-xdist (`make integration` runs on several workers) each worker is a
+  session with a cluster of its own: tests on different workers share nothing.
 - `kubeconfig`: the path (str) of the cluster the tests run against: the
   local cluster by default, or `$FOVEA_TEST_KUBECONFIG` (kind, a real
   cluster) when set. The session's `KUBECONFIG` points there too, so nothing
@@ -16,6 +18,8 @@ start fails those tests (the fixture raises); nothing is ever skipped.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import subprocess
@@ -65,18 +69,45 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture(scope="session")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """The session's local cluster (always this machine's, whatever the kubeconfig)."""
+    """The session's local cluster (always this machine's, whatever the kubeconfig).
+
+    Under pytest-xdist a session is one worker: each worker has a cluster of its own
+    (its own state directory, ports, nodes and simulated GPUs), so tests on different
+    workers share nothing. The workers start theirs one at a time (`_one_start_at_a_time`).
+    """
     from fovea.localcluster.cluster import LocalCluster
 
     state_dir = tmp_path_factory.mktemp("local-cluster")
     # Its messages go to <state_dir>/cluster.log, not into some test's captured output.
     cluster = LocalCluster(state_dir, gpus=TEST_GPUS, log=lambda message: None)
     try:
-        cluster.start()
+        with _one_start_at_a_time(tmp_path_factory):
+            cluster.start()
     except Exception as exc:
         pytest.fail(f"the local cluster could not start: {exc}", pytrace=False)
     yield cluster
     cluster.stop()
+
+
+@contextlib.contextmanager
+def _one_start_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Hold the run's start lock (xdist workers share their base temp's parent).
+
+    A cluster picks five free loopback ports, closes them, then its components bind
+    them: two workers starting at once could pick the same one. One start at a time
+    (each returns once every component listens) rules that out, and the starts'
+    CPU does not delay each other on a small machine.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    lock = tmp_path_factory.getbasetemp().parent / "local-cluster-start.lock"
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

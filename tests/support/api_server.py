@@ -24,7 +24,11 @@ class ApiServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.port = free_port()
+        # Bound here and handed to uvicorn: a port picked free, closed, then bound again
+        # could be taken in between (the integration layer runs on several workers).
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = int(self._socket.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
         config = uvicorn.Config(
@@ -38,7 +42,12 @@ class ApiServer:
             timeout_graceful_shutdown=1,
         )
         self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, name="api-under-test", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.run,
+            kwargs={"sockets": [self._socket]},
+            name="api-under-test",
+            daemon=True,
+        )
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
     def start(self) -> ApiServer:
@@ -55,4 +64,5 @@ class ApiServer:
         self.server.should_exit = True
         self._thread.join(30)
         self.http.close()
+        self._socket.close()
         assert not self._thread.is_alive(), "uvicorn did not stop within 30 s"
