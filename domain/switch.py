@@ -70,13 +70,15 @@ def next_switch(
     if record.total_seconds is not None or any(p.name in ENDS for p in record.phases):
         return record  # done: later passes change nothing
     start = parse(record.phases[0].at)
-    own = [p for p in record.phases if p.name in OPERATOR_PHASES]
-    names = {p.name for p in own}
+    own = [p for p in record.phases if p.name in OPERATOR_PHASES - {SwitchPhase.POD_BOUND}]
     reported = [p for p in pod_phases if p.name not in OPERATOR_PHASES and parse(p.at) >= start]
-    if bound and SwitchPhase.POD_BOUND not in names:
-        # Seen on this pass; a pod's process cannot start before its binding.
-        seen = min([now, *(parse(p.at) for p in reported)])
-        own.append(PhaseStamp(name=SwitchPhase.POD_BOUND, at=stamp(max(seen, start))))
+    seen = [parse(p.at) for p in record.phases if p.name == SwitchPhase.POD_BOUND]
+    if bound and not seen:
+        seen = [now]
+    if seen:
+        # When a pass first saw it, or earlier: a pod's process starts only once it is bound.
+        bound_at = max(start, min([*seen, *(parse(p.at) for p in reported)]))
+        own.append(PhaseStamp(name=SwitchPhase.POD_BOUND, at=stamp(bound_at)))
     phases = [*own, *reported]
     total = None
     if ended is not None:

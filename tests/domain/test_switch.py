@@ -80,6 +80,15 @@ def test_the_binding_is_never_later_than_the_pods_own_start() -> None:
     ]
 
 
+def test_a_binding_seen_late_moves_back_to_the_process_start_reported_later() -> None:
+    """The pass saw the pod bound after its process had started, before its first report."""
+    record = step(step(None, 0.0), 0.3, bound=True)
+    reported = pod((S.PROCESS_STARTED, 0.1), (S.RUNTIME_READY, 0.9))
+    record = step(record, 1.0, bound=True, pod_phases=reported)
+    assert names(record)[:3] == ["Planned", "PodBound", "ProcessStarted"]
+    assert record is not None and record.phases[1].at == stamp(at(0.1))
+
+
 def test_steps_before_the_switch_are_not_its_own() -> None:
     """A runtime already running (or a model loaded before) took no time of this switch."""
     record = step(None, 10.0)
