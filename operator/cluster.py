@@ -249,8 +249,6 @@ class Cluster:
         creates = [p for p in actions.create if _namespace(p) not in self._terminating]
         done.deferred += len(actions.create) - len(creates)
         self._each(done, seen, now, CREATE_POD, creates, _pod_key, self._create_pod)
-        services = [s for s in actions.services if _namespace(s) not in self._terminating]
-        self._each(done, seen, now, WRITE_SERVICE, services, _pod_key, self._write_service)
         # An Event tells a status change: it goes out only once that status is written.
         written: set[tuple[str, Key]] = set()
 
@@ -273,6 +271,10 @@ class Cluster:
             if e.namespace not in self._terminating and (e.kind, e.key) in written
         ]
         self._each(done, seen, now, POST_EVENT, events, _event_key, self._post_event)
+        # A Service is needed once its model serves: after the statuses (at 10,000 selections
+        # their creations take minutes; the statuses should not wait for them).
+        services = [s for s in actions.services if _namespace(s) not in self._terminating]
+        self._each(done, seen, now, WRITE_SERVICE, services, _pod_key, self._write_service)
         gone = actions.delete_claims
         self._each(done, seen, now, DELETE_CLAIM, gone, lambda k: k, self._delete_claim)
         # Objects the plan no longer writes start afresh if they come back.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from fovea.domain import constants as c
@@ -86,6 +87,34 @@ class World:
     claims: Sequence[Raw] = ()
     # The selections' Services (fovea.domain.endpoints) that exist.
     services: Sequence[Raw] = ()
+
+    # Indexes built once per World (a pass at 10,000 selections looked up pods, claims and
+    # devices by scanning them for each selection: quadratic).
+    @cached_property
+    def pods_by_key(self) -> dict[Key, Raw]:
+        return {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in self.pods}
+
+    @cached_property
+    def claims_by_key(self) -> dict[Key, Raw]:
+        return {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in self.claims}
+
+    @cached_property
+    def devices_by_gpu(self) -> dict[tuple[str, int], dra.Device]:
+        """The device of each (node, GPU index); the first one when a slice repeats it."""
+        found: dict[tuple[str, int], dra.Device] = {}
+        for device in self.dra_devices:
+            found.setdefault((device.node, device.index), device)
+        return found
+
+    @cached_property
+    def pods_by_gpu(self) -> dict[tuple[str | None, str | None], list[Raw]]:
+        """The model pods planned on each (node, GPU index) (their annotations, as strings)."""
+        found: dict[tuple[str | None, str | None], list[Raw]] = {}
+        for pod in self.pods:
+            notes = pod["metadata"].get("annotations") or {}
+            gpu = (notes.get(c.ANNOTATION_PLANNED_NODE), notes.get(c.ANNOTATION_PLANNED_GPU))
+            found.setdefault(gpu, []).append(pod)
+        return found
 
 
 @dataclass(frozen=True)

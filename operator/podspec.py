@@ -239,11 +239,15 @@ def _release_neutral(spec: dict[str, Any], release_image: str) -> dict[str, Any]
     FOVEA_OPERATOR_MODEL_POD_IMAGE) stands as one placeholder, so an upgrade of fovea-models
     alone renames, and so replaces, no running model pod (docs/installation.md#upgrade).
     An image the catalog's option names is hashed as it is."""
-    spec = json.loads(json.dumps(spec))
+    spec = dict(spec)  # copies only what changes (a deep copy was a third of a pass's time)
     for key in ("initContainers", "containers"):
-        for container in spec.get(key) or []:
-            if container.get("image") == release_image:
-                container["image"] = "(the operator's model-pod image)"
+        if spec.get(key):
+            spec[key] = [
+                {**container, "image": "(the operator's model-pod image)"}
+                if container.get("image") == release_image
+                else container
+                for container in spec[key]
+            ]
     return spec
 
 

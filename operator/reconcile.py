@@ -43,7 +43,7 @@ from fovea.operator.decisions import (
     World,
 )
 from fovea.operator.handover import gpu_still_held
-from fovea.operator.pods import group_by_owner, meta_key, pod_key
+from fovea.operator.pods import gpu_of, group_by_owner, pod_key
 from fovea.operator.podspec import PodSettings, pod_images
 from fovea.operator.resolve import key_str, needs_compute, parse_catalogs, resolve, unload_idle
 from fovea.operator.services import plan_services
@@ -119,7 +119,8 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
             decided = _allocated(decided, claim, world)
         decided = scheduler_refused(r.sel, decided, refusals(own))
         decided = replace(decided, degraded=degraded_condition(r, place, result))
-        if decided.create_pod and gpu_still_held(decided.desired_pod, result, world.pods, r.sel):
+        near = _near(world, decided.desired_pod, own)
+        if decided.create_pod and gpu_still_held(decided.desired_pod, result, near, r.sel):
             decided = replace(decided, create_pod=False)  # make-before-break: others leave first
         refusal = world.write_failures.get(r.sel.key)
         if refusal is not None and decided.create_pod:
@@ -168,7 +169,7 @@ def _gpus(world: World, overrides: Sequence[GpuOverride], settings: PodSettings)
     gpus = gpus_from_nodes(list(world.nodes), overrides)
     if settings.sharing_mode != SharingMode.DRA:
         return gpus
-    return [g for g in gpus if dra.device_at(world.dra_devices, g.node, g.index) is not None]
+    return [g for g in gpus if (g.node, g.index) in world.devices_by_gpu]
 
 
 def _claim(
@@ -179,7 +180,7 @@ def _claim(
         return None
     if place.outcome != Outcome.GPU or place.node is None or place.gpu_index is None:
         return None
-    device = dra.device_at(world.dra_devices, place.node, place.gpu_index)
+    device = world.devices_by_gpu.get((place.node, place.gpu_index))
     if device is None:
         return None
     sharing, vram = settings.dra_sharing, r.option.vram_gib
@@ -193,10 +194,10 @@ def _allocated(d: Decided, claim: dra.Claim, world: World) -> Decided:
     `status.allocation` (and the device's ResourceSlice), not from the plan. A claim being
     deleted cannot be used again: the pod waits until it is gone and made anew.
     """
-    obj = next((o for o in world.claims if meta_key(o) == claim.key), None)
+    obj = world.claims_by_key.get(claim.key)
     if obj is not None and obj["metadata"].get("deletionTimestamp"):
         return replace(d, create_pod=False)
-    pod = next((p for p in world.pods if pod_key(p) == (claim.namespace, d.status.pod)), None)
+    pod = world.pods_by_key.get((claim.namespace, d.status.pod or ""))
     if obj is None or pod is None or not (pod.get("spec") or {}).get("nodeName"):
         return d
     found = dra.allocated(obj, world.dra_devices)
@@ -212,6 +213,13 @@ def _allocated(d: Decided, claim: dra.Claim, world: World) -> Decided:
     )
     update = {"allocated_device": device, "gpu_index": found.index}
     return replace(d, status=d.status.model_copy(update=update))
+
+
+def _near(world: World, pod: Raw | None, own: Sequence[Raw]) -> list[Raw]:
+    """The pods make-before-break looks at for `pod`: those on its GPU, and the selection's own."""
+    if pod is None:
+        return list(own)
+    return [*world.pods_by_gpu.get(gpu_of(pod), []), *own]
 
 
 def _wanted(r: Resolved, settings: PodSettings) -> demand.Wanted:
