@@ -2,11 +2,22 @@
 
 kopf's own peering pauses handlers, but the planning pass writes many objects
 at once, so it is guarded by a Lease with optimistic concurrency instead.
+
+A hot standby: every replica keeps its watch-fed cache warm, and the one that
+holds the Lease plans. The leader renews every third of the Lease's duration
+and stops planning two thirds of a duration after its last renewal; a standby
+reads the Lease ten times per duration and takes it once the record it
+observed has not changed for a whole duration, timed by its own clock (as
+client-go's leader election does, so clocks of different nodes need not agree).
+A leader that exits cleanly releases the Lease, so a standby takes it at once.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from kubernetes import client
@@ -17,18 +28,43 @@ from fovea.version import LEASE_ANNOTATION, VERSION
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Observed:
+    """A standby's view of another replica's Lease record: when it last saw it change."""
+
+    record: tuple[str | None, str | None] | None = None  # (holder, renew time) as read
+    since: float = 0.0  # monotonic time at which that record was first seen
+
+    def expired(
+        self, holder: str | None, renewed: str | None, duration_s: float, now: float
+    ) -> bool:
+        """Whether the holder has let the Lease lapse: no holder, or the same record
+        (no renewal) seen for a whole duration on this replica's clock."""
+        if holder is None:
+            return True
+        if (holder, renewed) != self.record:
+            self.record, self.since = (holder, renewed), now
+            return False
+        return now - self.since >= duration_s
+
+
 class Lease:
     def __init__(
         self, api: client.ApiClient, name: str, namespace: str, identity: str, duration_s: float
     ) -> None:
         self._api = client.CoordinationV1Api(api)
         self.name, self.namespace, self.identity = name, namespace, identity
-        self.duration_s = duration_s
+        self.duration_s = duration_s  # every replica times the Lease by its own setting
         self._held_until: datetime | None = None
+        self._observed = Observed()
 
     def held(self, now: datetime) -> bool:
         """Whether this replica holds the Lease now (as of its last renewal)."""
         return self._held_until is not None and now < self._held_until
+
+    def next_try_in(self, now: datetime) -> float:
+        """Seconds until the next renewal (leader) or look at the Lease (standby)."""
+        return self.duration_s / (3 if self.held(now) else 10)
 
     def try_acquire(self, now: datetime) -> bool:
         """Acquire or renew the Lease; False when another live holder has it."""
@@ -41,10 +77,8 @@ class Lease:
         spec = lease.spec = lease.spec or client.V1LeaseSpec()
         holder = spec.holder_identity
         renewed = spec.renew_time or spec.acquire_time
-        expired = (
-            renewed is None
-            or renewed + timedelta(seconds=spec.lease_duration_seconds or self.duration_s) < now
-        )
+        stamp = renewed.isoformat() if renewed is not None else None
+        expired = self._observed.expired(holder, stamp, self.duration_s, time.monotonic())
         if holder not in (None, self.identity) and not expired:
             self._held_until = None
             return False
@@ -57,7 +91,7 @@ class Lease:
         # The holder says which release it runs (kubectl get lease -o yaml).
         meta = lease.metadata = lease.metadata or client.V1ObjectMeta()
         meta.annotations = {**(meta.annotations or {}), LEASE_ANNOTATION: VERSION}
-        spec.lease_duration_seconds = int(self.duration_s)
+        spec.lease_duration_seconds = math.ceil(self.duration_s)
         try:
             self._api.replace_namespaced_lease(self.name, self.namespace, lease)
         except ApiException as exc:
@@ -77,7 +111,7 @@ class Lease:
                 holder_identity=self.identity,
                 acquire_time=now,
                 renew_time=now,
-                lease_duration_seconds=int(self.duration_s),
+                lease_duration_seconds=math.ceil(self.duration_s),
                 lease_transitions=0,
             ),
         )

@@ -47,7 +47,10 @@ class OperatorSettings(BaseSettings):
     # Leadership: only the holder of this Lease plans and writes.
     lease_name: str = "fovea-models-operator"
     lease_namespace: str = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))
-    lease_seconds: float = 15.0
+    # A standby takes the Lease this long after the leader's last renewal (operator/leader.py):
+    # the leader renews every third of it (a PUT), each standby reads it ten times per
+    # duration (GETs), so 1.5 s costs the API server 2 writes and ~7 reads per second.
+    lease_seconds: float = Field(default=1.5, gt=0)
     identity: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     liveness_port: int = 0  # 0: no liveness endpoint
     metrics_port: int = 0  # 0: no Prometheus endpoint (write failures, quotas)

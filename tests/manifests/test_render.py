@@ -95,9 +95,11 @@ def test_an_overlay_is_a_whole_system_in_one_namespace(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
-def test_the_operator_is_one_replica_with_liveness_on_its_port(name: str) -> None:
+def test_the_operator_is_a_leader_and_a_hot_standby_with_liveness_on_its_port(name: str) -> None:
     operator = find(overlay(name), "Deployment", "fovea-models-operator")
-    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["replicas"] == 2
+    # One replica at a time in a rollout: one always holds or can take the Lease.
+    assert operator["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     box = container(operator)
     # Local processes listen where the node agent says ($HOST, $PORT); containers on 8080.
     local = ["--liveness-host=$(HOST)"] if name == "local" else []

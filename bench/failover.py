@@ -1,0 +1,400 @@
+"""Benchmark of the operator's failover (issue 26): a hot standby takes over the Lease.
+
+Prints, in one run, on a local cluster of its own (simulated GPUs), with the
+operator's default Lease (FOVEA_OPERATOR_LEASE_SECONDS, 1.5 s):
+
+(a) failover: two operator processes, the leader and a hot standby. Each
+    round SIGKILLs the leader and switches a task's model at the same moment;
+    the figure is the time from the kill to the standby's first write (the new
+    model's pod created, as a watch on the pods sees it). The killed replica is
+    then started again, as the new standby (a Deployment's replacement pod).
+(b) restart: one operator alone, SIGKILLed and started again at once with the
+    same identity (as `fovea-models up` and a kubelet restart it): kill to first
+    write, Python's start included.
+
+Throughout, a watch on the model pods counts duplicates (two live pods of one
+selection for one model) and rewrites (the pod of a task nobody switched
+replaced); at the end, lost selections (a status that never caught up with its
+spec). Targets: first write <= 2 s after the kill, 0 duplicates, 0 lost.
+
+    .venv/bin/python bench/failover.py
+    .venv/bin/python bench/failover.py --rounds 20 --restarts 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from fovea.domain import constants as c
+from fovea.domain.resources import selection_name
+from fovea.kube import api_client, install_cluster_scoped
+from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
+from fovea.localcluster.cluster import LocalCluster
+
+NAMESPACE = "failover"
+SWITCHED, STEADY = "det", "keep"
+MODELS = ("one", "two")
+GPUS = "1x24GiB"
+LEASE = "fovea-models-operator"
+PYTHON = [sys.executable, "-P", "-m", "fovea.cli"]
+VERBOSE = ["--verbose"] if os.environ.get("BENCH_VERBOSE") else []
+# A started replica answers /healthz once its cache has started listing; it is given this
+# much longer to finish the lists before the next kill (a few kinds, a few objects each).
+WARM_S = 1.0
+SETTLE_S = 180.0
+
+
+def option() -> dict[str, Any]:
+    """A model a CPU loads in a moment (random weights)."""
+    return {
+        "modelId": "mlp-tiny",
+        "framework": "pytorch",
+        "vramGb": 1.0,
+        "architecture": "mlp-tiny",
+        "allowRandomWeights": True,
+    }
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, period_s: float = 0.05) -> Any:
+    """`check()`'s first truthy value within `timeout_s`, else None."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = check()
+        except (ApiException, HTTPError, OSError):
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(period_s)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Operator:
+    """One operator process with a fixed identity (a pod name), its log in the temp dir."""
+
+    def __init__(self, identity: str, env: dict[str, str], log: Path) -> None:
+        self.identity, self.log = identity, log
+        self.env = {**env, "FOVEA_OPERATOR_IDENTITY": identity}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        argv = ["operator", "-n", NAMESPACE, f"--liveness-port={self.port}", *VERBOSE]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*PYTHON, *argv], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def wait_warm(self) -> None:
+        """Until its /healthz answers (started, its cache listing), then WARM_S more."""
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        if not wait_for(lambda: _get(url), 120):
+            raise SystemExit(f"{self.identity} never answered {url}; see {self.log}")
+        time.sleep(WARM_S)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+
+
+class PodWatch:
+    """The model pods as a watch sees them: when each was added, duplicates, rewrites."""
+
+    def __init__(self, core: client.CoreV1Api) -> None:
+        self.core = core
+        self.added: list[tuple[float, str, str]] = []  # (monotonic, task, model)
+        self.live: dict[str, tuple[str, str, str]] = {}  # name -> (task, model, uid)
+        self.duplicates = 0
+        self.steady_uids: set[str] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> PodWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def first_added(self, task: str, model: str, after: float) -> float | None:
+        with self._lock:
+            times = [t for t, k, m in self.added if (k, m) == (task, model) and t >= after]
+        return min(times) if times else None
+
+    def _run(self) -> None:
+        selector = f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
+        while not self._stop.is_set():
+            try:
+                for event in watch.Watch().stream(
+                    self.core.list_namespaced_pod,
+                    NAMESPACE,
+                    label_selector=selector,
+                    timeout_seconds=60,
+                ):
+                    self._seen(event["type"], event["object"], time.monotonic())
+                    if self._stop.is_set():
+                        return
+            except (ApiException, HTTPError, OSError):
+                time.sleep(0.1)
+
+    def _seen(self, kind: str, pod: Any, at: float) -> None:
+        meta = pod.metadata
+        labels = meta.labels or {}
+        task, model = labels.get(c.LABEL_TASK, ""), labels.get(c.LABEL_MODEL, "")
+        with self._lock:
+            if kind == "ADDED" and meta.name not in self.live:
+                self.added.append((at, task, model))
+                if task == STEADY:
+                    self.steady_uids.add(meta.uid)
+            if kind == "DELETED" or meta.deletion_timestamp is not None:
+                self.live.pop(meta.name, None)
+            else:
+                self.live[meta.name] = (task, model, meta.uid)
+            per = Counter((k, m) for k, m, _ in self.live.values())
+            self.duplicates = max(self.duplicates, sum(n - 1 for n in per.values() if n > 1))
+
+
+class Bench:
+    def __init__(self, cluster: LocalCluster, workdir: Path) -> None:
+        self.kubeconfig = str(cluster.kubeconfig)
+        api = api_client(self.kubeconfig)
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.leases = client.CoordinationV1Api(api)
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PYTHONUNBUFFERED": "1",
+            "FOVEA_OPERATOR_LEASE_NAMESPACE": NAMESPACE,
+        }
+        self.workdir = workdir
+        self.operators = {
+            name: Operator(f"bench-operator-{name}", self.env, workdir / f"operator-{name}.log")
+            for name in ("a", "b")
+        }
+        self.model = MODELS[0]
+        self.pods = PodWatch(self.core)
+
+    def setup(self) -> None:
+        install_cluster_scoped(self.kubeconfig)
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+        wait_for(lambda: self.core.read_namespaced_service_account("default", NAMESPACE), 30)
+        tasks = {task: {"options": {m: option() for m in MODELS}} for task in (SWITCHED, STEADY)}
+        self._create(c.CATALOG_PLURAL, c.CATALOG_KIND, "default", {"tasks": tasks})
+        for task in (SWITCHED, STEADY):
+            spec = {"task": task, "model": MODELS[0]}
+            self._create(c.SELECTION_PLURAL, c.SELECTION_KIND, selection_name(task), spec)
+        self.pods.start()
+        self.operators["a"].start()
+        if not wait_for(lambda: self.holder() == self.operators["a"].identity, 60):
+            raise SystemExit(f"the operator never held its Lease; see {self.workdir}")
+        self.operators["b"].start()
+        for task in (SWITCHED, STEADY):
+            if not wait_for(lambda t=task: self.ready(t, MODELS[0]), SETTLE_S):
+                raise SystemExit(f"{task} never became Ready; see {self.workdir}")
+
+    def _create(self, plural: str, kind: str, name: str, spec: dict[str, Any]) -> None:
+        body = {"apiVersion": c.API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
+        self.custom.create_namespaced_custom_object(c.GROUP, c.VERSION, NAMESPACE, plural, body)
+
+    def stop(self) -> None:
+        self.pods.stop()
+        for operator in self.operators.values():
+            operator.stop()
+
+    # --- observations --------------------------------------------------------
+
+    def holder(self) -> str | None:
+        lease = self.leases.read_namespaced_lease(LEASE, NAMESPACE)
+        return lease.spec.holder_identity if lease.spec else None
+
+    def selection(self, task: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, selection_name(task)
+        )
+        return obj
+
+    def ready(self, task: str, model: str) -> bool:
+        obj = self.selection(task)
+        status = obj.get("status") or {}
+        return bool(
+            status.get("phase") == "Ready"
+            and status.get("model") == model
+            and status.get("observedGeneration") == obj["metadata"]["generation"]
+        )
+
+    def switch(self) -> str:
+        self.model = MODELS[1] if self.model == MODELS[0] else MODELS[0]
+        self.custom.patch_namespaced_custom_object(
+            c.GROUP,
+            c.VERSION,
+            NAMESPACE,
+            c.SELECTION_PLURAL,
+            selection_name(SWITCHED),
+            {"spec": {"model": self.model}},
+        )
+        return self.model
+
+    def kill_and_switch(self, victim: Operator) -> float | None:
+        """SIGKILL `victim` and switch at once; seconds from the kill to the new pod."""
+        killed = time.monotonic()
+        victim.kill()
+        model = self.switch()
+        added = wait_for(lambda: self.pods.first_added(SWITCHED, model, killed), 60, 0.01)
+        assert victim.proc is not None
+        victim.proc.wait()
+        if not wait_for(lambda: self.ready(SWITCHED, model), SETTLE_S):
+            raise SystemExit(f"{SWITCHED} never became Ready on {model}; see {self.workdir}")
+        return None if added is None else float(added) - killed
+
+    # --- (a) and (b) ---------------------------------------------------------
+
+    def failover(self, rounds: int) -> list[float | None]:
+        figures = []
+        for i in range(rounds):
+            leader = next(o for o in self.operators.values() if o.identity == self.holder())
+            standby = next(o for o in self.operators.values() if o is not leader)
+            standby.wait_warm()
+            figures.append(self.kill_and_switch(leader))
+            taken = wait_for(lambda s=standby: self.holder() == s.identity, 30)
+            if not taken:
+                raise SystemExit(f"round {i}: the standby never took the Lease; see {self.workdir}")
+            leader.start()  # the replacement replica: the new standby
+            print(f"  failover {i + 1}/{rounds}: {_s(figures[-1])}", file=sys.stderr, flush=True)
+        return figures
+
+    def restart(self, rounds: int) -> list[float | None]:
+        leader = next(o for o in self.operators.values() if o.identity == self.holder())
+        for operator in self.operators.values():
+            if operator is not leader:
+                operator.stop()  # SIGTERM: a standby releases nothing and just goes
+        figures = []
+        for i in range(rounds):
+            leader.wait_warm()
+            killed = time.monotonic()
+            leader.kill()
+            model = self.switch()
+            assert leader.proc is not None
+            leader.proc.wait()
+            leader.start()  # at once, as `fovea-models up` would after its backoff's first step
+            added = wait_for(
+                lambda m=model, k=killed: self.pods.first_added(SWITCHED, m, k), 60, 0.01
+            )
+            figures.append(None if added is None else float(added) - killed)
+            if not wait_for(lambda m=model: self.ready(SWITCHED, m), SETTLE_S):
+                raise SystemExit(f"{SWITCHED} never became Ready on {model}; see {self.workdir}")
+            print(f"  restart {i + 1}/{rounds}: {_s(figures[-1])}", file=sys.stderr, flush=True)
+        return figures
+
+    def lost(self) -> list[str]:
+        want = {SWITCHED: self.model, STEADY: MODELS[0]}
+        return [t for t, m in want.items() if not wait_for(lambda t=t, m=m: self.ready(t, m), 60)]
+
+
+def _s(value: float | None) -> str:
+    return "no write within 60 s" if value is None else f"{value:.2f} s"
+
+
+def summary(name: str, figures: list[float | None]) -> str:
+    seen = [f for f in figures if f is not None]
+    missing = len(figures) - len(seen)
+    return (
+        f"{name}: kill -> first write p50 {pct(seen, 0.5):.2f} s, max {max(seen, default=0):.2f} s "
+        f"over {len(figures)} kills"
+        + (f"; {missing} without a write in 60 s" if missing else "")
+        + f"; <= 2 s: {sum(1 for f in seen if f <= 2.0)}/{len(figures)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=10, help="leader kills with a standby (a)")
+    parser.add_argument("--restarts", type=int, default=3, help="kills of a lone operator (b)")
+    parser.add_argument("--keep", action="store_true", help="keep the logs (printed path)")
+    args = parser.parse_args()
+
+    put_kubectl_on_path(ensure_binaries())
+    workdir = Path(tempfile.mkdtemp(prefix="fovea-failover-"))
+    try:
+        print(f"logs in {workdir}", file=sys.stderr, flush=True)
+        cluster = LocalCluster(workdir / "cluster", gpus=GPUS, log=lambda message: None)
+        cluster.start()
+        bench = Bench(cluster, workdir)
+        try:
+            bench.setup()
+            print("(a) leader killed, standby takes over ...", file=sys.stderr, flush=True)
+            failover = bench.failover(args.rounds)
+            print("(b) lone operator killed and restarted ...", file=sys.stderr, flush=True)
+            restart = bench.restart(args.restarts)
+            lost = bench.lost()
+        finally:
+            bench.stop()
+            cluster.stop()
+        steady = len(bench.pods.steady_uids)
+        print(summary("(a) failover to the hot standby", failover))
+        print(summary("(b) restart of a lone operator", restart))
+        print(
+            f"duplicate pods (two live pods of one selection and model): {bench.pods.duplicates}; "
+            f"pods of the untouched task created: {steady} (1: never rewritten); "
+            f"lost selections: {len(lost)}{' ' + str(lost) if lost else ''}"
+        )
+        for path in sorted(workdir.glob("operator-*.log")):
+            text = path.read_text(errors="replace")
+            if "Traceback" in text:
+                tail = "\n".join(text.splitlines()[-15:])
+                print(f"--- last lines of {path.name} (it logged a traceback):\n{tail}")
+
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
