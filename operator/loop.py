@@ -103,7 +103,7 @@ class Planner:
         world = self.cluster.snapshot(now)
         actions = reconcile(world, self.pod_settings).actions()
         if not self.lease.held(utcnow()):  # lost while planning: a standby may be acting
-            return False
+            return True  # look again at once: renew and plan, or leave it to the new holder
         applied = self.cluster.apply(actions)  # a refused write never fails the pass
         self.passes += 1
         return applied.changed

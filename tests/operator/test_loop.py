@@ -89,3 +89,28 @@ def test_liveness_fails_when_no_pass_completed_within_three_resyncs() -> None:
     p.last_pass -= 31.0
     with pytest.raises(kopf.PermanentError, match="no planning pass"):
         planner_alive(memo=memo)
+
+
+class LostLease:
+    """Held when the pass begins, lost by the time its plan is ready (a standby took it)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def held(self, now: datetime) -> bool:
+        self.asked += 1
+        return self.asked == 1
+
+    def try_acquire(self, now: datetime) -> bool:
+        return False
+
+
+def test_a_pass_that_lost_the_lease_while_planning_writes_nothing() -> None:
+    cluster = BuggyCluster(failures=0)
+    applied: list[Actions] = []
+    cluster.apply = applied.append  # type: ignore[method-assign]
+    p = planner(cluster)
+    p.lease = LostLease()  # type: ignore[assignment]
+    assert p.run_once() is True  # look again: the next pass finds it is no longer the leader
+    assert cluster.snapshots == 1 and applied == []
+    assert p.run_once() is False and cluster.snapshots == 1
