@@ -235,20 +235,27 @@ def pod_images(option: ModelOption, settings: PodSettings) -> frozenset[str]:
 
 
 def _release_neutral(spec: dict[str, Any], release_image: str) -> dict[str, Any]:
-    """The spec as hashed: the operator's own model-pod image (whose tag is the release,
-    FOVEA_OPERATOR_MODEL_POD_IMAGE) stands as one placeholder, so an upgrade of fovea-models
-    alone renames, and so replaces, no running model pod (docs/installation.md#upgrade).
-    An image the catalog's option names is hashed as it is."""
+    """The spec as hashed: the operator's own model-pod image (FOVEA_OPERATOR_MODEL_POD_IMAGE,
+    whose tag is the release) without its tag or digest, so an upgrade of fovea-models alone
+    renames, and so replaces, no running model pod (docs/installation.md#upgrade); another
+    repository still does. An image the catalog's option names is hashed as it is."""
     spec = dict(spec)  # copies only what changes (a deep copy was a third of a pass's time)
     for key in ("initContainers", "containers"):
         if spec.get(key):
             spec[key] = [
-                {**container, "image": "(the operator's model-pod image)"}
+                {**container, "image": _repository(release_image)}
                 if container.get("image") == release_image
                 else container
                 for container in spec[key]
             ]
     return spec
+
+
+def _repository(image: str) -> str:
+    """An image reference without its tag and digest (registry:port/name:tag@sha256:...)."""
+    name = image.split("@", 1)[0]
+    head, _, tail = name.rpartition(":")
+    return head if head and "/" not in tail else name
 
 
 def _affinity(node: str | None) -> dict[str, Any]:

@@ -4,7 +4,7 @@ A model pod's name carries its spec's hash, so anything in the spec that
 changes with the release would rename, and so replace, every running model
 pod at each upgrade. The release reaches a model pod's spec in one place only:
 the operator's model-pod image (FOVEA_OPERATOR_MODEL_POD_IMAGE), whose tag is
-the version. It is hashed as a placeholder; an image the catalog names is not.
+the version. It is hashed without its tag; an image the catalog names is hashed whole.
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ def test_the_next_releases_model_pod_image_keeps_the_pods_name_and_hash() -> Non
     # Nothing pretends: a pod built now runs the new release's image.
     assert after["spec"]["containers"][0]["image"] == NEXT.image
     assert before["spec"]["containers"][0]["image"] == THIS.image
+
+
+def test_another_repository_for_the_model_pods_still_rolls_them() -> None:
+    mirror = dataclasses.replace(THIS, image="registry.example/mirror/model-pod:0.1.0-cuda")
+    a, b = build_pod(SEL, OPTION, TARGET, THIS), build_pod(SEL, OPTION, TARGET, mirror)
+    assert identity(a) != identity(b)
 
 
 def test_an_image_the_catalog_names_still_rolls_the_pod() -> None:
