@@ -111,6 +111,7 @@ bench: install
 	$(PY) bench/tenants.py
 	$(PY) bench/container_node.py
 	$(PY) bench/gateway.py
+	$(PY) bench/switch.py
 
 crds:
 	$(BIN)/fovea-models crds --write

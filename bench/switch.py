@@ -1,0 +1,489 @@
+"""Benchmark of a switch (issue 25): select -> Ready and select -> first answer, per kind of switch.
+
+Prints, in one run, on a local cluster of its own (the operator and the API as
+subprocesses, the demo catalog's default selections loaded beside a task `bench`
+whose options are torch `mlp:64,H,64` models with safetensors weights of
+--size-mb MB each, served over HTTP on loopback and fetched into the node cache
+by the pods' fetch-weights init container):
+
+1. first use (no cache): each switch goes to an option never fetched before;
+2. cached weights, today's way: the same options again (weights in the node
+   cache), each switch a new model-server pod;
+3. cached, warm runtime: the operator with warm switches on
+   (FOVEA_OPERATOR_WARM_SWITCHES); each switch loads an option the warm pod has
+   not held yet into its running process;
+4. switch back to a parked model: back and forth between the last two options,
+   each the one just left (kept in the warm pod's host memory).
+
+Per row, over --switches N switches (20): p50 and p95 of select -> Ready
+(`POST /api/models/select?...&wait=120` on this process's clock) and of select
+-> first answer from the new model through the inference route
+(`POST /api/models/predict/bench`, sent every 20 ms during the switch; the
+`X-Fovea-Model` header names who answered), each one's ratio to the model's own
+load time as its pod reports it (`loadTimeSeconds`), where the pod says it
+loaded from (`status.runtime.loadSource`, when it says), and the median time
+between the steps of `status.lastSwitch` (docs/api.md). Rows 3 and 4 say "not
+available" on a revision without warm switches.
+
+Then the resident memory of the whole stack (RSS summed over the control plane,
+the operator, the API, the model pods, and this process, which runs the node
+agent; PSS beside it, which counts shared pages once) with the demo models
+loaded: before (warm switches off, one model in `bench`) and after (warm
+switches on, a parked model in `bench`'s pod).
+
+    .venv/bin/python -P bench/switch.py
+    .venv/bin/python -P bench/switch.py --switches 5 --size-mb 8
+
+Numbers from a shared machine are noisy; the phases say where the time went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from fovea.domain import constants as c
+from fovea.domain.resources import WEIGHTS_CACHE_PATH, selection_name
+from fovea.kube import api_client, install_cluster_scoped
+from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
+from fovea.localcluster.cluster import LocalCluster
+from fovea.operator.settings import OperatorSettings
+from fovea.stack import split_defaults
+
+NAMESPACE = "switch"
+TASK = "bench"
+SELECTION = selection_name(TASK)
+DEMO = Path(__file__).resolve().parents[1] / "manifests" / "catalog" / "demo.yaml"
+PYTHON = [sys.executable, "-P", "-m", "fovea.cli"]
+SAMPLE = {"inputs": [[0.5] * 64]}
+PREDICT_EVERY_S = 0.02
+WARM_AVAILABLE = "warm_switches" in OperatorSettings.model_fields
+NOT_AVAILABLE = "not available (this revision has no warm switches: FOVEA_OPERATOR_WARM_SWITCHES)"
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def make_weights(folder: Path, count: int, size_mb: int) -> tuple[str, list[Path]]:
+    """`count` different `mlp:64,H,64` weight files of about `size_mb` MB each."""
+    import torch
+    from safetensors.torch import save_file
+
+    from fovea.model_pod.adapters.adapter_torch import architecture
+
+    hidden = max(16, size_mb * 1_000_000 // (4 * 2 * 64))
+    arch = f"mlp:64,{hidden},64"
+    paths = []
+    for n in range(count):
+        torch.manual_seed(n)
+        module = architecture(arch).build()
+        path = folder / f"m{n}.safetensors"
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
+        paths.append(path)
+    return arch, paths
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, period_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = check()
+        except (httpx.HTTPError, ApiException, OSError):
+            value = None
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(period_s)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _at(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class Switch:
+    ready_s: float
+    answer_s: float | None
+    load_s: float | None
+    source: str | None
+    steps: list[tuple[str, float]]  # (phase, seconds since the step before)
+
+
+@dataclass
+class Row:
+    name: str
+    switches: list[Switch] = field(default_factory=list)
+    note: str | None = None
+
+
+class Child:
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.argv, self.env, self.log = argv, env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, env={**self.env, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Bench:
+    def __init__(self, cluster: LocalCluster, workdir: Path, url: str, digests: list[str]) -> None:
+        self.cluster, self.workdir = cluster, workdir
+        self.kubeconfig = str(cluster.kubeconfig)
+        api = api_client(self.kubeconfig)
+        self.core, self.custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PYTHONUNBUFFERED": "1",
+            "FOVEA_OPERATOR_LEASE_NAMESPACE": NAMESPACE,
+            "FOVEA_OPERATOR_RESYNC_SECONDS": "5",
+        }
+        self.port = free_port()
+        self.operator = Child([*PYTHON, "operator", "-n", NAMESPACE], env, workdir / "operator.log")
+        api_argv = ["api", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.api = Child(
+            [*PYTHON, *api_argv, "--namespace", NAMESPACE, "--log-level", "warning"],
+            env,
+            workdir / "api.log",
+        )
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=180)
+        self.url, self.digests = url, digests
+
+    def options(self, arch: str) -> dict[str, Any]:
+        return {
+            f"m{n}": {
+                "modelId": f"bench-m{n}",
+                "framework": "pytorch",
+                "vramGb": 1.0,
+                "architecture": arch,
+                "weights": f"{self.url}/m{n}.safetensors",
+                "weightsSha256": digest,
+            }
+            for n, digest in enumerate(self.digests)
+        }
+
+    def setup(self, arch: str) -> None:
+        install_cluster_scoped(self.kubeconfig)
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+        wait_for(lambda: self.core.read_namespaced_service_account("default", NAMESPACE), 30)
+        catalogs, selections = split_defaults(list(yaml.safe_load_all(DEMO.read_text())))
+        (catalog,) = catalogs
+        catalog["spec"]["tasks"][TASK] = {"options": self.options(arch)}
+        catalog["spec"]["weightsCache"] = {"kind": "node", "sizeGb": 50}
+        self.custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, NAMESPACE, c.CATALOG_PLURAL, catalog
+        )
+        for body in selections:
+            self.custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, body
+            )
+        self.operator.start()
+        self.api.start()
+        if not wait_for(lambda: self.http.get("/readyz").status_code == 200, 120):
+            raise SystemExit(f"the API did not become ready; see {self.api.log}")
+
+    def demo_ready(self) -> bool:
+        items = self.custom.list_namespaced_custom_object(
+            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL
+        )["items"]
+        demo = [s for s in items if s["spec"]["task"] != TASK]
+        return bool(demo) and all(
+            (s.get("status") or {}).get("phase") in ("Ready", "CPUFallback") for s in demo
+        )
+
+    def settled(self) -> bool:
+        """`bench` Ready on the pod the operator wants (its report), the demo Ready too."""
+        status = self.status()
+        runtime = status.get("runtime") or {}
+        mine = status.get("phase") == "Ready" and runtime.get("pod") == status.get("pod")
+        return mine and self.demo_ready()
+
+    def restart_operator(self, warm: bool) -> None:
+        self.operator.stop()
+        self.operator.start({"FOVEA_OPERATOR_WARM_SWITCHES": "true"} if warm else {})
+
+    def status(self) -> dict[str, Any]:
+        sel = self.custom.get_namespaced_custom_object(
+            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, SELECTION
+        )
+        return dict(sel.get("status") or {})
+
+    def empty_node_caches(self) -> None:
+        for node_dir in (self.cluster.state.root / "nodes").glob("*/hostpath"):
+            shutil.rmtree(node_dir / WEIGHTS_CACHE_PATH.lstrip("/"), ignore_errors=True)
+
+    def switch(self, model: str) -> Switch:
+        """Select `model`; Ready and the first answer from it, on this process's clock."""
+        answered: list[float] = []
+        stop = threading.Event()
+        started = time.perf_counter()
+
+        def ask() -> None:
+            with httpx.Client(base_url=str(self.http.base_url), timeout=60) as http:
+                while not stop.is_set():
+                    try:
+                        resp = http.post(f"/api/models/predict/{TASK}", json=SAMPLE)
+                    except httpx.HTTPError:
+                        resp = None
+                    ok = resp is not None and resp.status_code == 200
+                    if ok and resp is not None and resp.headers.get("x-fovea-model") == model:
+                        answered.append(time.perf_counter() - started)
+                        return
+                    time.sleep(PREDICT_EVERY_S)
+
+        asker = threading.Thread(target=ask, daemon=True)
+        asker.start()
+        resp = self.http.post(
+            "/api/models/select", params={"task_type": TASK, "model_name": model, "wait": 120}
+        )
+        ready_s = time.perf_counter() - started
+        if resp.status_code != 200:
+            stop.set()
+            status = {k: v for k, v in self.status().items() if k != "conditions"}
+            raise SystemExit(
+                f"select {model}: {resp.status_code} {resp.text[:300]}\nstatus: {status}\n"
+                f"logs in {self.workdir}"
+            )
+        asker.join(60)
+        stop.set()
+        status = self.status()
+        runtime = status.get("runtime") or {}
+        load_s = status.get("loadTimeSeconds") or runtime.get("loadTimeSeconds")
+        record = status.get("lastSwitch") or {}
+        steps: list[tuple[str, float]] = []
+        if record.get("model") == model:
+            phases = record.get("phases") or []
+            for before, now in itertools.pairwise(phases):
+                steps.append((now["name"], _at(now["at"]) - _at(before["at"])))
+        return Switch(
+            ready_s, answered[0] if answered else None, load_s, runtime.get("loadSource"), steps
+        )
+
+
+# --- memory ----------------------------------------------------------------------
+
+
+def stack_memory(operator: Child, api: Child) -> dict[str, tuple[float, float]]:
+    """(RSS, PSS) in GiB per part of the stack: this process's and its descendants."""
+    own = psutil.Process()
+    parts: dict[str, list[float]] = {}
+    for proc in [own, *own.children(recursive=True)]:
+        try:
+            info = proc.memory_full_info()
+            argv = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        name = proc.name()
+        if proc.pid == own.pid:
+            part = "this process (node agent + bench)"
+        elif operator.proc is not None and proc.pid == operator.proc.pid:
+            part = "operator"
+        elif api.proc is not None and proc.pid == api.proc.pid:
+            part = "API"
+        elif "model-pod" in argv:
+            part = "model pods"
+        elif name in {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}:
+            part = "control plane"
+        else:
+            part = f"other ({name})"
+        rss, pss = parts.setdefault(part, [0.0, 0.0])
+        parts[part] = [rss + info.rss / 1024**3, pss + getattr(info, "pss", 0) / 1024**3]
+    return {k: (v[0], v[1]) for k, v in sorted(parts.items())}
+
+
+def print_memory(label: str, parts: dict[str, tuple[float, float]]) -> None:
+    rss = sum(r for r, _ in parts.values())
+    pss = sum(p for _, p in parts.values())
+    print(f"  {label}: RSS {rss:.2f} GB, PSS {pss:.2f} GB")
+    for part, (r, p) in parts.items():
+        print(f"      {part:<36} RSS {r:5.2f} GB  PSS {p:5.2f} GB")
+
+
+# --- report ------------------------------------------------------------------------
+
+
+def print_row(row: Row) -> None:
+    print(f"{row.name}:")
+    if row.note:
+        print(f"  {row.note}")
+        return
+    s = row.switches
+    ready = [x.ready_s for x in s]
+    answers = [x.answer_s for x in s if x.answer_s is not None]
+    ratios = [x.ready_s / x.load_s for x in s if x.load_s]
+    answer_ratios = [x.answer_s / x.load_s for x in s if x.load_s and x.answer_s is not None]
+    loads = [x.load_s for x in s if x.load_s]
+    print(
+        f"  select -> Ready         p50 {pct(ready, 0.5):6.3f} s  p95 {pct(ready, 0.95):6.3f} s"
+        f"   (x{pct(ratios, 0.5):.1f} / x{pct(ratios, 0.95):.1f} the load)"
+    )
+    print(
+        f"  select -> first answer  p50 {pct(answers, 0.5):6.3f} s  p95 {pct(answers, 0.95):6.3f} s"
+        f"   (x{pct(answer_ratios, 0.5):.1f} / x{pct(answer_ratios, 0.95):.1f} the load)"
+        + ("" if len(answers) == len(s) else f"  [{len(s) - len(answers)} without an answer]")
+    )
+    print(
+        f"  the pod's own load      p50 {pct(loads, 0.5):6.3f} s  p95 {pct(loads, 0.95):6.3f} s"
+        f"   ({len(s)} switches; loaded from: "
+        f"{dict(Counter(x.source or 'not said' for x in s))})"
+    )
+    by_step: dict[str, list[float]] = {}
+    for x in s:
+        for name, seconds in x.steps:
+            by_step.setdefault(name, []).append(seconds)
+    if by_step:
+        steps = ", ".join(f"{n} +{statistics.median(v):.3f}" for n, v in by_step.items())
+        print(f"  lastSwitch, median s since the step before: Planned, {steps}")
+    started = sum(1 for x in s if any(name == "ProcessStarted" for name, _ in x.steps))
+    print(f"  switches that started a new model-server process: {started} of {len(s)}")
+
+
+def run(workdir: Path, n: int, size_mb: int) -> None:
+    """The rows and the memory, printed; `workdir` holds the logs."""
+    served = workdir / "served"
+    served.mkdir()
+    arch, paths = make_weights(served, n + 1, size_mb)
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    cluster = LocalCluster(workdir / "cluster", log=lambda message: None)
+    cluster.start()
+    bench = Bench(cluster, workdir, url, digests)
+    rows: list[Row] = []
+    memory: dict[str, dict[str, tuple[float, float]]] = {}
+    try:
+        bench.setup(arch)
+        print(
+            f"{TASK}: {n + 1} options {arch} ({paths[0].stat().st_size / 1e6:.0f} MB of "
+            f"weights each) beside the demo selections; {n} switches per row",
+            file=sys.stderr,
+            flush=True,
+        )
+        bench.empty_node_caches()
+        bench.switch("m0")  # the task's first model (not counted)
+        if not wait_for(bench.demo_ready, 600, 1.0):
+            raise SystemExit(f"the demo selections did not become Ready; {bench.workdir}")
+        memory["before"] = stack_memory(bench.operator, bench.api)
+        first = Row("1. first use (no cache: fetch, new pod)")
+        for i in range(1, n + 1):
+            first.switches.append(bench.switch(f"m{i}"))
+        rows.append(first)
+        print("row 1 done", file=sys.stderr, flush=True)
+        cached = Row("2. cached weights, today's way (new pod)")
+        for i in range(n):  # m0 .. m{n-1}: every one cached, none the current
+            cached.switches.append(bench.switch(f"m{i}"))
+        rows.append(cached)
+        print("row 2 done", file=sys.stderr, flush=True)
+        warm = Row("3. cached, warm runtime (load into the running pod)")
+        back = Row("4. switch back to a parked model")
+        if WARM_AVAILABLE:
+            bench.restart_operator(warm=True)  # m{n-1}'s pod is replaced by a warm pod
+            if not wait_for(bench.settled, 600, 0.5):
+                raise SystemExit(f"not settled after warm switches went on; {bench.workdir}")
+            # m{n}, m0 .. m{n-2}: none held by the warm pod yet (m{n-1}, left first, is
+            # never a target).
+            for target in [n, *range(n - 1)]:
+                warm.switches.append(bench.switch(f"m{target}"))
+            print("row 3 done", file=sys.stderr, flush=True)
+            for i in range(n):  # m{n-2} serves: back to m{n-3}, then m{n-2}, ...
+                back.switches.append(bench.switch(f"m{n - 3 + i % 2}"))
+            wait_for(bench.demo_ready, 600, 1.0)
+            parked = (bench.status().get("runtime") or {}).get("parked") or []
+            said = "a parked model in bench" if parked else "bench's pod reports NO parked model"
+            memory[f"after (warm switches on, {said})"] = stack_memory(bench.operator, bench.api)
+        else:
+            warm.note = back.note = NOT_AVAILABLE
+        rows.extend([warm, back])
+    finally:
+        bench.http.close()
+        bench.api.stop()
+        bench.operator.stop()
+        cluster.stop()
+        server.shutdown()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    print(f"\nbench/switch.py at {commit}: {n} switches per row, {os.cpu_count()} CPUs")
+    for row in rows:
+        print_row(row)
+    print("resident memory of the stack, the demo models loaded:")
+    print_memory("before (warm switches off, one model in bench)", memory["before"])
+    after = [k for k in memory if k.startswith("after")]
+    if after:
+        print_memory(after[0], memory[after[0]])
+    else:
+        print(f"  after a parked model exists: {NOT_AVAILABLE}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--switches", type=int, default=20, help="switches per row")
+    parser.add_argument("--size-mb", type=int, default=16, help="each model's weights, MB")
+    args = parser.parse_args()
+    n = args.switches
+    if n < 3:
+        parser.error("--switches: at least 3 (a switch back needs two models left behind)")
+
+    put_kubectl_on_path(ensure_binaries())
+    workdir = Path(tempfile.mkdtemp(prefix="fovea-switch-"))
+    run(workdir, n, args.size_mb)  # on a failure the directory stays: its logs say why
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
