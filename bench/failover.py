@@ -151,6 +151,7 @@ class PodWatch:
         self.added: list[tuple[float, str, str]] = []  # (monotonic, task, model)
         self.live: dict[str, tuple[str, str, str]] = {}  # name -> (task, model, uid)
         self.duplicates = 0
+        self.duplicate_names: list[str] = []  # the pods, when the most duplicates were seen
         self.steady_uids: set[str] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -198,7 +199,12 @@ class PodWatch:
             else:
                 self.live[meta.name] = (task, model, meta.uid)
             per = Counter((k, m) for k, m, _ in self.live.values())
-            self.duplicates = max(self.duplicates, sum(n - 1 for n in per.values() if n > 1))
+            extra = sum(n - 1 for n in per.values() if n > 1)
+            if extra > self.duplicates:
+                self.duplicates = extra
+                self.duplicate_names = sorted(
+                    name for name, (k, m, _) in self.live.items() if per[(k, m)] > 1
+                )
 
 
 class Bench:
@@ -381,7 +387,8 @@ def main() -> None:
         print(summary("(a) failover to the hot standby", failover))
         print(summary("(b) restart of a lone operator", restart))
         print(
-            f"duplicate pods (two live pods of one selection and model): {bench.pods.duplicates}; "
+            f"duplicate pods (two live pods of one selection and model): {bench.pods.duplicates}"
+            f"{' ' + str(bench.pods.duplicate_names) if bench.pods.duplicates else ''}; "
             f"pods of the untouched task created: {steady} (1: never rewritten); "
             f"lost selections: {len(lost)}{' ' + str(lost) if lost else ''}"
         )
