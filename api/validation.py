@@ -29,7 +29,7 @@ from fovea.api import planning
 from fovea.api.quota_view import quota_view
 from fovea.api.responses import GpuView, holders, planned_gpu
 from fovea.api.state import ClusterState, Selection
-from fovea.domain import budget
+from fovea.domain import budget, demand
 from fovea.domain.conditions import ConditionType, Outcome, Phase, Reason
 from fovea.domain.demand import EPSILON
 from fovea.domain.resources import CatalogSpec
@@ -45,11 +45,14 @@ DISPLACED = {
 }
 
 
-def validate_body(state: ClusterState, now: float) -> dict[str, Any]:
+def validate_body(
+    state: ClusterState, now: float, planned: demand.PlanInput | None = None
+) -> dict[str, Any]:
     """The /validate body for `state` (one selection per task, the one /config reports).
 
     `now` (epoch seconds) decides which session leases are live and which on-demand
-    models are idle, as it does for the operator.
+    models are idle, as it does for the operator. `planned`: the planner's input of
+    `state` at `now` when the caller built it already (the what-if plans it once).
     """
     catalog = state.catalog or CatalogSpec()
     selected = [
@@ -58,7 +61,7 @@ def validate_body(state: ClusterState, now: float) -> dict[str, Any]:
     ]
     threshold = catalog.inference.offload_threshold
     held = holders(state)
-    planned = planning.plan_input(state, now)
+    planned = planning.plan_input(state, now) if planned is None else planned
     gpus = GpuView(gpus=planned.gpus, simulated=any(g.simulated for g in planned.gpus))
     body = budget.validate(catalog, selected, planned).model_dump(mode="json")
     placements: dict[str, dict[str, Any]] = body["placements"]

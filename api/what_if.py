@@ -79,9 +79,10 @@ def what_if_body(state: ClusterState, changes: Mapping[str, str], now: float) ->
     }
     inspect.with_selections(state, dict(changes))  # refuses unknown tasks and models
     after = _same_objects(state, inspect.with_selections(state, changed))
-    body = validate_body(after, now)
+    planned = planning.plan_input(after, now)  # one input, one plan, for both parts
+    body = validate_body(after, now, planned)
     body["what_if"] = dict(changes)
-    body["plan"] = plan_view(state, after, now)
+    body["plan"] = plan_view(state, after, now, planned)
     return body
 
 
@@ -99,9 +100,14 @@ def _same_objects(before: ClusterState, after: ClusterState) -> ClusterState:
     return dataclasses.replace(after, selections=selections, by_task=by_task)
 
 
-def plan_view(before: ClusterState, after: ClusterState, now: float) -> dict[str, Any]:
+def plan_view(
+    before: ClusterState,
+    after: ClusterState,
+    now: float,
+    planned: demand.PlanInput | None = None,
+) -> dict[str, Any]:
     """The operator's plan for `after`, told against what holds the GPUs in `before`."""
-    planned = planning.plan_input(after, now)
+    planned = planning.plan_input(after, now) if planned is None else planned
     result = planned.plan()
     by_key = {d.key: d for d in planned.demands}
     own = {d.key: d for d in planned.demands if d.key.startswith(f"{after.namespace}/")}

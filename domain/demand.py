@@ -95,14 +95,19 @@ class PlanInput:
     use: Mapping[str, Use] = field(default_factory=dict)  # namespace -> use of its quota
 
     def plan(self) -> Plan:
-        """The plan of these demands (the operator's next placements)."""
-        return plan(
-            self.gpus,
-            self.demands,
-            threshold=self.threshold,
-            sharing=self.sharing,
-            nodes=self.nodes,
-        )
+        """The plan of these demands (the operator's next placements), computed once: it is
+        pure, and the what-if and /validate of one input both read it."""
+        done: Plan | None = self.__dict__.get("_plan")
+        if done is None:
+            done = plan(
+                self.gpus,
+                self.demands,
+                threshold=self.threshold,
+                sharing=self.sharing,
+                nodes=self.nodes,
+            )
+            object.__setattr__(self, "_plan", done)  # a cache, not a field: still frozen
+        return done
 
 
 def build(
