@@ -1,0 +1,514 @@
+"""The control plane at size: 1,000 then 10,000 selections, device plugin and DRA, in one run.
+
+Per sharing mode, on a fresh local cluster (its own simulated GPU node
+cordoned), this registers hollow GPU nodes (Node objects labelled
+fovea.dev/hollow=true, one 80 GiB GPU with 16 time-slice replicas each, and
+for DRA their ResourceSlices, their Leases renewed as a kubelet does; no
+agent runs their pods, so a pod is bound, never started: what is measured is
+the operator, the scheduler and the API, not model loading), starts the
+operator and the API (cluster-wide), and for each size in turn (100
+selections per namespace, one GPU per 10 selections; the larger size adds to
+the smaller one) prints:
+
+1. the time from the first create until every selection has a status naming
+   its pod, and until every pod is bound to a node (DRA: its claim allocated);
+2. the operator's requests to the API server per selection added (from its
+   /metrics: fovea_operator_api_requests_total), by verb;
+3. the operator's RSS at size and its CPU seconds for the phase;
+4. change -> pod bound p50/p95 at size (a new selection each time, deleted
+   once its pod is bound);
+5. the API's GET /api/models/status p99 and what-if (POST /validate with a
+   task/model pair) p50 at size, sequential requests.
+
+A size that does not converge within --timeout prints what it reached (how
+many statuses, how many bound pods) and why, and the run goes on to the next
+mode. Usage:
+
+    .venv/bin/python bench/scale.py [--sizes 1000,10000] [--modes timeSliced,dra]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from fovea.domain import constants as c
+from fovea.kube import api_client, install_cluster_scoped
+from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
+from fovea.localcluster.cluster import LocalCluster
+from fovea.localcluster.dra import resource_slice
+from fovea.localcluster.nodes import GpuSet, NodePlan
+
+HOLLOW_LABEL = f"{c.GROUP}/hollow"
+PER_NAMESPACE = 100
+SELECTIONS_PER_GPU = 10
+MODES = ("timeSliced", "dra")
+
+
+def hollow_node(name: str) -> dict[str, Any]:
+    """A GPU Node no kubelet runs: labelled hollow, Ready while its Lease is renewed."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    gpu = {"cpu": "64", "memory": "512Gi", "pods": "110", c.RESOURCE_GPU: "16"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                c.NODE_LABEL_GPU_MEMORY_MIB: str(80 * 1024),
+                c.NODE_LABEL_GPU_COUNT: "1",
+                c.NODE_LABEL_GPU_REPLICAS: "16",
+                c.NODE_LABEL_GPU_PRODUCT: "Hollow-GPU-80GiB",
+                c.NODE_LABEL_SIMULATED: "true",
+                HOLLOW_LABEL: "true",
+            },
+            "annotations": {HOLLOW_LABEL: "no kubelet runs its pods (bench/scale.py)"},
+        },
+        "status": {
+            "capacity": gpu,
+            "allocatable": gpu,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Hollow",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ],
+        },
+    }
+
+
+def catalog() -> dict[str, Any]:
+    opts = {
+        f"m{i}": {"modelId": f"bench-{i}", "framework": "pytorch", "vramGb": 4.0} for i in range(2)
+    }
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.CATALOG_KIND,
+        "metadata": {"name": "default"},
+        "spec": {"tasks": {"task": {"options": opts}}},
+    }
+
+
+def selection(name: str, model: str = "m0") -> dict[str, Any]:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.SELECTION_KIND,
+        "metadata": {"name": name},
+        "spec": {"task": "task", "model": model},
+    }
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per size")
+    parser.add_argument("--verbose-operator", action="store_true", help="its log says more")
+    args = parser.parse_args()
+    put_kubectl_on_path(ensure_binaries())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    figures: dict[tuple[str, int], dict[str, float]] = {}
+    for mode in args.modes.split(","):
+        figures.update(run_mode(mode, sizes, args))
+    print("\n=== summary (seconds, MiB)")
+    for (mode, size), f in sorted(figures.items()):
+        line = ", ".join(f"{k} {v:.3g}" for k, v in f.items())
+        print(f"{mode} {size}: {line}")
+    for size in sizes:
+        base, dra_ = figures.get(("timeSliced", size)), figures.get(("dra", size))
+        if base and dra_ and base.get("status_s") and dra_.get("status_s"):
+            print(f"DRA / device plugin at {size}: {dra_['status_s'] / base['status_s']:.2f}x")
+    return 0
+
+
+class Operator:
+    """The operator process: its /metrics, RSS and CPU."""
+
+    def __init__(self, env: dict[str, str], log: Path, verbose: bool = False) -> None:
+        self.port = free_port()
+        self.log = open(log, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fovea.cli", "operator", *(["--verbose"] if verbose else [])],
+            env={**env, "FOVEA_OPERATOR_METRICS_PORT": str(self.port)},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.ps = psutil.Process(self.proc.pid)
+
+    def requests(self) -> Counter[tuple[str, str]]:
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=10).text
+        pattern = r'fovea_operator_api_requests_total\{resource="([^"]+)",verb="([^"]+)"\} (\S+)'
+        return Counter({(v, r): int(float(n)) for r, v, n in re.findall(pattern, text)})
+
+    def rss_mib(self) -> float:
+        return float(self.ps.memory_info().rss) / 2**20
+
+    def cpu_s(self) -> float:
+        t = self.ps.cpu_times()
+        return float(t.user + t.system)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def run_mode(
+    mode: str, sizes: list[int], args: argparse.Namespace
+) -> dict[tuple[str, int], dict[str, float]]:
+    print(f"\n--- sharing mode {mode}", flush=True)
+    state = Path(tempfile.mkdtemp(prefix=f"fovea-bench-scale-{mode}-"))
+    cluster = LocalCluster(state, gpus="1x80GiB", log=lambda _: None)
+    cluster.start()
+    out: dict[tuple[str, int], dict[str, float]] = {}
+    operator: Operator | None = None
+    api_proc: subprocess.Popen[bytes] | None = None
+    done = threading.Event()
+    try:
+        kubeconfig = str(cluster.kubeconfig)
+        env = {**os.environ, "KUBECONFIG": kubeconfig}
+        install_cluster_scoped(kubeconfig)
+        api = api_client(kubeconfig)
+        api.configuration.connection_pool_maxsize = 32
+        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        core.patch_node(cluster.nodes[0].name, {"spec": {"unschedulable": True}})
+        env["FOVEA_OPERATOR_LEASE_NAMESPACE"] = "default"
+        env["FOVEA_OPERATOR_SHARING_MODE"] = mode
+        env["FOVEA_OPERATOR_LEASE_SECONDS"] = "15"  # one replica: no standby to hand over to
+        operator = Operator(env, state / "operator.log", args.verbose_operator)
+        with httpx.Client(timeout=5) as http:
+            metrics = f"http://127.0.0.1:{operator.port}/metrics"
+            if not _until(lambda: _ok(http, metrics), 120, interval=0.2):
+                raise SystemExit(f"the operator did not start: see {state / 'operator.log'}")
+        api_port = free_port()
+        api_log = open(state / "api.log", "wb")  # noqa: SIM115
+        api_args = ["api", "--host", "127.0.0.1", "--port", str(api_port)]
+        api_args += ["--namespace", "scale-000", "--log-level", "warning"]
+        api_proc = subprocess.Popen(
+            [sys.executable, "-m", "fovea.cli", *api_args],
+            env=env,
+            stdout=api_log,
+            stderr=subprocess.STDOUT,
+        )
+        nodes: list[str] = []
+        renew = threading.Thread(target=keep_alive, args=(api, nodes, done), daemon=True)
+        renew.start()
+        namespaces: list[str] = []
+        have = 0
+        for size in sizes:
+            figures = grow(core, custom, api, nodes, namespaces, have, size, operator, args)
+            if figures.get("converged"):
+                figures.update(changes_at_size(core, custom, args.changes, namespaces[0]))
+                figures.update(api_at_size(api_port))
+            out[(mode, size)] = figures
+            if not figures.get("converged"):
+                break
+            have = size
+    finally:
+        done.set()
+        if operator is not None:
+            operator.stop()
+        if api_proc is not None:
+            api_proc.terminate()
+            api_proc.wait(timeout=30)
+        cluster.stop()
+    return out
+
+
+def grow(
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    api: client.ApiClient,
+    nodes: list[str],
+    namespaces: list[str],
+    have: int,
+    size: int,
+    operator: Operator,
+    args: argparse.Namespace,
+) -> dict[str, float]:
+    """Add hollow nodes and selections from `have` to `size`; time until all converge."""
+    want_nodes = size // SELECTIONS_PER_GPU
+    new_nodes = [f"hollow-{i:04d}" for i in range(len(nodes), want_nodes)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda n: add_hollow_node(core, custom, n), new_nodes))
+    nodes.extend(new_nodes)
+    new_ns = [f"scale-{i:03d}" for i in range(len(namespaces), size // PER_NAMESPACE)]
+    for ns in new_ns:
+        core.create_namespace({"metadata": {"name": ns}})
+        custom.create_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.CATALOG_PLURAL, catalog())
+    namespaces.extend(new_ns)
+    jobs = [(ns, f"sel-{j:03d}") for ns in namespaces for j in range(PER_NAMESPACE)][have:size]
+    print(
+        f"{size} selections: {len(namespaces)} namespaces, {len(nodes)} hollow GPU nodes; "
+        f"adding {len(jobs)}",
+        flush=True,
+    )
+    time.sleep(2)  # the operator's cache sees the nodes (their watch events) before the flood
+    calls_before, cpu_before = operator.requests(), operator.cpu_s()
+    start = time.monotonic()
+
+    def create(job: tuple[str, str]) -> None:
+        ns, name = job
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, selection(name)
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(create, jobs))
+    created_s = time.monotonic() - start
+    print(f"  created in {created_s:.1f} s", flush=True)
+    figures: dict[str, float] = {"selections": size, "created_s": created_s}
+    status_s = bound_s = None
+    deadline = start + args.timeout
+    with_status = bound = 0
+    while time.monotonic() < deadline:
+        with_status = count_statuses(custom, namespaces)
+        if status_s is None and with_status >= size:
+            status_s = time.monotonic() - start
+            print(f"  every status written: {status_s:.1f} s", flush=True)
+        bound = count_bound(core)
+        if bound_s is None and bound >= size:
+            bound_s = time.monotonic() - start
+            print(f"  every pod bound: {bound_s:.1f} s", flush=True)
+        if status_s is not None and bound_s is not None:
+            break
+        time.sleep(1.0)
+    calls = operator.requests() - calls_before
+    added = len(jobs)
+    figures["rss_mib"] = operator.rss_mib()
+    figures["operator_cpu_s"] = operator.cpu_s() - cpu_before
+    figures["calls_per_selection"] = sum(calls.values()) / added
+    by_verb: Counter[str] = Counter()
+    for (verb, _), n in calls.items():
+        by_verb[verb] += n
+    print(
+        f"  operator: {figures['calls_per_selection']:.2f} requests per selection added "
+        f"({', '.join(f'{v} {n / added:.2f}' for v, n in sorted(by_verb.items()))}); "
+        f"RSS {figures['rss_mib']:.0f} MiB; CPU {figures['operator_cpu_s']:.1f} s",
+        flush=True,
+    )
+    if status_s is None or bound_s is None:
+        print(
+            f"  NOT converged within {args.timeout:.0f} s: {with_status} of {size} statuses "
+            f"name a pod, {bound} pods bound; {why_not(core, custom, namespaces)}",
+            flush=True,
+        )
+        figures["statuses_reached"], figures["bound_reached"] = with_status, bound
+        return figures
+    figures.update(status_s=status_s, bound_s=bound_s, converged=1.0)
+    return figures
+
+
+def count_statuses(custom: client.CustomObjectsApi, namespaces: list[str]) -> int:
+    """Selections whose status names their pod (one cluster-wide list, paginated)."""
+    n, token = 0, None
+    while True:
+        page = custom.list_cluster_custom_object(
+            c.GROUP, c.VERSION, c.SELECTION_PLURAL, limit=2000, _continue=token
+        )
+        n += sum(1 for s in page["items"] if (s.get("status") or {}).get("pod"))
+        token = page["metadata"].get("continue")
+        if not token:
+            return n
+
+
+def count_bound(core: client.CoreV1Api) -> int:
+    """Model pods bound to a hollow node (a field selector: the server counts)."""
+    n, token = 0, None
+    while True:
+        page = core.list_pod_for_all_namespaces(
+            label_selector=f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}",
+            field_selector="spec.nodeName!=",
+            limit=2000,
+            _continue=token,
+            _preload_content=False,
+        )
+        body = json.loads(page.data)
+        n += len(body["items"])
+        token = body["metadata"].get("continue")
+        if not token:
+            return n
+
+
+def why_not(core: client.CoreV1Api, custom: client.CustomObjectsApi, namespaces: list[str]) -> str:
+    """One unbound pod's scheduler message, or one selection's status message."""
+    pods = core.list_pod_for_all_namespaces(
+        label_selector=f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}",
+        field_selector="spec.nodeName=",
+        limit=1,
+    ).items
+    if pods:
+        said = [x.message for x in pods[0].status.conditions or [] if x.type == "PodScheduled"]
+        return f"pod {pods[0].metadata.name} unbound: {said}"
+    items = custom.list_namespaced_custom_object(
+        c.GROUP, c.VERSION, namespaces[-1], c.SELECTION_PLURAL
+    )["items"]
+    waiting = [s for s in items if not (s.get("status") or {}).get("pod")]
+    if waiting:
+        return f"selection {waiting[0]['metadata']['name']}: {waiting[0].get('status')}"
+    return "the last namespace is complete"
+
+
+def changes_at_size(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, n: int, ns: str
+) -> dict[str, float]:
+    """change -> pod bound: a new selection each time, deleted once its pod is bound."""
+    seen: dict[str, float] = {}
+    stream = watch.Watch()
+    ready = threading.Event()
+
+    def watch_pods() -> None:
+        ready.set()
+        for event in stream.stream(core.list_namespaced_pod, ns, timeout_seconds=900):
+            if not event:  # the stream was stopped
+                return
+            pod = event["object"]
+            if event["type"] != "DELETED" and pod.spec.node_name:
+                owner = (pod.metadata.labels or {}).get(c.LABEL_SELECTION)
+                if owner:
+                    seen.setdefault(owner, time.monotonic())
+
+    threading.Thread(target=watch_pods, daemon=True).start()
+    ready.wait()
+    time.sleep(1.0)
+    latencies = []
+    for i in range(n):
+        name = f"change-{i:03d}"
+        start = time.monotonic()
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, selection(name, "m1")
+        )
+        if not _until(lambda name=name: name in seen, 120):
+            print(f"  change {i}: no bound pod within 120 s", flush=True)
+            break
+        latencies.append(seen[name] - start)
+        custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, name)
+    stream.stop()
+    if not latencies:
+        return {}
+    p50, p95 = statistics.median(latencies), pct(latencies, 0.95)
+    print(
+        f"  change -> pod bound at size ({len(latencies)} changes): "
+        f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms",
+        flush=True,
+    )
+    return {"change_p50_s": p50, "change_p95_s": p95}
+
+
+def api_at_size(port: int) -> dict[str, float]:
+    """GET /status p99 over 200 requests and what-if p50 over 20, one at a time."""
+    base = f"http://127.0.0.1:{port}/api/models"
+    with httpx.Client(timeout=60) as http:
+        if not _until(lambda: _ok(http, f"{base}/status"), 300, interval=1.0):
+            print("  the API did not answer /status within 300 s", flush=True)
+            return {}
+        status = [_timed(http.get, f"{base}/status") for _ in range(200)]
+        params = {"task_type": "task", "model_name": "m1"}
+        what_if = [_timed(http.post, f"{base}/validate", params=params) for _ in range(20)]
+        size = len(http.get(f"{base}/status").content)
+    figures = {"status_p99_s": pct(status, 0.99), "what_if_p50_s": statistics.median(what_if)}
+    print(
+        f"  API: /status p99 {figures['status_p99_s'] * 1000:.1f} ms ({size:,} B), "
+        f"what-if p50 {figures['what_if_p50_s'] * 1000:.0f} ms",
+        flush=True,
+    )
+    return figures
+
+
+def _ok(http: httpx.Client, url: str) -> bool:
+    try:
+        return http.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _timed(call: Callable[..., httpx.Response], url: str, **kwargs: Any) -> float:
+    start = time.perf_counter()
+    response = call(url, **kwargs)
+    elapsed = time.perf_counter() - start
+    if response.status_code != 200:
+        raise SystemExit(f"{url}: HTTP {response.status_code} {response.text[:300]}")
+    return elapsed
+
+
+def add_hollow_node(core: client.CoreV1Api, custom: client.CustomObjectsApi, name: str) -> None:
+    """A hollow GPU Node and its ResourceSlice (one 80 GiB device, as the agent publishes)."""
+    node: Any = core.create_node(hollow_node(name))
+    gpus = GpuSet(1, 80 * 1024, "Hollow-GPU-80GiB", True)
+    body = resource_slice(NodePlan(name, 64, 512 * 2**30, gpus), node.metadata.uid)
+    custom.create_cluster_custom_object("resource.k8s.io", "v1", "resourceslices", body)
+
+
+def keep_alive(api: client.ApiClient, nodes: list[str], done: threading.Event) -> None:
+    """Renew the hollow nodes' Leases, as a kubelet does, so they stay Ready (the
+    node-lifecycle controller marks a node NotReady 40 s after its last renewal)."""
+    leases = client.CoordinationV1Api(api)
+
+    def renew(name: str) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}
+        try:
+            leases.patch_namespaced_lease(name, "kube-node-lease", {"spec": spec})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            leases.create_namespaced_lease(
+                "kube-node-lease", {"metadata": {"name": name}, "spec": spec}
+            )
+
+    with ThreadPoolExecutor(8) as pool:
+        while not done.is_set():
+            list(pool.map(renew, list(nodes)))
+            done.wait(15)
+
+
+def _until(check: Callable[[], object], timeout: float, interval: float = 0.005) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
