@@ -103,7 +103,8 @@ class World:
         """The device of each (node, GPU index); the first one when a slice repeats it."""
         found: dict[tuple[str, int], dra.Device] = {}
         for device in self.dra_devices:
-            found.setdefault((device.node, device.index), device)
+            if device.index is not None:  # a device without an index is no planner's GPU
+                found.setdefault((device.node, device.index), device)
         return found
 
     @cached_property
