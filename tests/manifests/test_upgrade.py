@@ -115,7 +115,8 @@ class Release:
                 return False
             if status.get("observedGeneration") != deployment["metadata"]["generation"]:
                 return False
-            if status.get("updatedReplicas", 0) < 1 or status.get("readyReplicas", 0) < 1:
+            wanted = deployment["spec"]["replicas"]
+            if status.get("updatedReplicas") != wanted or status.get("readyReplicas") != wanted:
                 return False
             if status.get("unavailableReplicas") or status.get("replicas") != status.get(
                 "updatedReplicas"
@@ -213,7 +214,7 @@ def test_upgrade_replaces_no_model_pod_and_uninstall_keeps_the_selections(
     }
     before = release.selection(TASK)
     assert len(before_pods) == 1 and before["status"]["pod"] in before_pods
-    operator_before = release.pods("operator")[0]["metadata"]["uid"]
+    operators_before = {p["metadata"]["uid"] for p in release.pods("operator")}
 
     traffic = Traffic(release, auth)
     sender = threading.Thread(target=traffic.run, daemon=True)
@@ -223,18 +224,18 @@ def test_upgrade_replaces_no_model_pod_and_uninstall_keeps_the_selections(
         release.helm("upgrade", RELEASE, str(CHART), "-f", str(LOCAL_VALUES), "--set", NEXT_TAGS)
         ready = eventually(lambda: release.deployments_ready("next"), timeout=START_S)
         assert ready, kubectl(["get", "pods", "-n", release.namespace], release.kubeconfig).stdout
-        operator = release.pods("operator")
-        assert [p["metadata"]["uid"] for p in operator] != [operator_before]
+        operators = {p["metadata"]["name"]: p["metadata"]["uid"] for p in release.pods("operator")}
+        assert not operators_before & set(operators.values()), "an old operator pod is left"
 
-        # The new operator holds the Lease and says its version there.
-        def lease_holder() -> dict[str, Any]:
+        # A new operator holds the Lease and says its version there.
+        def lease() -> dict[str, Any]:
             return release.get("lease", "fovea-models-operator")
 
-        assert eventually(
-            lambda: lease_holder()["spec"].get("holderIdentity") == operator[0]["metadata"]["name"],
-            timeout=90,
-        ), lease_holder()
-        assert lease_holder()["metadata"]["annotations"][LEASE_ANNOTATION] == VERSION
+        assert eventually(lambda: lease()["spec"].get("holderIdentity") in operators, 90), (
+            lease(),
+            operators,
+        )
+        assert lease()["metadata"]["annotations"][LEASE_ANNOTATION] == VERSION
 
         # It plans: a selection made now is Ready through it (placement is global: that
         # pass saw the first selection too).
