@@ -149,7 +149,7 @@ def test_values_change_what_they_name() -> None:
                 "--set",
                 "allowedImages={registry.example/team/},tenants.defaultGpuMemoryQuota=40Gi",
                 "--set",
-                "api.replicas=3,catalog.install=none,sharingMode=mig",
+                "api.replicas=3,operator.replicas=1,catalog.install=none,sharingMode=mig",
             )
         )
     )
@@ -162,6 +162,7 @@ def test_values_change_what_they_name() -> None:
     assert env["FOVEA_OPERATOR_ALLOWED_IMAGES"] == '["registry.example/team/"]'
     assert env["FOVEA_OPERATOR_SHARING_MODE"] == "mig"
     assert docs[("Deployment", "fovea-system", "fovea-models-api")]["spec"]["replicas"] == 3
+    assert operator["spec"]["replicas"] == 1
     tenants = docs[("ConfigMap", "fovea-system", "fovea-models-tenants")]
     assert tenants["data"] == {"FOVEA_OPERATOR_DEFAULT_GPU_MEMORY_QUOTA": "40Gi"}
     assert not [k for k in docs if k[0] in ("ModelCatalog", "ModelSelection", "Namespace")]
