@@ -9,16 +9,18 @@ by the pods' fetch-weights init container):
 1. first use (no cache): each switch goes to an option never fetched before;
 2. cached weights, today's way: the same options again (weights in the node
    cache), each switch a new model-server pod;
-3. cached, warm runtime: the operator with warm switches on
+3. warm runtime: the operator with warm switches on
    (FOVEA_OPERATOR_WARM_SWITCHES); each switch loads an option the warm pod has
-   not held yet into its running process;
-4. switch back to a parked model: back and forth between the last two options,
-   each the one just left (kept in the warm pod's host memory).
+   not held yet into its running process. Warm groups take options that fetch
+   no weights, so rows 3 and 4 use a task `warm` of the same architecture built
+   with random weights (nothing to fetch or cache);
+4. switch back to a parked model: back and forth between the last two options
+   of `warm`, each the one just left (kept in the warm pod's host memory).
 
 Per row, over --switches N switches (20): p50 and p95 of select -> Ready
 (`POST /api/models/select?...&wait=120` on this process's clock) and of select
 -> first answer from the new model through the inference route
-(`POST /api/models/predict/bench`, sent every 20 ms during the switch; the
+(`POST /api/models/predict/{task}`, sent every 20 ms during the switch; the
 `X-Fovea-Model` header names who answered), each one's ratio to the model's own
 load time as its pod reports it (`loadTimeSeconds`), where the pod says it
 loaded from (`status.runtime.loadSource`, when it says), and the median time
@@ -28,8 +30,8 @@ available" on a revision without warm switches.
 Then the resident memory of the whole stack (RSS summed over the control plane,
 the operator, the API, the model pods, and this process, which runs the node
 agent; PSS beside it, which counts shared pages once) with the demo models
-loaded: before (warm switches off, one model in `bench`) and after (warm
-switches on, a parked model in `bench`'s pod).
+loaded: before (warm switches off, one model in `warm`, `bench` deleted) and
+after (warm switches on, a parked model in `warm`'s pod).
 
     .venv/bin/python -P bench/switch.py
     .venv/bin/python -P bench/switch.py --switches 5 --size-mb 8
@@ -74,8 +76,8 @@ from fovea.operator.settings import OperatorSettings
 from fovea.stack import split_defaults
 
 NAMESPACE = "switch"
-TASK = "bench"
-SELECTION = selection_name(TASK)
+TASK = "bench"  # options with weights (fetched into the node cache): rows 1 and 2
+WARM = "warm"  # options without (warm groups fetch none): rows 3, 4 and the memory
 DEMO = Path(__file__).resolve().parents[1] / "manifests" / "catalog" / "demo.yaml"
 PYTHON = [sys.executable, "-P", "-m", "fovea.cli"]
 SAMPLE = {"inputs": [[0.5] * 64]}
@@ -213,6 +215,19 @@ class Bench:
             for n, digest in enumerate(self.digests)
         }
 
+    def weightless(self, arch: str) -> dict[str, Any]:
+        """The same architecture, built with random weights: nothing to fetch or cache."""
+        return {
+            f"r{n}": {
+                "modelId": f"warm-r{n}",
+                "framework": "pytorch",
+                "vramGb": 1.0,
+                "architecture": arch,
+                "allowRandomWeights": True,
+            }
+            for n in range(len(self.digests))
+        }
+
     def setup(self, arch: str) -> None:
         install_cluster_scoped(self.kubeconfig)
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
@@ -220,6 +235,7 @@ class Bench:
         catalogs, selections = split_defaults(list(yaml.safe_load_all(DEMO.read_text())))
         (catalog,) = catalogs
         catalog["spec"]["tasks"][TASK] = {"options": self.options(arch)}
+        catalog["spec"]["tasks"][WARM] = {"options": self.weightless(arch)}
         catalog["spec"]["weightsCache"] = {"kind": "node", "sizeGb": 50}
         self.custom.create_namespaced_custom_object(
             c.GROUP, c.VERSION, NAMESPACE, c.CATALOG_PLURAL, catalog
@@ -237,14 +253,14 @@ class Bench:
         items = self.custom.list_namespaced_custom_object(
             c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL
         )["items"]
-        demo = [s for s in items if s["spec"]["task"] != TASK]
+        demo = [s for s in items if s["spec"]["task"] not in (TASK, WARM)]
         return bool(demo) and all(
             (s.get("status") or {}).get("phase") in ("Ready", "CPUFallback") for s in demo
         )
 
-    def settled(self) -> bool:
-        """`bench` Ready on the pod the operator wants (its report), the demo Ready too."""
-        status = self.status()
+    def settled(self, task: str) -> bool:
+        """`task` Ready on the pod the operator wants (its report), the demo Ready too."""
+        status = self.status(task)
         runtime = status.get("runtime") or {}
         mine = status.get("phase") == "Ready" and runtime.get("pod") == status.get("pod")
         return mine and self.demo_ready()
@@ -253,17 +269,29 @@ class Bench:
         self.operator.stop()
         self.operator.start({"FOVEA_OPERATOR_WARM_SWITCHES": "true"} if warm else {})
 
-    def status(self) -> dict[str, Any]:
+    def status(self, task: str) -> dict[str, Any]:
         sel = self.custom.get_namespaced_custom_object(
-            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, SELECTION
+            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, selection_name(task)
         )
         return dict(sel.get("status") or {})
+
+    def remove(self, task: str) -> None:
+        """Delete the task's selection and wait until its model pods are gone."""
+        self.custom.delete_namespaced_custom_object(
+            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, selection_name(task)
+        )
+        selector = f"{c.LABEL_SELECTION}={selection_name(task)}"
+        wait_for(
+            lambda: not self.core.list_namespaced_pod(NAMESPACE, label_selector=selector).items,
+            120,
+            0.5,
+        )
 
     def empty_node_caches(self) -> None:
         for node_dir in (self.cluster.state.root / "nodes").glob("*/hostpath"):
             shutil.rmtree(node_dir / WEIGHTS_CACHE_PATH.lstrip("/"), ignore_errors=True)
 
-    def switch(self, model: str) -> Switch:
+    def switch(self, model: str, task: str = TASK) -> Switch:
         """Select `model`; Ready and the first answer from it, on this process's clock."""
         answered: list[float] = []
         stop = threading.Event()
@@ -273,7 +301,7 @@ class Bench:
             with httpx.Client(base_url=str(self.http.base_url), timeout=60) as http:
                 while not stop.is_set():
                     try:
-                        resp = http.post(f"/api/models/predict/{TASK}", json=SAMPLE)
+                        resp = http.post(f"/api/models/predict/{task}", json=SAMPLE)
                     except httpx.HTTPError:
                         resp = None
                     ok = resp is not None and resp.status_code == 200
@@ -285,19 +313,19 @@ class Bench:
         asker = threading.Thread(target=ask, daemon=True)
         asker.start()
         resp = self.http.post(
-            "/api/models/select", params={"task_type": TASK, "model_name": model, "wait": 120}
+            "/api/models/select", params={"task_type": task, "model_name": model, "wait": 120}
         )
         ready_s = time.perf_counter() - started
         if resp.status_code != 200:
             stop.set()
-            status = {k: v for k, v in self.status().items() if k != "conditions"}
+            status = {k: v for k, v in self.status(task).items() if k != "conditions"}
             raise SystemExit(
                 f"select {model}: {resp.status_code} {resp.text[:300]}\nstatus: {status}\n"
                 f"logs in {self.workdir}"
             )
         asker.join(60)
         stop.set()
-        status = self.status()
+        status = self.status(task)
         runtime = status.get("runtime") or {}
         load_s = status.get("loadTimeSeconds") or runtime.get("loadTimeSeconds")
         record = status.get("lastSwitch") or {}
@@ -415,7 +443,6 @@ def run(workdir: Path, n: int, size_mb: int) -> None:
         bench.switch("m0")  # the task's first model (not counted)
         if not wait_for(bench.demo_ready, 600, 1.0):
             raise SystemExit(f"the demo selections did not become Ready; {bench.workdir}")
-        memory["before"] = stack_memory(bench.operator, bench.api)
         first = Row("1. first use (no cache: fetch, new pod)")
         for i in range(1, n + 1):
             first.switches.append(bench.switch(f"m{i}"))
@@ -426,22 +453,30 @@ def run(workdir: Path, n: int, size_mb: int) -> None:
             cached.switches.append(bench.switch(f"m{i}"))
         rows.append(cached)
         print("row 2 done", file=sys.stderr, flush=True)
-        warm = Row("3. cached, warm runtime (load into the running pod)")
-        back = Row("4. switch back to a parked model")
+        # The memory's baseline: the demo models and one model in `warm`, today's way.
+        bench.remove(TASK)
+        bench.switch("r0", WARM)
+        if not wait_for(lambda: bench.settled(WARM), 600, 0.5):
+            raise SystemExit(f"not settled with r0 selected; {bench.workdir}")
+        memory["before (warm switches off, one model in warm)"] = stack_memory(
+            bench.operator, bench.api
+        )
+        warm = Row(f"3. warm runtime: load into the running pod ({WARM}: options without weights)")
+        back = Row(f"4. switch back to a parked model ({WARM})")
         if WARM_AVAILABLE:
-            bench.restart_operator(warm=True)  # m{n-1}'s pod is replaced by a warm pod
-            if not wait_for(bench.settled, 600, 0.5):
+            bench.restart_operator(warm=True)  # r0's pod is replaced by a warm pod
+            if not wait_for(lambda: bench.settled(WARM), 600, 0.5):
                 raise SystemExit(f"not settled after warm switches went on; {bench.workdir}")
-            # m{n}, m0 .. m{n-2}: none held by the warm pod yet (m{n-1}, left first, is
-            # never a target).
-            for target in [n, *range(n - 1)]:
-                warm.switches.append(bench.switch(f"m{target}"))
+            for i in range(
+                1, n + 1
+            ):  # none held by the warm pod yet (r0, left first, is no target)
+                warm.switches.append(bench.switch(f"r{i}", WARM))
             print("row 3 done", file=sys.stderr, flush=True)
-            for i in range(n):  # m{n-2} serves: back to m{n-3}, then m{n-2}, ...
-                back.switches.append(bench.switch(f"m{n - 3 + i % 2}"))
-            wait_for(bench.demo_ready, 600, 1.0)
-            parked = (bench.status().get("runtime") or {}).get("parked") or []
-            said = "a parked model in bench" if parked else "bench's pod reports NO parked model"
+            for i in range(n):  # r{n} serves: back to r{n-1}, then r{n}, ...: each the one left
+                back.switches.append(bench.switch(f"r{n - 1 + i % 2}", WARM))
+            wait_for(lambda: bench.settled(WARM), 600, 0.5)
+            parked = (bench.status(WARM).get("runtime") or {}).get("parked") or []
+            said = "a parked model in warm" if parked else "warm's pod reports NO parked model"
             memory[f"after (warm switches on, {said})"] = stack_memory(bench.operator, bench.api)
         else:
             warm.note = back.note = NOT_AVAILABLE
@@ -459,11 +494,9 @@ def run(workdir: Path, n: int, size_mb: int) -> None:
     for row in rows:
         print_row(row)
     print("resident memory of the stack, the demo models loaded:")
-    print_memory("before (warm switches off, one model in bench)", memory["before"])
-    after = [k for k in memory if k.startswith("after")]
-    if after:
-        print_memory(after[0], memory[after[0]])
-    else:
+    for label, parts in memory.items():
+        print_memory(label, parts)
+    if len(memory) < 2:
         print(f"  after a parked model exists: {NOT_AVAILABLE}")
 
 
