@@ -133,7 +133,7 @@ def build_state(
             (namespace_object or {}).get("metadata", {}).get("annotations"), default_quota
         ),
         endpoints=endpoints_by_service((slices or {}).values()),
-        pod_models=pod_models(pods),
+        pod_models=pod_models(pods, selections.values()),
         catalogs=_catalogs(namespace, catalogs, peer_catalogs or {}),
         model_pods=tuple(
             pod
@@ -173,14 +173,19 @@ def _catalogs(
     return out
 
 
-def pod_models(pods: Mapping[str, Raw]) -> dict[str, str]:
-    """The model (option name) each model-server pod runs: its FOVEA_MODEL, by pod name."""
+def pod_models(pods: Mapping[str, Raw], selections: Any = ()) -> dict[str, str]:
+    """The model (option name) each model-server pod runs, by pod name: its FOVEA_MODEL, or
+    for a warm pod, which switches in place, the model its report says it serves now."""
     out = {}
     for name, pod in pods.items():
         for container in (pod.get("spec") or {}).get("containers") or []:
             for var in container.get("env") or []:
                 if var.get("name") == c.ENV_MODEL and var.get("value"):
                     out[name] = str(var["value"])
+    for sel in selections:
+        runtime = sel.status.runtime
+        if runtime is not None and runtime.pod in out and runtime.serving_model:
+            out[runtime.pod] = runtime.serving_model
     return out
 
 

@@ -49,6 +49,7 @@ from fovea.domain.resources import (
     SelectionSpec,
     SharingMode,
 )
+from fovea.domain.warm import ANNOTATION_WARM_OPTIONS
 
 # What the API reads of a plan: it may not import the planner itself (.importlinter).
 __all__ = [
@@ -159,7 +160,9 @@ def demand(w: Wanted, own_pods: Sequence[Raw], default_memory_gib: float) -> Dem
     current = None
     for pod in own_pods:
         ann = pod["metadata"].get("annotations", {})
-        if pod["metadata"].get("labels", {}).get(c.LABEL_MODEL) == label_value(w.spec.model or ""):
+        label = pod["metadata"].get("labels", {}).get(c.LABEL_MODEL)
+        warm = (ann.get(ANNOTATION_WARM_OPTIONS) or "").split(",")  # a warm pod: any member
+        if label == label_value(w.spec.model or "") or (w.spec.model or "") in warm:
             gpu = ann.get(c.ANNOTATION_PLANNED_GPU, "")
             current = Slot(ann.get(c.ANNOTATION_PLANNED_NODE, ""), int(gpu) if gpu else None)
             break

@@ -535,6 +535,16 @@ class Condition(Wire):
     observed_generation: int | None = None
 
 
+class ParkedModel(Wire):
+    """A model a warm pod keeps in host memory after switching away (docs/architecture.md)."""
+
+    model: str = Field(description="The catalog's option")
+    model_id: str | None = None
+    measured_memory_gb: float = Field(description="Its parameters and buffers, measured")
+    parked_at: str = Field(description="When it was parked (RFC 3339)")
+    keep_warm_until: str = Field(description="When it is dropped unless selected again")
+
+
 class WeightsReport(Wire):
     """Where a model's weights stand (the fetch-weights container's report, docs/weights.md)."""
 
@@ -569,6 +579,27 @@ class RuntimeReport(Wire):
     reason: str | None = None
     pod: str | None = None
     model_id: str | None = None
+    # Warm pods (docs/architecture.md, "Warm switches"): which option this report is about,
+    # which one answers now (they differ while a switch loads and after one failed), where
+    # the model came from, how often this process read weights from disk, what it parks.
+    model: str | None = Field(default=None, description="The option this report is about")
+    serving_model: str | None = Field(
+        default=None, description="The option whose answers the pod gives now"
+    )
+    load_source: str | None = Field(
+        default=None, description="disk: loaded from its weights; parked: from host memory"
+    )
+    disk_loads: int | None = Field(
+        default=None,
+        description="Loads from disk this process began since it started (none from parked)",
+    )
+    parked: list[ParkedModel] = Field(
+        default_factory=list, description="Models kept in host memory for a switch back"
+    )
+    runtime_overhead_gb: float | None = Field(
+        default=None,
+        description="The process's resident memory beside its models' (framework, runtime)",
+    )
     device: str | None = None
     simulated_gpu: bool = False
     random_weights: bool = False

@@ -13,6 +13,14 @@ from dataclasses import dataclass
 
 from fovea.domain import constants as c
 from fovea.domain.resources import Framework
+from fovea.domain.warm import (
+    DEFAULT_KEEP_WARM_SECONDS,
+    ENV_KEEP_WARM_SECONDS,
+    ENV_MEMORY_REQUEST_GB,
+    ENV_WARM_OPTIONS,
+    WarmOption,
+    parse_warm_options,
+)
 from fovea.domain.weights import ENV_WEIGHTS_PATH
 from fovea.model_pod.adapters import ENGINE_FRAMEWORKS, IN_PROCESS_FRAMEWORKS
 from fovea.model_pod.adapters.base import ModelSpec, env_flag
@@ -44,6 +52,10 @@ class Identity:
     host: str = ALL_ADDRESSES  # the address to listen on
     # How long it keeps answering after SIGTERM (drain.py), within the grace period.
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    # A warm pod (model_pod/warm.py): the options it may switch between, in place.
+    warm: tuple[WarmOption, ...] = ()
+    keep_warm_seconds: float = DEFAULT_KEEP_WARM_SECONDS
+    memory_request_gb: float = 0.0  # the pod's memory request: parked models live within it
 
     @property
     def device(self) -> str:
@@ -144,6 +156,16 @@ def identity_from_env(env: Mapping[str, str] | None = None) -> Identity:
         declared_vram_gb=_number(env, c.ENV_DECLARED_VRAM_GB, None),
         weights_path=_weights_path(env),
     )
+    warm: tuple[WarmOption, ...] = ()
+    raw_warm = _optional(env, ENV_WARM_OPTIONS)
+    if raw_warm is not None:
+        try:
+            warm = parse_warm_options(raw_warm)
+        except ValueError as exc:
+            raise IdentityError(str(exc)) from exc
+        model = _optional(env, c.ENV_MODEL)
+        if model not in {o.model for o in warm}:
+            raise IdentityError(f"{ENV_WARM_OPTIONS} does not name {c.ENV_MODEL}={model!r}")
     return Identity(
         spec=spec,
         framework=framework,
@@ -160,4 +182,7 @@ def identity_from_env(env: Mapping[str, str] | None = None) -> Identity:
             _number(env, c.ENV_DRAIN_SECONDS, DEFAULT_DRAIN_SECONDS) or 0.0,
             _number(env, c.ENV_TERMINATION_GRACE_SECONDS, DEFAULT_GRACE_SECONDS) or 0.0,
         ),
+        warm=warm,
+        keep_warm_seconds=_number(env, ENV_KEEP_WARM_SECONDS, DEFAULT_KEEP_WARM_SECONDS) or 0.0,
+        memory_request_gb=_number(env, ENV_MEMORY_REQUEST_GB, 0.0) or 0.0,
     )

@@ -76,6 +76,7 @@ class ModelService:
         self._predict_lock = (
             threading.Lock()
         )  # one forward pass at a time: memory stays as measured
+        self.warm: Any = None  # a warm pod's switches (model_pod/warm.py), else None
 
     @property
     def ready(self) -> bool:
@@ -88,6 +89,7 @@ class ModelService:
             reason=reason,
             pod=identity.pod_name,
             model_id=identity.spec.model_id,
+            model=identity.model,
             device=identity.device,
             simulated_gpu=identity.simulated_gpu,
             phases=list(self.phases),
@@ -100,8 +102,27 @@ class ModelService:
 
     def _publish(self, report: RuntimeReport) -> None:
         self.report = report
+        if self.warm is not None:  # who serves, what is parked, the runtime's own memory
+            report = report.model_copy(update=self.warm.fields())
         if self.reporter is not None:
             self.reporter.set(report)
+
+    @property
+    def predict_lock(self) -> threading.Lock:
+        """Held by each forward pass; a warm switch swaps models under it."""
+        return self._predict_lock
+
+    def publish_warm(self, report: RuntimeReport) -> None:
+        """Report a warm switch's state (the serving model's report stays `self.report`
+        unless `report` is about the model serving now)."""
+        if report.model == self.identity.model and report.state == READY:
+            self.report = report
+        if self.reporter is not None:
+            self.reporter.set(report.model_copy(update=self.warm.fields()))
+
+    def republish(self) -> None:
+        """Report the serving model again (its warm fields changed, or it is wanted again)."""
+        self._publish(self.report)
 
     def fail(self, failure: Failure) -> None:
         """Enter Failed with the failure and its reason (kept for /readyz and reported)."""
@@ -207,19 +228,26 @@ class ModelService:
 
     def predict(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Run one request; raise NotReady or the adapter's PredictError."""
+        return self.answer(payload)[0]
+
+    def answer(self, payload: dict[str, Any]) -> tuple[dict[str, Any], Identity]:
+        """`predict`, and the identity of the model that computed the answer (a warm
+        switch may swap models between two requests, never within one)."""
         self.check()
         if not self.ready or self.adapter is None:
             raise NotReady(self.reason or f"model is {self.state.lower()}")
         with self._predict_lock:
+            identity, loaded = self.identity, self.loaded
             answer = self.adapter.predict(payload)
         if self.reporter is not None:
             self.reporter.touch()
-        return {
+        body = {
             **answer,
-            "modelId": self.identity.spec.model_id,
-            "device": self.identity.device,
-            "randomWeights": bool(self.loaded and self.loaded.random_weights),
+            "modelId": identity.spec.model_id,
+            "device": identity.device,
+            "randomWeights": bool(loaded and loaded.random_weights),
         }
+        return body, identity
 
     def close(self) -> None:
         self._release()

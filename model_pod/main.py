@@ -144,7 +144,10 @@ def run(args: argparse.Namespace) -> int:
     if held_at is not None:  # fetched weights, on this node's disk
         service.mark(SwitchPhase.WEIGHTS_READY, held_at)
     stop = threading.Event()
-    threading.Thread(target=service.load, name="fovea-load", daemon=True).start()
+    from fovea.model_pod.warm import start_warm
+
+    if not start_warm(service, stop):  # a warm pod loads and switches in its own thread
+        threading.Thread(target=service.load, name="fovea-load", daemon=True).start()
     threading.Thread(target=_watch, args=(service, stop), name="fovea-watch", daemon=True).start()
     port = args.port or identity.port
     host = args.host or identity.host

@@ -150,15 +150,17 @@ def create_app(
 
     @app.post("/predict", response_model=None)
     async def predict(request: Request) -> JSONResponse:
-        answer = await _predict(request)
-        answer.headers.update(who_answers(service.identity))
+        answered: list[Identity] = []  # the model that computed it (a warm pod may switch)
+        answer = await _predict(request, answered)
+        answer.headers.update(who_answers(answered[0] if answered else service.identity))
         return answer
 
-    async def _predict(request: Request) -> JSONResponse:
+    async def _predict(request: Request, answered: list[Identity]) -> JSONResponse:
         try:
             payload = await _payload(request)
             # The forward pass blocks: run it off the event loop so probes still answer.
-            answer = await run_in_threadpool(service.predict, payload)
+            answer, identity = await run_in_threadpool(service.answer, payload)
+            answered.append(identity)
             return JSONResponse(jsonable_encoder(answer))
         except BodyTooLarge as exc:
             return _error(413, str(exc))

@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fovea.domain import constants as c
+from fovea.domain.warm import ENV_KEEP_WARM_SECONDS, ENV_MEMORY_REQUEST_GB, ENV_WARM_OPTIONS
 from fovea.domain.weights import ENV_WEIGHTS_PATH
 
 ENV_TRUSTED_WEIGHTS_DIR = "FOVEA_TRUSTED_WEIGHTS_DIR"
@@ -47,6 +48,11 @@ class ModelPodSettings(BaseSettings):
     # Draining on SIGTERM (drain.py): seconds, as the pod spec gives them.
     drain_seconds: str = Field("", alias=c.ENV_DRAIN_SECONDS)
     termination_grace_seconds: str = Field("", alias=c.ENV_TERMINATION_GRACE_SECONDS)
+    # A warm pod (model_pod/warm.py): the options it may switch between (JSON), how long a
+    # model it left stays parked, and its memory request (GiB), which parked models share.
+    warm_options: str = Field("", alias=ENV_WARM_OPTIONS)
+    keep_warm_seconds: str = Field("", alias=ENV_KEEP_WARM_SECONDS)
+    memory_request_gb: str = Field("", alias=ENV_MEMORY_REQUEST_GB)
     # Where it reports: its ModelSelection, and as which pod (the pod name, else the hostname).
     namespace: str = Field("", alias=c.ENV_NAMESPACE)
     selection: str = Field("", alias=c.ENV_SELECTION)

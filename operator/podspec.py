@@ -25,6 +25,14 @@ from fovea.domain.nodes import (
 )
 from fovea.domain.resources import ModelOption, SharingMode
 from fovea.domain.units import GIB, MIB
+from fovea.domain.warm import (
+    ANNOTATION_RUNTIME_HASH,
+    ANNOTATION_WARM_OPTIONS,
+    ENV_KEEP_WARM_SECONDS,
+    ENV_MEMORY_REQUEST_GB,
+    ENV_WARM_OPTIONS,
+    WarmGroup,
+)
 from fovea.operator.images import PROJECT_IMAGES
 from fovea.operator.weights_pod import WeightsSettings, add_weights
 
@@ -68,6 +76,9 @@ class PodSettings:
     startup_seconds: int = 900  # a 16 GiB VLM can take minutes to load
     # Images a catalog option may name (operator/images.py); `image` above always runs.
     allowed_images: tuple[str, ...] = PROJECT_IMAGES
+    # Warm switches (docs/architecture.md): a pod per warm group, switching in place.
+    warm_switches: bool = False
+    keep_warm_seconds: float = 600.0
 
 
 def pod_name(sel: SelectionRef, option: ModelOption, target: Target, spec_hash: str = "") -> str:
@@ -101,6 +112,7 @@ def build_pod(
     avoid_nodes: Iterable[str] = (),
     claim: str | None = None,
     weights: WeightsSettings | None = None,
+    warm: WarmGroup | None = None,
 ) -> dict[str, Any]:
     """The model-server pod of one selection on its planned target.
 
@@ -110,6 +122,9 @@ def build_pod(
     `claim`: dra mode, the ResourceClaim that pins the planned GPU (`fovea.domain.dra`).
     `weights`: the catalog's weights settings; an option with `weights:` gets its
     `fetch-weights` init container and cache (`fovea.operator.weights_pod`).
+    `warm`: the option's warm group (`fovea.domain.warm`): the pod may serve any
+    member in place, requests the largest member's memory, carries the group's
+    label and the hash of its runtime (the spec without its model) for adoption.
     The name covers the spec's hash (`fovea.dev/spec-hash`): any change to the
     spec (image, env, resources) gives a new pod, which the operator rolls out;
     except the operator's own model-pod image, whose tag changes with each release
@@ -117,7 +132,8 @@ def build_pod(
     """
     device = "cuda:0" if target.on_gpu else "cpu"  # the device plugin exposes one GPU as cuda:0
     # Exactly the requests the planner counted against the node (one function for both).
-    requests = pod_requests(option, settings.default_memory_gib)
+    sized = option if warm is None else option.model_copy(update={"cpu_memory_gb": warm.memory_gb})
+    requests = pod_requests(sized, settings.default_memory_gib)
     resources: dict[str, dict[str, str]] = {
         "requests": requests.requests(),
         "limits": requests.limits(),
@@ -216,10 +232,45 @@ def build_pod(
     if claim is not None and target.on_gpu:  # dra mode: the claim pins the planned GPU
         pod["spec"]["resourceClaims"], container_claims = dra.pod_claims(claim)
         pod["spec"]["containers"][0]["resources"]["claims"] = container_claims
+    if warm is not None:
+        _make_warm(pod, warm, settings)
     spec_hash = _digest([_release_neutral(pod["spec"], settings.image)])[:16]
     pod["metadata"]["annotations"][c.ANNOTATION_SPEC_HASH] = spec_hash
     pod["metadata"]["name"] = pod_name(sel, option, target, spec_hash)
     return pod
+
+
+# What names the model in a pod's environment: a warm pod's runtime is the spec without it.
+MODEL_ENV = frozenset(
+    {
+        c.ENV_MODEL,
+        c.ENV_MODEL_ID,
+        c.ENV_DECLARED_VRAM_GB,
+        c.ENV_ARCHITECTURE,
+        c.ENV_ALLOW_RANDOM_WEIGHTS,
+    }
+)
+
+
+def runtime_hash(spec: dict[str, Any], release_image: str) -> str:
+    """The hash of a pod spec without what names its model: equal for every member of a
+    warm group on one target, so the selection's running pod can take the next model."""
+    spec = _release_neutral(spec, release_image)
+    for container in spec.get("containers") or []:
+        container["env"] = [e for e in container.get("env", []) if e["name"] not in MODEL_ENV]
+    return _digest([spec])[:16]
+
+
+def _make_warm(pod: dict[str, Any], warm: WarmGroup, settings: PodSettings) -> None:
+    meta, container = pod["metadata"], pod["spec"]["containers"][0]
+    container["env"] += [
+        {"name": ENV_WARM_OPTIONS, "value": warm.env_value()},
+        {"name": ENV_KEEP_WARM_SECONDS, "value": f"{settings.keep_warm_seconds:g}"},
+        {"name": ENV_MEMORY_REQUEST_GB, "value": f"{warm.memory_gb:g}"},
+    ]
+    meta["labels"][c.LABEL_MODEL] = warm.label
+    meta["annotations"][ANNOTATION_WARM_OPTIONS] = ",".join(warm.names)
+    meta["annotations"][ANNOTATION_RUNTIME_HASH] = runtime_hash(pod["spec"], settings.image)
 
 
 def pod_images(option: ModelOption, settings: PodSettings) -> frozenset[str]:

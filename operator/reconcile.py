@@ -27,6 +27,7 @@ from fovea.domain.resources import (
     GpuOverride,
     SharingMode,
 )
+from fovea.operator import warm
 from fovea.operator.claims import ClaimUse, plan_claims
 from fovea.operator.decisions import (
     Actions,
@@ -101,7 +102,7 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
     moves = {m.key: m for m in result.moves}
     stamp = world.now.strftime("%Y-%m-%dT%H:%M:%SZ")
     cpu_node = _cpu_node(world.nodes)
-    services = plan_services(_served(resolved), pods_by_owner, world.services)
+    services = plan_services(_served(resolved, settings), pods_by_owner, world.services)
     decisions = []
     uses: list[ClaimUse] = []  # dra mode: the claim of each desired GPU pod
     for r in resolved:
@@ -127,6 +128,9 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
             decided = pod_refused(decided, *refusal)
         endpoint = services.endpoints.get(r.sel.key)
         if endpoint is not None:
+            runtime = r.sel.status.get("runtime") or {}
+            serving = warm.serving_model(endpoint.serving_model, runtime, decided.status.pod)
+            endpoint = endpoint.model_copy(update={"serving_model": serving})
             decided = replace(
                 decided, status=decided.status.model_copy(update={"endpoint": endpoint})
             )
@@ -149,12 +153,16 @@ def reconcile(world: World, settings: PodSettings) -> Decisions:
     )
 
 
-def _served(resolved: Sequence[Resolved]) -> Iterator[tuple[Key, str, str, str]]:
-    """(key, uid, task, model) of each selection whose requests a model pod answers."""
+def _served(
+    resolved: Sequence[Resolved], settings: PodSettings
+) -> Iterator[tuple[Key, str, str, str]]:
+    """(key, uid, task, model label) of each selection whose requests a model pod answers
+    (a warm pod's label names its group: the Service stays on it through its switches)."""
     for r in resolved:
         spec = r.sel.spec
         if spec is not None and spec.model and r.option is not None and not r.option.is_external:
-            yield r.sel.key, r.sel.uid, spec.task, spec.model
+            label = warm.served_label(r, settings) or spec.model
+            yield r.sel.key, r.sel.uid, spec.task, label
 
 
 def sharing_mode(world: World, settings: PodSettings) -> SharingMode:
@@ -226,6 +234,8 @@ def _wanted(r: Resolved, settings: PodSettings) -> demand.Wanted:
     """A resolved selection, as the demand builder takes it (`fovea.domain.demand`)."""
     assert r.option is not None and r.sel.spec is not None
     key, option = key_str(r.sel), r.option
+    # A warm pod requests its group's largest memory: the plan counts what it requests.
+    option = warm.sized_for_plan(option, warm.group_of(r, settings, settings.sharing_mode))
     return demand.Wanted(
         key, r.sel.uid, r.sel.spec, option, r.sel.status, pod_images(option, settings)
     )

@@ -58,6 +58,10 @@ class OperatorSettings(BaseSettings):
     # fovea.dev/gpu-memory-quota or fovea.dev/max-priority annotation.
     # "" / None: unlimited. A bare number is GiB ("40"), else a quantity ("40Gi").
     default_gpu_memory_quota: str = ""
+    # Warm switches (docs/architecture.md): a selection's pod serves every option of its
+    # task's warm group, switching in place; the model it leaves stays parked this long.
+    warm_switches: bool = False
+    keep_warm_seconds: float = Field(600.0, ge=0)
     default_max_priority: int | None = None
 
     @field_validator("sharing_mode", mode="before")

@@ -62,6 +62,7 @@ from fovea.operator.events import selection_events
 from fovea.operator.handover import handover
 from fovea.operator.pods import pod_config_error, pod_is_ready
 from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod
+from fovea.operator.warm import adopt, group_of
 from fovea.operator.weights_pod import WeightsSettings
 from fovea.operator.weights_status import progress_text, weights_status
 
@@ -124,7 +125,9 @@ def decide(
         batch_size=catalog.inference.default_batch_size,
         avoid_nodes=refusals(own_pods).nodes,
         weights=WeightsSettings.of(catalog),
+        warm=group_of(r, settings, settings.sharing_mode),
     )
+    pod = dict(adopt(pod, own_pods))  # a warm pod takes the next model of its group in place
     name = str(pod["metadata"]["name"])
     existing = next((p for p in own_pods if p["metadata"]["name"] == name), None)
     create, keep = handover(pod, existing, own_pods, spare_gib)
@@ -136,7 +139,11 @@ def decide(
     runtime = sel.status.get("runtime") or {}
     # The report of a pod of this name that is terminating is an earlier incarnation's.
     earlier = existing is not None and bool(existing["metadata"].get("deletionTimestamp"))
-    current = runtime.get("pod") == name and not earlier
+    # A warm pod reports the model it was asked for (runtime.model): not yet the selected one
+    # while it follows the selection, and then not this model's report.
+    current = (
+        runtime.get("pod") == name and not earlier and runtime.get("model") in (None, spec.model)
+    )
     device = "cuda:0" if on_gpu else "cpu"  # what the pod is given (FOVEA_DEVICE)
     measured = runtime.get("measuredMemoryGb") if current else None
     load_time = runtime.get("loadTimeSeconds") if current else None

@@ -1,0 +1,192 @@
+"""Warm switches on the real local cluster (docs/architecture.md, "Warm switches").
+
+The operator runs with FOVEA_OPERATOR_WARM_SWITCHES=true; the catalog's options
+are tiny torch models of one framework, so one pod serves the task through
+its switches: the new model loads into the running process, the one it left
+stays parked, and the pod's own report (status.runtime) says where each model
+came from (`loadSource`, `diskLoads`) and what it parks, measured.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from api_server import ApiServer
+from kube_testing import Kube, eventually
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = {"inputs": [[0.5] * 64]}
+
+
+def _option(outputs: int, memory_gb: float = 1.0, **extra: Any) -> dict[str, Any]:
+    return {
+        "modelId": f"mlp-{outputs}",
+        "framework": "pytorch",
+        "vramGb": 0.5,
+        "cpuMemoryGb": memory_gb,
+        "architecture": f"mlp:64,{outputs}",
+        "allowRandomWeights": True,
+        **extra,
+    }
+
+
+@pytest.fixture
+def warm_operator(
+    operator_factory: Callable[[], subprocess.Popen[bytes]],
+    kube: Kube,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FOVEA_OPERATOR_WARM_SWITCHES", "true")
+    proc = operator_factory()
+    assert proc.poll() is None
+
+
+def _select(api: ApiServer, model: str) -> tuple[int, str, float]:
+    sent = time.monotonic()
+    resp = api.http.post(
+        f"/api/models/select?task_type=det&model_name={model}&wait=120", timeout=150
+    )
+    return resp.status_code, resp.text, time.monotonic() - sent
+
+
+def _runtime(kube: Kube) -> dict[str, Any]:
+    return dict(kube.status("det").get("runtime") or {})
+
+
+def _answer(api: ApiServer) -> tuple[int, str, int | None]:
+    resp = api.http.post("/api/models/predict/det", json=SAMPLE)
+    width = resp.json()["shape"][-1] if resp.status_code == 200 else None
+    return resp.status_code, resp.headers.get("x-fovea-model", ""), width
+
+
+def _reported(kube: Kube, model: str, source: str) -> dict[str, Any] | None:
+    runtime = _runtime(kube)
+    if runtime.get("model") == model and runtime.get("loadSource") == source:
+        return runtime
+    return None
+
+
+def test_a_switch_back_within_the_keep_warm_time_loads_nothing_from_disk(
+    kube: Kube, warm_operator: None, api: ApiServer
+) -> None:
+    kube.apply_catalog({"tasks": {"det": {"options": {"ten": _option(10), "five": _option(5)}}}})
+    code, text, _ = _select(api, "ten")
+    assert code == 200, text
+    first = _runtime(kube)
+    assert (first["model"], first["loadSource"], first["diskLoads"]) == ("ten", "disk", 1)
+    pod = first["pod"]
+    assert [p["metadata"]["name"] for p in kube.model_pods()] == [pod]
+
+    timings = {}
+    code, text, timings["cached"] = _select(api, "five")
+    assert code == 200, text
+    switched = eventually(lambda: _reported(kube, "five", "disk"), 30)
+    assert switched["pod"] == pod  # the same process: no pod start, no imports
+    assert switched["diskLoads"] == 2 and switched["servingModel"] == "five"
+    assert [p["model"] for p in switched["parked"]] == ["ten"]
+    assert switched["parked"][0]["measuredMemoryGb"] > 0
+    assert _answer(api) == (200, "five", 5)
+
+    code, text, timings["back"] = _select(api, "ten")
+    assert code == 200, text
+    back = eventually(lambda: _reported(kube, "ten", "parked"), 30)
+    assert back["pod"] == pod and back["diskLoads"] == 2  # nothing read from disk
+    assert [p["model"] for p in back["parked"]] == ["five"]
+    assert _answer(api) == (200, "ten", 10)
+    status = kube.status("det")
+    assert status["phase"] == "Ready" and status["pod"] == pod
+    assert status["endpoint"]["servingModel"] == "ten"
+    assert [p["metadata"]["name"] for p in kube.model_pods()] == [pod]
+    print(f"select->Ready (s): {timings}")
+
+
+def test_a_failed_switch_leaves_the_old_model_ready_and_serving(
+    kube: Kube, warm_operator: None, api: ApiServer
+) -> None:
+    broken = {
+        "modelId": "/models/missing.pt",
+        "framework": "pytorch",
+        "vramGb": 0.5,
+        "cpuMemoryGb": 1.0,
+    }
+    kube.apply_catalog({"tasks": {"det": {"options": {"ten": _option(10), "broken": broken}}}})
+    code, text, _ = _select(api, "ten")
+    assert code == 200, text
+    pod = _runtime(kube)["pod"]
+
+    code, text, _ = _select(api, "broken")
+    assert code != 200 and "Failed to load model" in text, (code, text)
+    runtime = _runtime(kube)
+    assert (runtime["model"], runtime["state"], runtime["servingModel"]) == (
+        "broken",
+        "Failed",
+        "ten",
+    )
+    assert runtime["diskLoads"] == 2  # one try: its own reports do not start it again
+    status = eventually(
+        lambda: kube.status("det") if kube.phases()["det"] == "Failed" else None, 30
+    )
+    assert "not on disk" in status["message"]
+    assert _answer(api) == (200, "ten", 10)  # the old model answers the task meanwhile
+    served = kube.pod(pod)
+    assert served is not None and not served["metadata"].get("deletionTimestamp")
+    ready = [c for c in served["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready[0]["status"] == "True"
+
+    code, text, _ = _select(api, "ten")  # back to the serving model: nothing to load
+    assert code == 200, text
+    again = _runtime(kube)
+    assert (again["model"], again["state"], again["diskLoads"]) == ("ten", "Ready", 2)
+
+
+def test_parked_models_go_first_when_the_serving_model_needs_the_memory(
+    kube: Kube, warm_operator: None, api: ApiServer
+) -> None:
+    # "huge" holds 1.0 GiB of weights (64x16384 + 16384x16384 floats) but declares 1 GiB
+    # like "ten": the pod requests the group's largest, 1.25 GiB ("five"), and with huge
+    # served, the runtime and huge leave no room for anything parked.
+    huge = _option(3) | {"modelId": "mlp-huge", "architecture": "mlp:64,16384,16384,3"}
+    options = {"ten": _option(10), "five": _option(5, memory_gb=1.25), "huge": huge}
+    kube.apply_catalog({"tasks": {"det": {"options": options}}})
+    code, text, _ = _select(api, "ten")
+    assert code == 200, text
+    pod = kube.pod(_runtime(kube)["pod"])
+    assert pod is not None
+    requests = pod["spec"]["containers"][0]["resources"]["requests"]
+    assert requests["memory"] == "1280Mi"  # what the plan counts for the pod, parked models in
+
+    code, text, _ = _select(api, "five")
+    assert code == 200, text
+    parked = eventually(lambda: _reported(kube, "five", "disk"), 30)
+    assert [p["model"] for p in parked["parked"]] == ["ten"]
+
+    code, text, _ = _select(api, "huge")
+    assert code == 200, text
+    full = eventually(lambda: _reported(kube, "huge", "disk"), 60)
+    assert full["parked"] == [] and full["diskLoads"] == 3  # both parked models dropped
+    assert full["state"] == "Ready" and full["servingModel"] == "huge"
+    code, text, _ = _select(api, "ten")
+    assert code == 200, text
+    assert eventually(lambda: _reported(kube, "ten", "disk"), 30)["diskLoads"] == 4
+
+
+def test_without_the_setting_each_model_has_its_own_pod(
+    kube: Kube, operator: None, api: ApiServer
+) -> None:
+    assert os.environ.get("FOVEA_OPERATOR_WARM_SWITCHES") is None
+    kube.apply_catalog({"tasks": {"det": {"options": {"ten": _option(10), "five": _option(5)}}}})
+    code, text, _ = _select(api, "ten")
+    assert code == 200, text
+    first = _runtime(kube)["pod"]
+    code, text, _ = _select(api, "five")
+    assert code == 200, text
+    runtime = _runtime(kube)
+    assert runtime["pod"] != first and not runtime.get("parked")
+    assert len(kube.model_pods()) == 1
