@@ -262,11 +262,12 @@ def test_upgrade_replaces_no_model_pod_and_uninstall_keeps_the_selections(
     assert not release.get("deployments")["items"]
     kept = release.get(f"{c.SELECTION_PLURAL}.{c.GROUP}")["items"]
     assert sorted(s["spec"]["task"] for s in kept) == sorted([TASK, SECOND_TASK])
-    assert [x["metadata"]["name"] for x in release.get(f"{c.CATALOG_PLURAL}.{c.GROUP}")["items"]]
+    catalogs = release.get(f"{c.CATALOG_PLURAL}.{c.GROUP}")["items"]
+    assert [x["metadata"]["name"] for x in catalogs] == ["default"]
     assert sorted(p["metadata"]["name"] for p in release.pods("model-server")) == sorted(
         before_pods
     )
-    for obj in [*kept, *release.pods("model-server")]:
+    for obj in [*kept, *catalogs, *release.pods("model-server")]:
         assert not obj["metadata"].get("finalizers"), obj["metadata"]
 
     # No operator runs: deleting the namespace still removes everything in it.
