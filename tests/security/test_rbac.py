@@ -138,7 +138,12 @@ MUST: dict[str, list[Ask]] = {
         own("patch", LEASE),
         own("delete", LEASE),
     ],
-    MODEL_POD: [own("patch", SELECTIONS, "status")],
+    MODEL_POD: [
+        own("patch", SELECTIONS, "status"),
+        # A warm pod follows its selection's spec.model (model_pod/warm.py: a watch).
+        own("list", SELECTIONS),
+        own("watch", SELECTIONS),
+    ],
 }
 
 MUST_NOT: dict[str, list[Ask]] = {
@@ -232,7 +237,7 @@ MUST_NOT: dict[str, list[Ask]] = {
         own("create", "pods"),
         own("delete", "pods"),
         own("get", SELECTIONS),
-        own("list", SELECTIONS),
+        elsewhere("list", SELECTIONS),
         own("patch", SELECTIONS),
         own("update", SELECTIONS, "status"),
         own("get", SELECTIONS, "status"),
