@@ -112,7 +112,7 @@ def make_weights(folder: Path, count: int, size_mb: int) -> tuple[str, list[Path
 
 def pct(values: list[float], q: float) -> float:
     if not values:
-        return float("nan")
+        return float("nan")  # printed as "n/a"
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
@@ -225,7 +225,7 @@ class Bench:
                 "architecture": arch,
                 "allowRandomWeights": True,
             }
-            for n in range(len(self.digests))
+            for n in range(len(self.digests) + 1)  # r0 .. r{n+1}: one more, for a warm-up
         }
 
     def setup(self, arch: str) -> None:
@@ -413,6 +413,8 @@ def print_row(row: Row) -> None:
     if by_step:
         steps = ", ".join(f"{n} +{statistics.median(v):.3f}" for n, v in by_step.items())
         print(f"  lastSwitch, median s since the step before: Planned, {steps}")
+    if not loads:
+        print("  (the pod reported no load time for these switches: ratios n/a)")
     started = sum(1 for x in s if any(name == "ProcessStarted" for name, _ in x.steps))
     print(f"  switches that started a new model-server process: {started} of {len(s)}")
 
@@ -467,6 +469,8 @@ def run(workdir: Path, n: int, size_mb: int) -> None:
             bench.restart_operator(warm=True)  # r0's pod is replaced by a warm pod
             if not wait_for(lambda: bench.settled(WARM), 600, 0.5):
                 raise SystemExit(f"not settled after warm switches went on; {bench.workdir}")
+            bench.switch(f"r{n + 1}", WARM)  # not counted: the warm pod may still be coming
+            wait_for(lambda: bench.settled(WARM), 600, 0.5)
             for i in range(
                 1, n + 1
             ):  # none held by the warm pod yet (r0, left first, is no target)

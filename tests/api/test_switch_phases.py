@@ -27,6 +27,10 @@ COLD = ["Planned", "PodBound", "ProcessStarted", "RuntimeReady", "Loaded", "Warm
 # Ready. At most this much, and never more than half of the switch.
 SLACK_SECONDS = 1.0
 MS = 0.001  # the stamps' precision
+# Planned is the clock of the pass that saw the new model, read just before the pass reads
+# its (watch-fed, in-memory) snapshot: a pass that began a moment before the select can
+# see it.
+PASS_START_SECONDS = 0.1
 
 
 def _option(outputs: int) -> dict[str, Any]:
@@ -74,15 +78,16 @@ def test_a_switch_records_its_phases_and_its_total_agrees_with_the_observers_clo
     assert times == sorted(times)
     # Every step lies inside the observer's window: planned after the select was sent,
     # Ready decided before the wait saw it.
-    assert sent - MS <= times[0] and times[-1] <= answered + MS, (sent, times, answered)
+    assert sent - PASS_START_SECONDS <= times[0], (sent, times)
+    assert times[-1] <= answered + MS, (times, answered)
     total = record["totalSeconds"]
     assert total == pytest.approx(times[-1] - times[0], abs=MS)
     observed = answered - sent
     slack = min(SLACK_SECONDS, observed / 2)
-    assert observed - slack <= total <= observed + MS, (observed, total)
+    assert observed - slack <= total <= observed + PASS_START_SECONDS, (observed, total)
     # The pod's own stamps agree with its own measurement of the load.
     by_name = dict(zip(names, times, strict=True))
-    assert by_name["Loaded"] - by_name["RuntimeReady"] >= status["loadTimeSeconds"] - MS
+    assert by_name["Loaded"] - by_name["RuntimeReady"] >= status["loadTimeSeconds"] - 2 * MS
     assert by_name["Warmed"] > by_name["Loaded"]
 
     # `fovea-models describe` prints them, the seconds of each step beside it.
