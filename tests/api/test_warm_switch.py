@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from api_server import ApiServer
@@ -84,8 +86,7 @@ def test_a_switch_back_within_the_keep_warm_time_loads_nothing_from_disk(
     pod = first["pod"]
     assert [p["metadata"]["name"] for p in kube.model_pods()] == [pod]
 
-    timings = {}
-    code, text, timings["cached"] = _select(api, "five")
+    code, text, _ = _select(api, "five")
     assert code == 200, text
     switched = eventually(lambda: _reported(kube, "five", "disk"), 30)
     assert switched["pod"] == pod  # the same process: no pod start, no imports
@@ -94,7 +95,7 @@ def test_a_switch_back_within_the_keep_warm_time_loads_nothing_from_disk(
     assert switched["parked"][0]["measuredMemoryGb"] > 0
     assert _answer(api) == (200, "five", 5)
 
-    code, text, timings["back"] = _select(api, "ten")
+    code, text, _ = _select(api, "ten")
     assert code == 200, text
     back = eventually(lambda: _reported(kube, "ten", "parked"), 30)
     assert back["pod"] == pod and back["diskLoads"] == 2  # nothing read from disk
@@ -104,7 +105,6 @@ def test_a_switch_back_within_the_keep_warm_time_loads_nothing_from_disk(
     assert status["phase"] == "Ready" and status["pod"] == pod
     assert status["endpoint"]["servingModel"] == "ten"
     assert [p["metadata"]["name"] for p in kube.model_pods()] == [pod]
-    print(f"select->Ready (s): {timings}")
 
 
 def test_a_failed_switch_leaves_the_old_model_ready_and_serving(
@@ -175,6 +175,51 @@ def test_parked_models_go_first_when_the_serving_model_needs_the_memory(
     code, text, _ = _select(api, "ten")
     assert code == 200, text
     assert eventually(lambda: _reported(kube, "ten", "disk"), 30)["diskLoads"] == 4
+
+
+def test_requests_through_warm_switches_all_answered_by_the_model_they_name(
+    kube: Kube, warm_operator: None, api: ApiServer
+) -> None:
+    kube.apply_catalog({"tasks": {"det": {"options": {"ten": _option(10), "five": _option(5)}}}})
+    code, text, _ = _select(api, "ten")
+    assert code == 200, text
+    stop = threading.Event()
+    answers: list[tuple[float, int, str, int | None]] = []
+
+    def stream() -> None:
+        with httpx.Client(base_url=api.url, timeout=120) as http:
+            while not stop.is_set():
+                sent = time.monotonic()
+                resp = http.post("/api/models/predict/det", json=SAMPLE)
+                width = resp.json()["shape"][-1] if resp.status_code == 200 else None
+                answers.append(
+                    (sent, resp.status_code, resp.headers.get("x-fovea-model", ""), width)
+                )
+
+    threads = [threading.Thread(target=stream, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    windows = []
+    try:
+        for n in range(8):
+            model = "five" if n % 2 == 0 else "ten"
+            code, text, _ = _select(api, model)
+            assert code == 200, text
+            ready = time.monotonic()
+            enough = eventually(lambda: sum(a[0] >= ready for a in answers) >= 6 or None, 60)  # noqa: B023
+            assert enough, "no traffic after the switch"
+            windows.append((ready, time.monotonic(), model))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(150)
+    assert answers and all(a[1] == 200 for a in answers), [a for a in answers if a[1] != 200][:5]
+    widths = {"ten": 10, "five": 5}
+    assert all(widths[a[2]] == a[3] for a in answers)  # the header names who computed it
+    for ready, until, model in windows:  # after Ready, only the new model answers
+        stale = [a for a in answers if ready <= a[0] < until and a[2] != model]
+        assert not stale, (model, stale[:3])
+    assert _runtime(kube)["diskLoads"] == 2  # ten, then five once: every other switch parked
 
 
 def test_without_the_setting_each_model_has_its_own_pod(
