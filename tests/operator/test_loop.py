@@ -114,3 +114,35 @@ def test_a_pass_that_lost_the_lease_while_planning_writes_nothing() -> None:
     assert p.run_once() is True  # look again: the next pass finds it is no longer the leader
     assert cluster.snapshots == 1 and applied == []
     assert p.run_once() is False and cluster.snapshots == 1
+
+
+class SlowPassLease:
+    """Held when the pass begins, lapsed by the time its plan is ready, still this replica's."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.renewals = 0
+
+    def held(self, now: datetime) -> bool:
+        self.asked += 1
+        return self.asked == 1
+
+    def try_acquire(self, now: datetime) -> bool:
+        self.renewals += 1
+        return True
+
+
+def test_a_pass_slower_than_the_renewal_renews_and_writes_its_plan() -> None:
+    cluster = BuggyCluster(failures=0)
+    applied: list[Actions] = []
+
+    def apply(actions: Actions) -> Any:
+        applied.append(actions)
+        return type("Applied", (), {"changed": False})()
+
+    cluster.apply = apply  # type: ignore[method-assign]
+    p = planner(cluster)
+    lease = SlowPassLease()
+    p.lease = lease  # type: ignore[assignment]
+    assert p.run_once() is False
+    assert cluster.snapshots == 1 and len(applied) == 1 and lease.renewals == 1
