@@ -86,12 +86,14 @@ unit: $(STAMP)
 
 # The integration layer runs on INTEGRATION_WORKERS pytest-xdist workers, each with a
 # local cluster of its own (tests/conftest.py), so tests on different workers share no
-# state; `--dist loadgroup` keeps an `xdist_group` (the container node: one per machine)
-# on one worker. Against $$FOVEA_TEST_KUBECONFIG (one cluster for all) it runs serially.
+# state; `--dist loadfile` keeps a file's tests on one worker (a module's fixtures start
+# once; the container node's tests: one container node per machine). Not `loadgroup`:
+# with pytest 9 xdist 3.8's xdist_group marks group nothing (it sets the old `_nodeid`).
+# Against $$FOVEA_TEST_KUBECONFIG (one cluster for all) it runs serially.
 # The slowest tests are listed at the end of every run: where the suite's time goes.
 INTEGRATION_WORKERS ?= 3
 integration: install control-plane-image
-	$(BIN)/pytest -m integration --durations=30 --dist loadgroup \
+	$(BIN)/pytest -m integration --durations=30 --dist loadfile \
 	  -n $(if $(FOVEA_TEST_KUBECONFIG),0,$(INTEGRATION_WORKERS))
 
 pytest:

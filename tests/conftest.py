@@ -77,7 +77,9 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     """
     from fovea.localcluster.cluster import LocalCluster
 
-    state_dir = tmp_path_factory.mktemp("local-cluster")
+    # A short name: the container node's kubelet makes unix sockets below it (at most 107
+    # bytes), and a worker's base temp is longer by `popen-gwN/` (bind: invalid argument).
+    state_dir = tmp_path_factory.mktemp("lc")
     # Its messages go to <state_dir>/cluster.log, not into some test's captured output.
     cluster = LocalCluster(state_dir, gpus=TEST_GPUS, log=lambda message: None)
     try:

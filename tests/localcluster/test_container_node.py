@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from fovea.localcluster.cluster import LocalCluster
 
 # One container node per machine (its bridge, subnet and cgroups): its tests share the
-# module's node and run on one xdist worker, one after another (`--dist loadgroup`).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("container-node")]
+# module's node and run on one xdist worker, one after another (`--dist loadfile`).
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
