@@ -649,6 +649,11 @@ class LastSwitch(Wire):
     total_seconds: float | None = Field(
         default=None, description="Planned to Ready (or Failed); unset while under way"
     )
+    since: str | None = Field(
+        default=None,
+        description="The previous switch's last step: a pod step after it is this switch's "
+        "(a warm pod can act on a switch before the operator's pass sees it)",
+    )
 
 
 class SelectionStatus(Wire):

@@ -9,7 +9,9 @@ the two, pass after pass, into one record in time order; the time is an input.
 
 Steps the pod took before the switch was planned (a runtime that was already
 running, a model loaded earlier) are not this switch's and are left out: a switch
-that needed no process start simply has no ProcessStarted.
+that needed no process start simply has no ProcessStarted. A warm pod (model_pod/
+warm.py) acts on its selection itself, often before the operator's pass sees the
+change: its steps after the previous switch's last one date the switch's start.
 """
 
 from __future__ import annotations
@@ -65,13 +67,23 @@ def next_switch(
         if record is None and status_model == model:
             return None
         from_model = record.model if record is not None else status_model
+        since = None
+        if record is not None and record.phases:
+            since = stamp(max(parse(p.at) for p in record.phases))
         planned = PhaseStamp(name=SwitchPhase.PLANNED, at=stamp(now))
-        record = LastSwitch(model=model, from_model=from_model, phases=[planned])
+        record = LastSwitch(model=model, from_model=from_model, phases=[planned], since=since)
     if record.total_seconds is not None or any(p.name in ENDS for p in record.phases):
         return record  # done: later passes change nothing
     start = parse(record.phases[0].at)
-    own = [p for p in record.phases if p.name in OPERATOR_PHASES - {SwitchPhase.POD_BOUND}]
-    reported = [p for p in pod_phases if p.name not in OPERATOR_PHASES and parse(p.at) >= start]
+    after = parse(record.since) if record.since is not None else start
+    reported = [p for p in pod_phases if p.name not in OPERATOR_PHASES and _ours(p, start, after)]
+    # A warm pod that acted before the pass saw the switch: the switch began at its first step.
+    start = min([start, *(parse(p.at) for p in reported)])
+    own = [
+        PhaseStamp(name=p.name, at=stamp(start)) if p.name == SwitchPhase.PLANNED else p
+        for p in record.phases
+        if p.name in OPERATOR_PHASES - {SwitchPhase.POD_BOUND}
+    ]
     seen = [parse(p.at) for p in record.phases if p.name == SwitchPhase.POD_BOUND]
     if bound and not seen:
         seen = [now]
@@ -88,8 +100,19 @@ def next_switch(
         total = round((end - start).total_seconds(), 3)
     phases.sort(key=lambda p: (parse(p.at), ORDER[SwitchPhase(p.name)]))
     return LastSwitch(
-        model=record.model, from_model=record.from_model, phases=phases, total_seconds=total
+        model=record.model,
+        from_model=record.from_model,
+        phases=phases,
+        total_seconds=total,
+        since=record.since,
     )
+
+
+def _ours(step: PhaseStamp, start: datetime, after: datetime) -> bool:
+    """A pod step is this switch's when it came at or after the switch was planned, or
+    after the previous switch's last step (`since`)."""
+    at = parse(step.at)
+    return at >= start or at > after
 
 
 def seconds_between(phases: Sequence[PhaseStamp]) -> list[tuple[str, str, float]]:

@@ -25,8 +25,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fovea.domain import constants as c
-from fovea.domain.conditions import RuntimeState
-from fovea.domain.resources import ParkedModel, RuntimeReport
+from fovea.domain.conditions import RuntimeState, SwitchPhase
+from fovea.domain.resources import ParkedModel, PhaseStamp, RuntimeReport
+from fovea.domain.switch import stamp
 from fovea.domain.warm import Parked, WarmOption, park_budget_bytes, to_evict
 from fovea.model_pod import measure
 from fovea.model_pod.adapters import adapter_for
@@ -183,20 +184,26 @@ class WarmRuntime:
         self.load_source = SOURCE_DISK if held is None else SOURCE_PARKED
         if held is None:
             self.disk_loads += 1  # counted as it starts, like the first
-        self._publish(self._report(identity, RuntimeState.LOADING))
+        # This switch's steps on the pod's clock (status.runtime.phases): the runtime was
+        # ready the moment it saw the switch; no process start, no imports.
+        phases = [_mark(SwitchPhase.RUNTIME_READY)]
+        self._publish(self._report(identity, RuntimeState.LOADING, phases))
         try:
             if held is not None:
                 started = time.perf_counter()
                 _to_device(held.adapter, identity.device)
                 seconds = time.perf_counter() - started
-                ready = held.report.model_copy(update={"load_time_seconds": round(seconds, 3)})
+                phases.append(_mark(SwitchPhase.LOADED))  # warmed when it first served
+                ready = held.report.model_copy(
+                    update={"load_time_seconds": round(seconds, 3), "phases": phases}
+                )
             else:
-                held, ready = self._load(identity)
+                held, ready = self._load(identity, phases)
         except Exception as exc:  # the serving model stays; the failure is reported
             kind, reason = failure_of(exc, "load")
             log.error("switch to %s failed (%s): %s", model, kind, reason)
             self._publish(
-                self._report(identity, RuntimeState.FAILED).model_copy(
+                self._report(identity, RuntimeState.FAILED, phases).model_copy(
                     update={"failure": kind, "reason": reason}
                 )
             )
@@ -218,21 +225,23 @@ class WarmRuntime:
         )
         return replace(base, spec=spec, model=option.model)
 
-    def _load(self, identity: Identity) -> tuple[_Held, RuntimeReport]:
+    def _load(self, identity: Identity, phases: list[PhaseStamp]) -> tuple[_Held, RuntimeReport]:
         adapter = adapter_for(identity.framework, identity.spec)
         try:
             base = measure.baseline(identity.device)
             started = time.perf_counter()
             loaded = adapter.load(identity.device)
             load_seconds = time.perf_counter() - started
+            phases.append(_mark(SwitchPhase.LOADED))
             warm_started = time.perf_counter()
             adapter.warmup(identity.spec.batch_size)
             warm_seconds = time.perf_counter() - warm_started
+            phases.append(_mark(SwitchPhase.WARMED))
             reading = measure.module_reading(identity.device, adapter.module, base)
         except Exception:
             adapter.close()
             raise
-        report = self._report(identity, RuntimeState.READY).model_copy(
+        report = self._report(identity, RuntimeState.READY, phases).model_copy(
             update={
                 "reason": f"{loaded.source}; memory measured as {reading.method}",
                 "random_weights": loaded.random_weights,
@@ -296,8 +305,11 @@ class WarmRuntime:
 
     # --- reports -------------------------------------------------------------------------
 
-    def _report(self, identity: Identity, state: RuntimeState) -> RuntimeReport:
+    def _report(
+        self, identity: Identity, state: RuntimeState, phases: list[PhaseStamp] | None = None
+    ) -> RuntimeReport:
         return RuntimeReport(
+            phases=list(phases or []),
             state=state,
             pod=identity.pod_name,
             model=identity.model,
@@ -308,6 +320,10 @@ class WarmRuntime:
 
     def _publish(self, report: RuntimeReport) -> None:
         self.service.publish_warm(report)
+
+
+def _mark(phase: SwitchPhase) -> PhaseStamp:
+    return PhaseStamp(name=phase, at=stamp(datetime.now(UTC)))
 
 
 # --- following the selection -------------------------------------------------------------

@@ -68,6 +68,13 @@ def _answer(api: ApiServer) -> tuple[int, str, int | None]:
     return resp.status_code, resp.headers.get("x-fovea-model", ""), width
 
 
+def _switch_record(kube: Kube, model: str) -> dict[str, Any] | None:
+    record = dict(kube.status("det").get("lastSwitch") or {})
+    if record.get("model") == model and record.get("totalSeconds") is not None:
+        return record
+    return None
+
+
 def _reported(kube: Kube, model: str, source: str) -> dict[str, Any] | None:
     runtime = _runtime(kube)
     if runtime.get("model") == model and runtime.get("loadSource") == source:
@@ -95,10 +102,19 @@ def test_a_switch_back_within_the_keep_warm_time_loads_nothing_from_disk(
     assert switched["parked"][0]["measuredMemoryGb"] > 0
     assert _answer(api) == (200, "five", 5)
 
+    started = time.monotonic()
     code, text, _ = _select(api, "ten")
     assert code == 200, text
     back = eventually(lambda: _reported(kube, "ten", "parked"), 30)
+    window = time.monotonic() - started
     assert back["pod"] == pod and back["diskLoads"] == 2  # nothing read from disk
+    # The switch's record holds the pod's own steps (no process start: the runtime ran)
+    # and its total is inside the test's own select->reported window (it read 0 when the
+    # operator's pass, seeing the warm pod done already, dated the start from itself).
+    record = eventually(lambda: _switch_record(kube, "ten"), 30)
+    steps = [p["name"] for p in record["phases"]]
+    assert "RuntimeReady" in steps and "Loaded" in steps and "ProcessStarted" not in steps
+    assert 0 < record["totalSeconds"] <= window + 1.0, (record, window)
     assert [p["model"] for p in back["parked"]] == ["five"]
     assert _answer(api) == (200, "ten", 10)
     status = kube.status("det")

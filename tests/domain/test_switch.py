@@ -122,6 +122,28 @@ def test_a_new_model_mid_switch_starts_a_new_record_from_the_one_under_way() -> 
     assert record.phases[0].at == stamp(at(1.0))
 
 
+def test_a_warm_switch_the_pod_made_before_the_pass_begins_at_the_pods_first_step() -> None:
+    """A warm pod follows its selection itself: by the pass that sees the change it may
+    be Ready already. The switch is dated from its first step, not from that pass."""
+    done = step(step(None, 0.0), 2.0, bound=True, ended=S.READY)  # a -> b, ended at 2.0
+    reported = pod((S.PROCESS_STARTED, 0.5), (S.RUNTIME_READY, 5.1), (S.LOADED, 5.3))
+    back = step(done, 5.6, model="a", status_model="b", bound=True, pod_phases=reported)
+    assert back is not None
+    assert back.phases[0].at == stamp(at(5.1))  # the old process start is not this switch's
+    assert names(back) == ["Planned", "PodBound", "RuntimeReady", "Loaded"]  # bound already
+    back = step(
+        back, 5.7, model="a", status_model="b", bound=True, pod_phases=reported, ended=S.READY
+    )
+    assert back is not None and back.total_seconds == 0.6
+    # Its report read only by a later pass than the one that planned it: the same start.
+    planned = step(done, 5.6, model="a", status_model="b", bound=True)
+    late = step(
+        planned, 5.8, model="a", status_model="b", bound=True, pod_phases=reported, ended=S.READY
+    )
+    assert late is not None and late.phases[0].at == stamp(at(5.1))
+    assert late.total_seconds == 0.7 and "ProcessStarted" not in names(late)
+
+
 def test_first_use_has_no_from() -> None:
     record = step(None, 0.0, status_model=None)
     assert record is not None and record.from_model is None
@@ -146,6 +168,7 @@ def test_the_status_field_is_camel_case_with_from() -> None:
             {"name": "Ready", "at": stamp(at(1))},
         ],
         "totalSeconds": 1.0,
+        "since": None,  # a first switch: no previous one
     }
     assert LastSwitch.model_validate(status["lastSwitch"]) == record
 
