@@ -233,7 +233,13 @@ def test_the_operator_and_the_api_run_as_containers_and_a_select_loads(
                     for cond in p["status"].get("conditions") or []
                 )
             ]
-            return ready if len(ready) == 2 else None
+            return ready if len(ready) == replicas else None
+
+        # Every replica Ready: the operator's leader and hot standby, and the API.
+        replicas = sum(
+            int(o["spec"].get("replicas", 1)) for o in objects if o["kind"] == "Deployment"
+        )
+        assert replicas == 3, replicas
 
         pods = eventually(ready_pods, timeout=START_S)
         listing = kubectl(["get", "pods", "-n", namespace, "-o", "wide"], kubeconfig).stdout

@@ -173,9 +173,12 @@ def test_the_overlay_runs_in_cluster_and_a_select_loads_the_model(
     ready = eventually(lambda: deployments_ready(installed), timeout=START_S)
     listing = kubectl(["get", "pods", "-n", installed.namespace], installed.kubeconfig).stdout
     assert ready, f"the Deployments' pods are not Ready:\n{listing}"
-    for component, account in (("operator", "fovea-models-operator"), ("api", "fovea-models-api")):
+    # The operator runs as a leader and a hot standby; the local overlay's API as one pod.
+    expected = (("operator", "fovea-models-operator", 2), ("api", "fovea-models-api", 1))
+    for component, account, replicas in expected:
         pods = installed.pods(component)
-        assert len(pods) == 1 and pods[0]["spec"]["serviceAccountName"] == account
+        assert len(pods) == replicas, (component, listing)
+        assert all(p["spec"]["serviceAccountName"] == account for p in pods)
 
     token = api_token(installed)
     assert token, "the cluster did not fill the API token Secret"
