@@ -195,6 +195,11 @@ class Watcher(threading.Thread):
                     return
         finally:
             self._response = None
+            # Closed, not only released: a stream left unfinished (a stop, a 410 raised from
+            # an event, an error) would go back to the pool with the rest of the watch still
+            # on the wire, and the next request on that connection (the relist) read it and
+            # timed out after 30 s. Closing costs a new connection per watch, every few minutes.
+            response.close()
             response.release_conn()
 
     def _handle(self, event: dict[str, Any]) -> str | None:

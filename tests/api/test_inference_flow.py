@@ -79,6 +79,9 @@ def test_requests_reach_the_selected_model_through_twenty_switches(
     kube: Kube, operator: None, api: ApiServer
 ) -> None:
     kube.apply_catalog(CATALOG)
+    # The API reads the catalog from its watch: a select before it arrives is refused
+    # (under load it was: 500 "ModelCatalog 'default' not found").
+    assert eventually(lambda: api.http.get("/api/models/config").status_code == 200 or None, 30)
     resp = api.http.post("/api/models/select?task_type=det&model_name=ten&wait=120")
     assert resp.status_code == 200, resp.text
     first = _predict(api.http)

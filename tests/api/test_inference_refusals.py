@@ -110,6 +110,9 @@ def test_a_failed_load_answers_its_waiting_requests_with_the_reason(
 ) -> None:
     kube.apply_catalog(CATALOG)
     kube.select("broken", "nowhere")
+    # The API routes from its own watch: the selection made on the API server reaches it a
+    # moment later (under load, after the predict: it answered 409 "No model selected").
+    assert eventually(lambda: _selected(api, "broken") or None, 30)
     answer = api.http.post("/api/models/predict/broken", json=SAMPLE)  # held, then refused
     assert answer.status_code == 503, answer.text
     body = answer.json()

@@ -11,6 +11,7 @@ from api_builders import examples_catalog
 from api_server import ApiServer
 from fovea.domain import leases
 from fovea.operator.cluster import Cluster
+from fovea.operator.decisions import World
 from kube_testing import Kube, eventually
 
 pytestmark = pytest.mark.integration
@@ -42,15 +43,24 @@ def test_a_lease_is_a_kubernetes_lease_renewed_read_by_the_operator_and_ended(
     assert lease.spec.lease_duration_seconds == 300 and lease.spec.renew_time >= first
 
     # The operator's snapshot counts it as live for the task's selection.
-    world = Cluster(kube.api, [kube.namespace], "fovea-model-pod").snapshot(datetime.now(UTC))
-    assert world.session_leases == {f"{kube.namespace}/object-detection"}
+    assert _operator_world(kube).session_leases == {f"{kube.namespace}/object-detection"}
 
     ended = api.http.delete(f"/api/models/lease/{TASK}")
     assert ended.status_code == 200 and ended.json()["message"] == "Session lease ended"
     assert api.http.delete(f"/api/models/lease/{TASK}").json()["message"] == "No session lease"
-    world = Cluster(kube.api, [kube.namespace], "fovea-model-pod").snapshot(datetime.now(UTC))
-    assert world.session_leases == frozenset()
+    assert _operator_world(kube).session_leases == frozenset()
 
     assert api.http.post("/api/models/lease/nope").status_code == 400
     too_short = api.http.post(f"/api/models/lease/{TASK}?ttl=1")
     assert too_short.status_code == 400 and "error" in too_short.json()
+
+
+def _operator_world(kube: Kube) -> World:
+    """The operator's snapshot, from a watch-fed cache of its own (as the operator plans)."""
+    cluster = Cluster(kube.api, [kube.namespace], "fovea-model-pod")
+    cluster.start()
+    try:
+        assert cluster.cache.wait_synced(30), cluster.cache.unsynced()
+        return cluster.snapshot(datetime.now(UTC))
+    finally:
+        cluster.stop()
