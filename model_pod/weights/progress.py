@@ -97,17 +97,23 @@ def weights_status(
     }
 
 
+# What an earlier pod's report names of its own model: not this pod's (null removes it).
+EARLIER_POD_FIELDS: dict[str, None] = {"model": None, "modelId": None, "servingModel": None}
+
+
 def weights_patch(status: dict[str, Any], pod: str | None = None) -> dict[str, Any]:
     """The merge patch: `runtime.weights`, and the pod it comes from with `state: Loading`.
 
     The operator reads `runtime.weights` only when `runtime.pod` is the pod it
-    wants, and the admission policy refuses a model pod's write that leaves
-    another pod's name there; `Loading` keeps an earlier pod's `Ready` from
-    being read as this pod's.
+    wants and `runtime.model` is unset or the selected option, and the admission
+    policy refuses a model pod's write that leaves another pod's name there;
+    `Loading` keeps an earlier pod's `Ready` from being read as this pod's, and the
+    nulls remove what the earlier pod said it loads and serves (during
+    make-before-break its `model` is the option it serves, which hid this report).
     """
     runtime: dict[str, Any] = {"weights": status}
     if pod:
-        runtime.update(pod=pod, state=RuntimeState.LOADING.value)
+        runtime.update(pod=pod, state=RuntimeState.LOADING.value, **EARLIER_POD_FIELDS)
     return {"status": {"runtime": runtime}}
 
 

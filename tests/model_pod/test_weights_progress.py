@@ -38,7 +38,16 @@ def test_the_status_is_the_contracts_weights_report() -> None:
 def test_the_patch_names_its_pod_and_touches_only_runtime() -> None:
     status = {"phase": "Cached"}
     assert weights_patch(status, "pod-1") == {
-        "status": {"runtime": {"pod": "pod-1", "state": "Loading", "weights": status}}
+        "status": {
+            "runtime": {
+                "pod": "pod-1",
+                "state": "Loading",
+                "model": None,
+                "modelId": None,
+                "servingModel": None,
+                "weights": status,
+            }
+        }
     }
     assert weights_patch(status) == {"status": {"runtime": {"weights": status}}}
 
