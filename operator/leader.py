@@ -22,10 +22,13 @@ from datetime import UTC, datetime, timedelta
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from fovea.version import LEASE_ANNOTATION, VERSION
 
 log = logging.getLogger(__name__)
+# A release on exit waits this long for the API server at most (per request).
+RELEASE_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -129,14 +132,21 @@ class Lease:
         if self._held_until is None:
             return
         try:
-            lease = self._api.read_namespaced_lease(self.name, self.namespace)
+            timeout = RELEASE_TIMEOUT_S
+            lease = self._api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=timeout
+            )
             spec = lease.spec
             if spec is not None and spec.holder_identity == self.identity:
                 spec.holder_identity = None
                 spec.renew_time = None
-                self._api.replace_namespaced_lease(self.name, self.namespace, lease)
-        except ApiException as exc:
-            log.warning("could not release the Lease: %s", exc.reason)
+                self._api.replace_namespaced_lease(
+                    self.name, self.namespace, lease, _request_timeout=timeout
+                )
+        except (ApiException, HTTPError, OSError) as exc:
+            # An API server already gone (the whole stack stopping) must not hold the exit:
+            # raised, kopf retried this cleanup after 60 s. The Lease then lapses on its own.
+            log.warning("could not release the Lease: %s", getattr(exc, "reason", exc))
         self._held_until = None
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from fovea.operator.leader import Observed
+from datetime import UTC, datetime, timedelta
+
+from kubernetes import client
+
+from fovea.operator.leader import Lease, Observed
 
 
 def test_a_record_seen_unchanged_for_a_whole_duration_has_lapsed() -> None:
@@ -26,3 +30,14 @@ def test_a_new_holder_restarts_the_clock_and_a_released_lease_is_free_at_once() 
     seen.expired("a", "t1", 1.5, now=100.0)
     assert not seen.expired("b", "t1", 1.5, now=101.6)
     assert seen.expired(None, None, 1.5, now=101.7)  # released on a clean exit
+
+
+def test_a_release_with_the_api_server_gone_neither_raises_nor_waits_for_it() -> None:
+    """The whole stack stopping: the API server went first. Raised, kopf retried the
+    cleanup after 60 s and the stack's stop timed out."""
+    config = client.Configuration()
+    config.host = "http://127.0.0.1:1"  # nothing listens: connection refused
+    lease = Lease(client.ApiClient(config), "fovea-models-operator", "ns", "me", 1.5)
+    lease._held_until = datetime.now(UTC) + timedelta(seconds=1)
+    lease.release()
+    assert lease._held_until is None
