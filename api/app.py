@@ -22,6 +22,7 @@ from fovea.api import (
 )
 from fovea.api.cache import ClusterCache
 from fovea.api.clients import ClientSource
+from fovea.api.confirm import Confirmer
 from fovea.api.deps import include_guarded
 from fovea.api.feed import ChangeFeed
 from fovea.api.gateway import Gateway
@@ -49,6 +50,7 @@ def create_app(
     """Build the app. A cache passed in is started if needed but stopped by its owner."""
     settings = settings or get_settings()
     owns_cache = cache is None
+    confirmer: Confirmer | None = None
     if cache is None or writer is None:
         clients = ClientSource(settings.kubeconfig, settings.client_qps, settings.client_burst)
         if cache is None:
@@ -69,6 +71,9 @@ def create_app(
                 settings.write_retries,
                 settings.request_timeout_seconds,
             )
+        confirmer = Confirmer(
+            clients, settings.namespace, settings.catalog, settings.request_timeout_seconds
+        )
     feed = ChangeFeed(cache)
     live_cache = cache
 
@@ -97,7 +102,7 @@ def create_app(
     app.state.cache = cache
     app.state.feed = feed
     app.state.registry = registry
-    app.state.service = ModelService(cache, writer, feed, settings.max_wait_seconds)
+    app.state.service = ModelService(cache, writer, feed, settings.max_wait_seconds, confirmer)
     app.state.gateway = Gateway(
         cache, feed, app.state.service, settings, InferenceMetrics(registry)
     )

@@ -15,7 +15,11 @@ so Ready models keep answering while the control plane is down), then:
   that runs out answers 503 with the selection's phase and reason. A model
   unloaded by keep-alive (or on demand and not loaded) is loaded again by the
   first request that finds it so (`ModelService.load`, as `/load` does).
-- Refuse: answers at once, with the reason.
+- Refuse: answers at once, with the reason. A refusal that rests on the
+  catalog or selection as the cache saw them is first checked against the
+  API server (`confirm.py`): the API server's own refusal is given when it
+  refuses too; when the cache merely trails a write, the request waits (up to
+  CATCH_UP_S) for the cache to see it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from fovea.api.inference_metrics import InferenceMetrics
 from fovea.api.routing import Backend, Hold, Refuse, Serve, decide
 from fovea.api.service import ModelService
 from fovea.api.settings import Settings
+from fovea.api.state import ClusterState, with_fresh
 from fovea.domain import constants as c
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,7 @@ HEADER_SWITCHING = "X-Fovea-Switching"
 POOL_KEEPALIVE_S = 30.0
 REWAKE_S = 5.0  # a wake-up not seen by the operator after this long is written again
 POLL_S = 1.0  # a held request re-decides at least this often, even with no change
+CATCH_UP_S = 5.0  # the longest a request waits for the cache to see a write it trails
 # What of a client's request reaches the pod (never its Authorization: the API's token).
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "content-encoding", "user-agent")
 CLIENT_GONE = 499  # nginx's word for a client that left before its answer
@@ -157,6 +163,8 @@ class Gateway:
         version = -1
         deadline: float | None = None
         model = ""
+        confirmed = False  # a refusal resting on the cache's view was checked (confirm.py)
+        catch_up: float | None = None  # until then, wait for the cache to see what is stored
         try:
             while True:
                 snap = self.cache.snapshot
@@ -171,6 +179,16 @@ class Gateway:
                     frozenset(excluded),
                 )
                 if isinstance(decision, Refuse):
+                    if decision.confirm and not confirmed:
+                        confirmed = True
+                        confirmed_refusal = await self._confirm(snap.state, request.task, decision)
+                        if confirmed_refusal is None:
+                            catch_up = time.monotonic() + CATCH_UP_S
+                        else:
+                            decision = confirmed_refusal
+                    if catch_up is not None and time.monotonic() < catch_up:
+                        await self.feed.wait_change(min(catch_up - time.monotonic(), POLL_S))
+                        continue
                     # An unknown task is counted under one label: a client inventing names
                     # must not invent metric series.
                     task = UNKNOWN_TASK if decision.status == 404 else request.task
@@ -250,6 +268,19 @@ class Gateway:
         load_s = sel.status.load_time_seconds if sel is not None else None
         limit = max(self.settings.min_hold_seconds, 3 * (load_s or 0.0))
         return min(limit, self.settings.max_wait_seconds)
+
+    async def _confirm(self, state: ClusterState, task: str, refusal: Refuse) -> Refuse | None:
+        """`refusal` (or the API server's own) when the API server holds it too; None when
+        what it holds would not refuse: the cache has not seen a write yet (kubectl's)."""
+        fresh = await self.service.fresh(task)
+        if fresh is None:
+            return refusal  # cannot be read: the cache's view stands
+        view = with_fresh(state, fresh.catalog, fresh.catalog_error, task, fresh.selection)
+        again = decide(view, task, view.endpoints, view.pod_models)
+        if isinstance(again, Refuse):
+            return again
+        log.info("the cache has not seen task %s's catalog or selection yet: waiting", task)
+        return None
 
     async def _wake(self, task: str) -> ApiError | None:
         """Load an idle-unloaded (or on-demand, unloaded) model, once per REWAKE_S per task."""

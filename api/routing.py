@@ -69,6 +69,9 @@ class Refuse:
     message: str
     phase: str = ""
     model: str = ""
+    # The refusal rests on the catalog or the selection as the cache saw them (no catalog,
+    # no such task, no model selected): confirmed against the API server before it is given.
+    confirm: bool = False
 
 
 Decision = Serve | Hold | Refuse
@@ -89,10 +92,10 @@ def decide(
     """
     catalog = state.catalog
     if catalog is None:
-        return Refuse(503, state.catalog_error or "No ModelCatalog")
+        return Refuse(503, state.catalog_error or "No ModelCatalog", confirm=True)
     if task not in catalog.tasks:
         known = ", ".join(sorted(catalog.tasks))
-        return Refuse(404, f"Unknown task type '{task}' (the catalog has: {known})")
+        return Refuse(404, f"Unknown task type '{task}' (the catalog has: {known})", confirm=True)
     sel = state.selection_for(task)
     model = sel.spec.model if sel is not None else None
     if sel is None or not model:
@@ -100,10 +103,13 @@ def decide(
             409,
             f"No model selected for task '{task}': select one first "
             f"(POST /api/models/select?task_type={task}&model_name=...)",
+            confirm=True,
         )
     option = catalog.option(task, model)
     if option is None:
-        return Refuse(409, f"Model '{model}' of task '{task}' is not in the catalog any more")
+        return Refuse(
+            409, f"Model '{model}' of task '{task}' is not in the catalog any more", confirm=True
+        )
     if option.is_external:
         return Refuse(
             422,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fovea.api.cache import ClusterCache, Snapshot
+from fovea.api.confirm import Confirmer, Fresh
 from fovea.api.errors import (
     BadRequest,
     CatalogUnreadable,
@@ -26,7 +27,7 @@ from fovea.api.loading import load_outcome
 from fovea.api.schemas import LoadBody, SelectBody
 from fovea.api.state import ClusterState, Selection
 from fovea.api.writes import SelectionWriter
-from fovea.domain.resources import LoadPolicy, ModelOption, selection_name
+from fovea.domain.resources import CatalogSpec, LoadPolicy, ModelOption, selection_name
 
 SELECTED = "Model selection updated"
 LOAD_REQUESTED = "Model load requested"
@@ -34,6 +35,8 @@ LOADED = "Model loaded"
 UNLOAD_REQUESTED = "Model unload requested"
 RFC3339_MICROS = "%Y-%m-%dT%H:%M:%S.%fZ"
 OBSERVE_S = 2.0  # how long a write waits for the watch to bring it back
+# Refusals that rest on the cache's view of the catalog: confirmed before they are given.
+CACHE_REFUSALS = (CatalogUnreadable, InvalidTaskType, ModelNotFound)
 
 
 class ModelService:
@@ -45,11 +48,13 @@ class ModelService:
         writer: SelectionWriter,
         feed: ChangeFeed,
         max_wait_s: float,
+        confirmer: Confirmer | None = None,
     ) -> None:
         self.cache = cache
         self.writer = writer
         self.feed = feed
         self.max_wait_s = max_wait_s
+        self.confirmer = confirmer  # None: the cache's refusals are given unconfirmed
 
     # --- reads: precomputed bytes -------------------------------------------
 
@@ -86,8 +91,15 @@ class ModelService:
         """Point the task's ModelSelection at `model` (a selection change is a load trigger)."""
         wait_s = self._check_wait(wait_s)
         snap = self.synced_snapshot()
-        option = _option(snap, task, model)
-        sel = snap.state.selection_for(task)
+        state = snap.state
+        try:
+            option = _option(state.catalog, state.catalog_error, task, model)
+        except CACHE_REFUSALS:
+            fresh = await self.fresh(None)
+            if fresh is None:
+                raise
+            option = _option(fresh.catalog, fresh.catalog_error, task, model)
+        sel = state.selection_for(task)
         fields = {"model": model, "wanted": True}
         stored = await self._write(sel, task, fields, create=True)
         assert stored is not None  # created when missing
@@ -105,8 +117,7 @@ class ModelService:
     async def load(self, task: str, wait_s: float | None) -> LoadBody:
         """Mark the task's selection wanted, so an on-demand model loads."""
         wait_s = self._check_wait(wait_s)
-        snap = self.synced_snapshot()
-        sel, model, option = _selected(snap, task)
+        sel, model, option = await self._selected(task)
         # A new loadRequestedAt is activity: it reloads a model unloaded for idleness (keepAlive).
         fields = {"wanted": True, "loadRequestedAt": datetime.now(UTC).strftime(RFC3339_MICROS)}
         stored = await self._write(sel, task, fields, create=False)
@@ -126,8 +137,7 @@ class ModelService:
 
     async def unload(self, task: str) -> LoadBody:
         """Free the model's memory but keep the selection (on demand, not wanted)."""
-        snap = self.synced_snapshot()
-        sel, model, option = _selected(snap, task)
+        sel, model, option = await self._selected(task)
         fields = {"wanted": False, "loadPolicy": LoadPolicy.ON_DEMAND.value}
         stored = await self._write(sel, task, fields, create=False)
         if stored is None:
@@ -142,6 +152,25 @@ class ModelService:
         )
 
     # --- helpers ------------------------------------------------------------
+
+    async def fresh(self, task: str | None) -> Fresh | None:
+        """The catalog (and `task`'s selection) read from the API server, to confirm a
+        refusal the cache's view gives (`confirm.py`); None when it cannot be read."""
+        if self.confirmer is None:
+            return None
+        name = selection_name(task) if task is not None else None
+        return await asyncio.to_thread(self.confirmer.read, name)
+
+    async def _selected(self, task: str) -> tuple[Selection, str, ModelOption]:
+        """The task's selection, its model and option; refusals confirmed first."""
+        state = self.synced_snapshot().state
+        try:
+            return _selected(state.catalog, state.catalog_error, state.selection_for(task), task)
+        except (*CACHE_REFUSALS, NoModelSelected):
+            fresh = await self.fresh(task)
+            if fresh is None:
+                raise
+            return _selected(fresh.catalog, fresh.catalog_error, fresh.selection, task)
 
     def _check_wait(self, wait_s: float | None) -> float | None:
         if wait_s is None or wait_s == 0:
@@ -200,10 +229,9 @@ def _pod_visible(state: ClusterState, sel: Selection | None) -> bool:
     return runtime is None or runtime.pod is None or runtime.pod in state.live_pods
 
 
-def _option(snap: Snapshot, task: str, model: str) -> ModelOption:
-    catalog = snap.state.catalog
+def _option(catalog: CatalogSpec | None, error: str | None, task: str, model: str) -> ModelOption:
     if catalog is None:
-        raise CatalogUnreadable(snap.state.catalog_error or "No ModelCatalog")
+        raise CatalogUnreadable(error or "No ModelCatalog")
     if task not in catalog.tasks:
         raise InvalidTaskType(task)
     option = catalog.option(task, model)
@@ -212,16 +240,16 @@ def _option(snap: Snapshot, task: str, model: str) -> ModelOption:
     return option
 
 
-def _selected(snap: Snapshot, task: str) -> tuple[Selection, str, ModelOption]:
-    catalog = snap.state.catalog
+def _selected(
+    catalog: CatalogSpec | None, error: str | None, sel: Selection | None, task: str
+) -> tuple[Selection, str, ModelOption]:
     if catalog is None:
-        raise CatalogUnreadable(snap.state.catalog_error or "No ModelCatalog")
+        raise CatalogUnreadable(error or "No ModelCatalog")
     if task not in catalog.tasks:
         raise InvalidTaskType(task)
-    sel = snap.state.selection_for(task)
     if sel is None or not sel.spec.model:
         raise NoModelSelected(task)
-    return sel, sel.spec.model, _option(snap, task, sel.spec.model)
+    return sel, sel.spec.model, _option(catalog, error, task, sel.spec.model)
 
 
 def _name(obj: dict[str, Any]) -> str:

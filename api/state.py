@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -144,6 +144,21 @@ def build_state(
         quotas=quotas,
         session_leases=tuple(lease for _, lease in sorted((session_leases or {}).items())),
     )
+
+
+def with_fresh(
+    state: ClusterState,
+    catalog: CatalogSpec | None,
+    catalog_error: str | None,
+    task: str,
+    selection: Selection | None,
+) -> ClusterState:
+    """`state` with the catalog and the task's selection as read from the API server
+    (`fovea.api.confirm`); a selection not read (None) leaves the cache's in place."""
+    by_task = dict(state.by_task)
+    if selection is not None:
+        by_task[task] = selection
+    return replace(state, catalog=catalog, catalog_error=catalog_error, by_task=by_task)
 
 
 def _managed_model_pod(pod: Raw) -> bool:

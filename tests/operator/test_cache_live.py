@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import urllib3
 
 from fovea.domain import constants as c
 from fovea.operator import cache as k
@@ -75,6 +76,8 @@ class StatusHistory:
         self.changes: list[dict[str, Any]] = []
         self._watch = watch.Watch()
         self.watching = threading.Event()
+        self.stopped = threading.Event()
+        self.broken: Exception | None = None  # the watch ended before stop(): changes missed
         name = kube.selection(task)["metadata"]["name"]
         last: dict[str, Any] | None = None
 
@@ -89,12 +92,17 @@ class StatusHistory:
                 field_selector=f"metadata.name={name}",
                 timeout_seconds=300,
             )
-            for event in stream:
-                status = dict(event["object"].get("status") or {})
-                if last is not None:
-                    self.changes.append({k: v for k, v in status.items() if last.get(k) != v})
-                last = status
-                self.watching.set()
+            try:
+                for event in stream:
+                    status = dict(event["object"].get("status") or {})
+                    if last is not None:
+                        self.changes.append({k: v for k, v in status.items() if last.get(k) != v})
+                    last = status
+                    self.watching.set()
+            except urllib3.exceptions.HTTPError as exc:
+                # After stop() (the cluster stopping under a watch left open): nothing missed.
+                if not self.stopped.is_set():
+                    self.broken = exc
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
@@ -102,9 +110,11 @@ class StatusHistory:
 
     def operator_writes(self) -> int:
         """Status changes with an operator field (the model pod writes only status.runtime)."""
+        assert self.broken is None, f"the watch ended early, changes were missed: {self.broken}"
         return sum(1 for diff in self.changes if set(diff) - {"runtime"})
 
     def stop(self) -> None:
+        self.stopped.set()
         self._watch.stop()
 
 
