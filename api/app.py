@@ -62,6 +62,7 @@ def create_app(
                 settings.reconnect_max_backoff_seconds,
                 settings.cluster_wide,
                 settings.default_quota(),
+                settings.warm_switches,
             )
         if writer is None:
             writer = SelectionWriter(

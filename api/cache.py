@@ -167,12 +167,14 @@ class ClusterCache:
         max_backoff_s: float = 5.0,
         cluster_wide: bool = True,
         default_quota: Quota = UNLIMITED,
+        warm_switches: bool = False,
     ) -> None:
         self.clients = clients
         self.namespace = namespace
         self.catalog_name = catalog_name
         self.cluster_wide = cluster_wide
         self.default_quota = default_quota  # the operator's cluster default (a shared setting)
+        self.warm_switches = warm_switches  # the operator's, too (the plan's warm pods)
         self._watch_timeout_s = watch_timeout_s
         self._max_backoff_s = max_backoff_s
         self._lock = threading.Lock()
@@ -362,6 +364,7 @@ class ClusterCache:
             namespaces=raw[NAMESPACE],
             session_leases=raw[LEASES],
             default_quota=self.default_quota,
+            warm_switches=self.warm_switches,
         )
         self._version += 1
         return Snapshot(self._version, state, unsynced, changes)

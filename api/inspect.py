@@ -40,7 +40,7 @@ def task_view(state: ClusterState, task: str) -> dict[str, Any]:
     option = catalog.option(task, model) if model else None
     load: dict[str, str] | None = None
     if sel is not None and option is not None:
-        outcome = load_outcome(sel, option.model_id, sel.generation)
+        outcome = load_outcome(sel, option.model_id, sel.generation, model)
         load = {"state": outcome.state, "reason": outcome.reason}
         if outcome.state == "failed":
             load["message"] = outcome.message  # what /select?wait= answers, word for word

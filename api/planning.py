@@ -5,7 +5,9 @@ operator runs every pass, fed from the cache: every visible namespace's
 selections and catalogs, the managed model pods and the other pods bound to
 nodes, each namespace's quota (its annotations, else the operator's cluster
 default, `FOVEA_OPERATOR_DEFAULT_GPU_MEMORY_QUOTA`, read by both processes), and
-the live session Leases. What the API cannot see it does not invent: in
+the live session Leases; with the operator's warm switches on
+(`FOVEA_OPERATOR_WARM_SWITCHES`, read by both too), a warm pod counts at its
+group's memory, as the operator counts it. What the API cannot see it does not invent: in
 namespaced mode (`FOVEA_API_CLUSTER_WIDE=false`) other namespaces are absent; the
 operator's model-pod image and allow-list (`FOVEA_OPERATOR_MODEL_POD_IMAGE`,
 `..._ALLOWED_IMAGES`) and its sharing-mode setting are the operator's own, so the
@@ -38,7 +40,12 @@ def plan_input(state: ClusterState, now: float) -> demand.PlanInput:
             continue
         assert option is not None
         images = frozenset({normalize_image(option.image)}) if option.image else frozenset()
-        wanted.append(demand.Wanted(key, sel.uid, sel.spec, option, status, images))
+        group = (
+            demand.warm_group_of(catalog, sel.spec, sharing=catalog.sharing_mode)
+            if state.warm_switches
+            else None
+        )
+        wanted.append(demand.wanted(key, sel.uid, sel.spec, option, status, images, group))
     overrides = [o for cat in state.catalogs.values() for o in cat.gpu_overrides]
     return demand.build(
         wanted,

@@ -126,7 +126,7 @@ def decide(
     if wanted:
         return Serve(_backends(wanted, pod_models), model, sel.name)
     phase = str(sel.status.phase)
-    outcome = load_outcome(sel, option.model_id, sel.generation)
+    outcome = load_outcome(sel, option.model_id, sel.generation, model)
     if outcome.state == "ready":
         # The status says the selected model is Ready: its endpoint is on its way.
         return Hold(phase, "the model is Ready; its endpoint is being published", sel.name, model)

@@ -105,7 +105,7 @@ class ModelService:
         assert stored is not None  # created when missing
         await self._observe(stored)
         if wait_s:
-            await self._wait_loaded(_name(stored), option.model_id, _generation(stored), wait_s)
+            await self._wait_loaded(_name(stored), option, model, _generation(stored), wait_s)
         return SelectBody(
             status="success",
             task_type=task,
@@ -125,7 +125,7 @@ class ModelService:
             raise NoModelSelected(task)
         await self._observe(stored)
         if wait_s:
-            await self._wait_loaded(_name(stored), option.model_id, _generation(stored), wait_s)
+            await self._wait_loaded(_name(stored), option, model, _generation(stored), wait_s)
         message = LOADED if wait_s else LOAD_REQUESTED
         return LoadBody(
             status="success",
@@ -202,14 +202,16 @@ class ModelService:
                 return  # the write succeeded; the watch is merely slow
             await self.feed.wait_change(remaining)
 
-    async def _wait_loaded(self, name: str, model_id: str, generation: int, wait_s: float) -> None:
+    async def _wait_loaded(
+        self, name: str, option: ModelOption, model: str, generation: int, wait_s: float
+    ) -> None:
         """Block until the model is Ready (return), Failed (500) or the time is up (503)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while True:
             state = self.cache.snapshot.state
             sel = state.selections.get(name)
-            outcome = load_outcome(sel, model_id, generation)
+            outcome = load_outcome(sel, option.model_id, generation, model)
             if outcome.state == "ready" and _pod_visible(state, sel):
                 return
             if outcome.state == "failed":

@@ -93,6 +93,14 @@ class Settings(BaseSettings):
         description="The operator's FOVEA_OPERATOR_DEFAULT_MAX_PRIORITY; unset: no ceiling",
     )
 
+    # The operator's warm switches (docs/configuration.md), read by both processes too: with
+    # them on, /validate and the what-if plan count a warm pod at its group's memory.
+    warm_switches: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("FOVEA_OPERATOR_WARM_SWITCHES", "warm_switches"),
+        description="The operator's FOVEA_OPERATOR_WARM_SWITCHES",
+    )
+
     @field_validator("default_gpu_memory_quota")
     @classmethod
     def _quota_parses(cls, value: str) -> str:

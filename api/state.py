@@ -69,6 +69,7 @@ class ClusterState:
     node_pods: tuple[Raw, ...] = ()
     quotas: Mapping[str, Quota] = field(default_factory=dict)
     session_leases: tuple[Raw, ...] = ()
+    warm_switches: bool = False  # the operator's setting (shared): its warm pods' memory
 
     def selection_for(self, task: str) -> Selection | None:
         """The task's selection: the one named `selection_name(task)`, else any for the task."""
@@ -91,6 +92,7 @@ def build_state(
     namespaces: Mapping[str, Raw] | None = None,
     session_leases: Mapping[str, Raw] | None = None,
     default_quota: Quota = UNLIMITED,
+    warm_switches: bool = False,
 ) -> ClusterState:
     """Assemble a ClusterState from the cache's stores (all keyed by name).
 
@@ -143,6 +145,7 @@ def build_state(
         node_pods=tuple(pod for _, pod in sorted(every_pod.items())),
         quotas=quotas,
         session_leases=tuple(lease for _, lease in sorted((session_leases or {}).items())),
+        warm_switches=warm_switches,
     )
 
 

@@ -49,7 +49,7 @@ from fovea.domain.resources import (
     SelectionSpec,
     SharingMode,
 )
-from fovea.domain.warm import ANNOTATION_WARM_OPTIONS
+from fovea.domain.warm import ANNOTATION_WARM_OPTIONS, WarmGroup, warm_group
 
 # What the API reads of a plan: it may not import the planner itself (.importlinter).
 __all__ = [
@@ -65,6 +65,8 @@ __all__ = [
     "needs_plan",
     "pods_by_owner",
     "threshold_of",
+    "wanted",
+    "warm_group_of",
 ]
 
 Raw = Mapping[str, Any]
@@ -109,6 +111,46 @@ class PlanInput:
             )
             object.__setattr__(self, "_plan", done)  # a cache, not a field: still frozen
         return done
+
+
+def wanted(
+    key: str,
+    uid: str,
+    spec: SelectionSpec,
+    option: ModelOption,
+    status: Raw,
+    images: frozenset[str] = frozenset(),
+    warm: WarmGroup | None = None,
+) -> Wanted:
+    """One selection as the planner takes it (the operator's pass, /validate, the what-if).
+
+    A warm pod (`warm`: the option's warm group, when warm switches are on) requests its
+    group's largest memory, so the plan counts that: what the pod requests.
+    """
+    if warm is not None:
+        option = option.model_copy(update={"cpu_memory_gb": warm.memory_gb})
+    return Wanted(key, uid, spec, option, status, images)
+
+
+def warm_group_of(
+    catalog: CatalogSpec,
+    spec: SelectionSpec,
+    *,
+    sharing: SharingMode | None,
+    default_memory_gib: float = DEFAULT_MEMORY_GIB,
+    dra_time_sliced: bool = False,
+) -> WarmGroup | None:
+    """The warm group of the selection's option (when warm switches are on), or None."""
+    task = catalog.tasks.get(spec.task)
+    if task is None or not spec.model:
+        return None
+    return warm_group(
+        task.options,
+        spec.model,
+        sharing=sharing,
+        default_memory_gib=default_memory_gib,
+        dra_time_sliced=dra_time_sliced,
+    )
 
 
 def build(

@@ -233,11 +233,15 @@ def _near(world: World, pod: Raw | None, own: Sequence[Raw]) -> list[Raw]:
 def _wanted(r: Resolved, settings: PodSettings) -> demand.Wanted:
     """A resolved selection, as the demand builder takes it (`fovea.domain.demand`)."""
     assert r.option is not None and r.sel.spec is not None
-    key, option = key_str(r.sel), r.option
-    # A warm pod requests its group's largest memory: the plan counts what it requests.
-    option = warm.sized_for_plan(option, warm.group_of(r, settings, settings.sharing_mode))
-    return demand.Wanted(
-        key, r.sel.uid, r.sel.spec, option, r.sel.status, pod_images(option, settings)
+    option = r.option
+    return demand.wanted(
+        key_str(r.sel),
+        r.sel.uid,
+        r.sel.spec,
+        option,
+        r.sel.status,
+        pod_images(option, settings),
+        warm.group_of(r, settings, settings.sharing_mode),
     )
 
 

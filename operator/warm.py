@@ -4,7 +4,7 @@ With `warm_switches` on, a selection whose option has a warm group
 (`fovea.domain.warm`) gets a pod that can serve every member; a switch to
 another member keeps that pod (`adopt`), whose process follows the selection
 and loads the model in place, and the planner counts the group's memory
-(`sized_for_plan`). Everything else is the ordinary pod per selected model.
+(`fovea.domain.demand.wanted`). Everything else is the ordinary pod per selected model.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fovea.domain import constants as c
+from fovea.domain import demand
 from fovea.domain.dra import DraSharing
 from fovea.domain.nodes import unschedulable
-from fovea.domain.resources import ModelOption, SharingMode
+from fovea.domain.resources import SharingMode
 from fovea.domain.warm import (
     ANNOTATION_RUNTIME_HASH,
     WARM_LABEL_PREFIX,
     WarmGroup,
     adoptable,
-    warm_group,
 )
 from fovea.operator.decisions import Raw, Resolved
 from fovea.operator.pods import annotation
@@ -31,23 +31,13 @@ def group_of(r: Resolved, settings: PodSettings, sharing: SharingMode | None) ->
     """The warm group of a resolved selection's option, when warm switches are on."""
     if not settings.warm_switches or r.option is None or r.catalog is None or r.sel.spec is None:
         return None
-    task = r.catalog.tasks.get(r.sel.spec.task)
-    if task is None or not r.sel.spec.model:
-        return None
-    return warm_group(
-        task.options,
-        r.sel.spec.model,
+    return demand.warm_group_of(
+        r.catalog,
+        r.sel.spec,
         sharing=sharing,
         default_memory_gib=settings.default_memory_gib,
         dra_time_sliced=settings.dra_sharing == DraSharing.TIME_SLICING,
     )
-
-
-def sized_for_plan(option: ModelOption, group: WarmGroup | None) -> ModelOption:
-    """The option as the planner counts it: a warm pod requests its group's largest memory."""
-    if group is None:
-        return option
-    return option.model_copy(update={"cpu_memory_gb": group.memory_gb})
 
 
 def adopt(pod: Raw, own_pods: Sequence[Raw]) -> Raw:

@@ -38,6 +38,25 @@ def test_ready_needs_the_operator_phase_and_the_pods_own_report() -> None:
     assert load_outcome(stale_runtime, MODEL_ID, 3).state == "pending"
     ready = selection("det", "yolov8s", 3, {**status, "runtime": runtime_ready("new", MODEL_ID, 1)})
     assert load_outcome(ready, MODEL_ID, 3).state == "ready"
+    # A warm pod is the selection's pod before and after its switch: its report of the
+    # model it served before is not the new model's (the API answered select?wait= early).
+    warm_before = selection(
+        "det", "yolov8s", 3, {**status, "runtime": runtime_ready("new", "yolov8n-id", 1)}
+    )
+    assert load_outcome(warm_before, MODEL_ID, 3).state == "pending"
+    named = {**runtime_ready("new", MODEL_ID, 1), "model": "yolov8n"}  # same id, another option
+    assert (
+        load_outcome(
+            selection("det", "yolov8s", 3, {**status, "runtime": named}), MODEL_ID, 3, "yolov8s"
+        ).state
+        == "pending"
+    )
+    assert (
+        load_outcome(
+            selection("det", "yolov8s", 3, {**status, "runtime": named}), MODEL_ID, 3
+        ).state
+        == "ready"
+    )
     fallback = selection(
         "det",
         "yolov8s",

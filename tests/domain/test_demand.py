@@ -2,8 +2,8 @@
 
 Generated worlds (several namespaces, GPU-memory quotas from annotations and the
 cluster default, session leases, nodes with little CPU room, cordoned nodes,
-priorities, models already running) are fed to both sides as each reads them:
-the operator's `reconcile` gets its `World`, the API its watch stores
+priorities, models already running, warm switches on or off) are fed to both
+sides as each reads them: the operator's `reconcile` gets its `World`, the API its watch stores
 (`build_state`), and `/validate` (`validate_body`) and the what-if route
 (`what_if_body`) must say what the operator decides next (pure, no cluster).
 """
@@ -43,6 +43,11 @@ class Case:
     namespaces: dict[str, dict[str, Any]]  # the Namespace objects (quota annotations)
     default_quota: Quota
     lease_objects: list[dict[str, Any]]
+    warm: bool = False  # the operator's warm switches (a setting both processes read)
+
+    @property
+    def settings(self) -> PodSettings:
+        return replace(SETTINGS, warm_switches=self.warm)
 
 
 def _node(draw: st.DrawFn, i: int) -> dict[str, Any]:
@@ -52,6 +57,8 @@ def _node(draw: st.DrawFn, i: int) -> dict[str, Any]:
     node["metadata"]["labels"][c.NODE_LABEL_GPU_REPLICAS] = str(replicas)
     node["status"]["allocatable"][c.RESOURCE_GPU] = str(count * replicas)
     node["status"]["allocatable"]["cpu"] = draw(st.sampled_from(["1", "2", "16"]))
+    # Little memory room too: a warm pod's request (its group's largest) may not fit.
+    node["status"]["allocatable"]["memory"] = draw(st.sampled_from(["12Gi", "24Gi", "64Gi"]))
     if draw(st.integers(0, 5)) == 0:
         node["spec"]["unschedulable"] = True  # cordoned
     return node
@@ -89,6 +96,9 @@ def _other_pod(draw: st.DrawFn, node: str, i: int) -> dict[str, Any]:
 
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
+    # With warm switches, a task's options form one warm group: each pod requests the
+    # group's largest memory (8 GiB), and both sides must count that.
+    warm = draw(st.booleans())
     nodes = [_node(draw, i) for i in range(draw(st.integers(1, 3)))]
     if draw(st.booleans()):
         nodes.append(cpu_node())
@@ -135,7 +145,7 @@ def cases(draw: st.DrawFn) -> Case:
     world = World(catalogs, selections, nodes, [], NOW, quotas=quotas)
     # Some models already run: one operator pass, its pods bound where it planned them.
     if draw(st.booleans()):
-        world = apply(world, reconcile(world, SETTINGS).actions())
+        world = apply(world, reconcile(world, replace(SETTINGS, warm_switches=warm)).actions())
         world = replace(world, pods=[running(p) for p in world.pods])
         # Then the world moves on: priorities and models change (generation 2: the operator's
         # statuses are not current, so /validate predicts rather than quotes them).
@@ -159,7 +169,7 @@ def cases(draw: st.DrawFn) -> Case:
         node_pods=[*world.pods, *others],
         session_leases=leases.live_selections(lease_objects, NOW.timestamp()),
     )
-    return Case(world, namespaces, default, lease_objects)
+    return Case(world, namespaces, default, lease_objects, warm)
 
 
 def api_state(case: Case, namespace: str) -> Any:
@@ -208,6 +218,7 @@ def api_state(case: Case, namespace: str) -> Any:
             f"{o['metadata']['namespace']}/{o['metadata']['name']}": o for o in case.lease_objects
         },
         default_quota=case.default_quota,
+        warm_switches=case.warm,
     )
 
 
@@ -246,7 +257,7 @@ def operator_valid(case: Case, decisions: Decisions, namespace: str) -> bool:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_validate_and_the_what_if_plan_are_the_operators_next_decisions(case: Case) -> None:
-    decisions = reconcile(case.world, SETTINGS)
+    decisions = reconcile(case.world, case.settings)
     placed = on_gpu(decisions)
     for namespace in NAMESPACES:
         state = api_state(case, namespace)
@@ -267,3 +278,34 @@ def test_the_threshold_is_the_lowest_of_the_catalogs_in_use() -> None:
     low = CatalogSpec.model_validate({"inference": {"offloadThreshold": 0.6}})
     assert threshold_of([CatalogSpec(), low]) == 0.6
     assert threshold_of([]) == 0.8
+
+
+def test_with_warm_switches_validate_counts_a_warm_pod_at_its_groups_memory() -> None:
+    """Two small models on a node with 12 GiB of memory: each alone (4 and 2 GiB) fits, but
+    as warm pods each requests its group's largest, 8 GiB, and the second does not fit."""
+    node = gpu_node("gpu-0", 24, 1)
+    node["metadata"]["labels"][c.NODE_LABEL_GPU_REPLICAS] = "8"  # time-slicing: 8 slots
+    node["status"]["allocatable"][c.RESOURCE_GPU] = "8"
+    node["status"]["allocatable"]["memory"] = "12Gi"
+    options = {
+        name: option(gib, modelId=name, **({"cpuMemoryGb": cpu} if cpu else {}))
+        for name, (gib, cpu) in OPTIONS.items()
+    }
+    spec = catalog_spec({task: options for task in TASKS}, {"offloadThreshold": 0.9})
+    ns = "team-a"
+    selections = [
+        Selection(ns, task, f"uid-{task}", 1, SelectionSpec(task=task, model=model), {})
+        for task, model in (("det", "s"), ("sum", "l"))
+    ]
+    namespaces = {other: {"metadata": {"name": other, "annotations": {}}} for other in NAMESPACES}
+    world = World(
+        {(ns, "default"): Catalog(ns, "default", spec, uid="u")}, selections, [node], [], NOW
+    )
+    verdicts = {}
+    for warm in (False, True):
+        case = Case(world, namespaces, Quota(None, None), [], warm)
+        decisions = reconcile(world, case.settings)
+        body = validate_body(api_state(case, ns), NOW.timestamp())
+        assert body["valid"] == operator_valid(case, decisions, ns), (warm, body["warnings"])
+        verdicts[warm] = (body["valid"], len(on_gpu(decisions)))
+    assert verdicts == {False: (True, 2), True: (False, 1)}
