@@ -20,6 +20,7 @@ from fovea.domain.endpoints import Endpoint, endpoints_by_service
 from fovea.domain.messages import say
 from fovea.domain.quota import UNLIMITED, Quota, quota_from_annotations
 from fovea.domain.resources import CatalogSpec, SelectionSpec, SelectionStatus, selection_name
+from fovea.domain.warm import ANNOTATION_WARM_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +194,23 @@ def _catalogs(
 
 def pod_models(pods: Mapping[str, Raw], selections: Any = ()) -> dict[str, str]:
     """The model (option name) each model-server pod runs, by pod name: its FOVEA_MODEL, or
-    for a warm pod, which switches in place, the model its report says it serves now."""
+    for a warm pod, which switches in place, the model its report says it serves now.
+
+    A warm pod whose report is not in a selection's status (a selection's earlier pod,
+    or one adopted by another) is left out: its FOVEA_MODEL names its first model only,
+    and a request sent to it could be answered by whichever it switched to since.
+    """
     out = {}
+    selections = list(selections)
+    reported = {
+        sel.status.runtime.pod
+        for sel in selections
+        if sel.status.runtime is not None and sel.status.runtime.serving_model
+    }
     for name, pod in pods.items():
+        warm = ANNOTATION_WARM_OPTIONS in ((pod.get("metadata") or {}).get("annotations") or {})
+        if warm and name not in reported:
+            continue
         for container in (pod.get("spec") or {}).get("containers") or []:
             for var in container.get("env") or []:
                 if var.get("name") == c.ENV_MODEL and var.get("value"):

@@ -7,7 +7,7 @@ from typing import Any
 
 from api_builders import runtime_ready, selection, state
 from fovea.api.routing import Hold, Refuse, Serve, decide
-from fovea.api.state import ClusterState, Selection
+from fovea.api.state import ClusterState, Selection, pod_models
 from fovea.domain.endpoints import Endpoint
 
 SVC = "object-detection"
@@ -146,3 +146,28 @@ def test_the_route_closes_idle_pod_connections_before_the_pods_do() -> None:
     from fovea.model_pod.main import KEEP_ALIVE_SECONDS
 
     assert POOL_KEEPALIVE_S < KEEP_ALIVE_SECONDS
+
+
+def _pod(name: str, model: str, warm: bool) -> dict[str, Any]:
+    annotations = {"fovea.dev/warm-options": "ten,five"} if warm else {}
+    container = {"name": "model", "env": [{"name": "FOVEA_MODEL", "value": model}]}
+    return {
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"containers": [container]},
+    }
+
+
+def test_a_warm_pod_is_routed_to_only_for_the_model_its_report_says_it_serves() -> None:
+    """A warm pod's FOVEA_MODEL names its first model only: it switches in place since. The
+    one whose report the selection's status holds serves what the report says; another warm
+    pod (the selection's earlier one) is not routed to at all, whatever its FOVEA_MODEL."""
+    runtime = {**runtime_ready("warm-b", "mlp-10", 0.1), "model": "ten", "servingModel": "ten"}
+    sel = selection(
+        "object_detection", "ten", 2, {**_ready("ten", "mlp-10", "warm-b"), "runtime": runtime}
+    )
+    pods = {
+        "warm-a": _pod("warm-a", "ten", warm=True),  # started with ten, serves who knows now
+        "warm-b": _pod("warm-b", "five", warm=True),  # started with five, reports ten
+        "plain": _pod("plain", "five", warm=False),
+    }
+    assert pod_models(pods, [sel]) == {"warm-b": "ten", "plain": "five"}
