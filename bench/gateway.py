@@ -38,7 +38,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,14 +52,25 @@ from typing import Any
 import httpx
 import psutil
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
 from fovea.domain.endpoints import LABEL_SERVICE_NAME, Endpoint, service_name, slice_endpoints
 from fovea.domain.resources import selection_name
-from fovea.kube import api_client, install_cluster_scoped
-from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import (
+    Stack,
+    bench_parser,
+    catalog_body,
+    cpu_seconds,
+    local_cluster,
+    percentile,
+    print_tracebacks,
+    progress,
+    random_weights_option,
+    wait_for,
+)
 
 NAMESPACE = "gateway"
 TASK = "det"
@@ -70,8 +79,6 @@ MODELS = {"ten": 10, "five": 5}  # option name -> outputs per sample
 GPUS = "1x24GiB"
 SAMPLE = {"inputs": [[0.5] * 64]}
 PREDICT = f"/api/models/predict/{TASK}"
-SELECT = "/api/models/select"
-PYTHON = [sys.executable, "-P", "-m", "fovea.cli"]
 _CPUS = sorted(os.sched_getaffinity(0))
 PIN_SERVER = ["taskset", "-c", str(_CPUS[0])] if len(_CPUS) > 1 and shutil.which("taskset") else []
 PIN_LOADGEN = ["taskset", "-c", ",".join(map(str, _CPUS[1:]))] if PIN_SERVER else []
@@ -80,53 +87,7 @@ HELD = "x-fovea-held-ms"
 
 def option(outputs: int) -> dict[str, Any]:
     """A model a CPU loads in a moment (random weights); its answer's width names it."""
-    return {
-        "modelId": f"mlp-{outputs}",
-        "framework": "pytorch",
-        "vramGb": 1.0,
-        "architecture": f"mlp:64,{outputs}",
-        "allowRandomWeights": True,
-    }
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, period_s: float = 0.1) -> Any:
-    """`check()`'s first truthy value within `timeout_s`, else None."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = check()
-        except (httpx.HTTPError, ApiException, OSError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(period_s)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def cpu_seconds(pid: int | None) -> float:
-    if pid is None:
-        return float("nan")
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return float("nan")
-    return float(times.user + times.system)
+    return random_weights_option(f"mlp-{outputs}", f"mlp:64,{outputs}")
 
 
 # --- wrk -----------------------------------------------------------------------
@@ -273,94 +234,24 @@ def clients(url: str, count: int) -> None:
 # --- the bench -------------------------------------------------------------------------
 
 
-class Child:
-    """A `fovea-models` subprocess (operator or API) with its log in the bench's temp dir."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.argv, self.env, self.log = argv, env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGKILL)
-                self.proc.wait()
-
-
-class Bench:
+class Bench(Stack):
     def __init__(self, cluster: LocalCluster, workdir: Path) -> None:
-        self.workdir = workdir
-        self.kubeconfig = str(cluster.kubeconfig)
-        self.api_client = api_client(self.kubeconfig)
-        self.core = client.CoreV1Api(self.api_client)
-        self.custom = client.CustomObjectsApi(self.api_client)
-        self.discovery = client.DiscoveryV1Api(self.api_client)
-        env = {
-            **os.environ,
-            "KUBECONFIG": self.kubeconfig,
-            "PYTHONUNBUFFERED": "1",
-            "FOVEA_OPERATOR_LEASE_NAMESPACE": NAMESPACE,
-            "FOVEA_OPERATOR_RESYNC_SECONDS": "5",
-        }
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.operator = Child([*PYTHON, "operator", "-n", NAMESPACE], env, workdir / "operator.log")
-        api_argv = ["api", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.api = Child(
-            # taskset execs the API, so the Popen's pid is the API's own.
-            [*PIN_SERVER, *PYTHON, *api_argv, "--namespace", NAMESPACE, "--log-level", "warning"],
-            env,
-            workdir / "api.log",
+        super().__init__(
+            cluster,
+            workdir,
+            NAMESPACE,
+            settings={"FOVEA_OPERATOR_RESYNC_SECONDS": "5"},
+            api_prefix=PIN_SERVER,
         )
-        self.http = httpx.Client(base_url=self.url, timeout=180)
+        self.discovery = client.DiscoveryV1Api(self.api_client)
 
     def setup(self) -> None:
-        install_cluster_scoped(self.kubeconfig)
-        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-        wait_for(lambda: self.core.read_namespaced_service_account("default", NAMESPACE), 30)
-        body = {
-            "apiVersion": c.API_VERSION,
-            "kind": c.CATALOG_KIND,
-            "metadata": {"name": "default"},
-            "spec": {"tasks": {TASK: {"options": {m: option(n) for m, n in MODELS.items()}}}},
-        }
-        self.custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, NAMESPACE, c.CATALOG_PLURAL, body
-        )
-        self.operator.start()
-        self.api.start()
-        if not wait_for(lambda: self.http.get("/readyz").status_code == 200, 60):
-            raise SystemExit(f"the API did not become ready; see {self.api.log}")
-        if self.select("ten") != 200:
+        self.prepare()
+        spec = {"tasks": {TASK: {"options": {m: option(n) for m, n in MODELS.items()}}}}
+        self.create(c.CATALOG_PLURAL, catalog_body(spec))
+        self.start()
+        if self.select(TASK, "ten", wait_s=120) != 200:
             raise SystemExit(f"'ten' did not become Ready; see {self.operator.log}")
-
-    def stop(self) -> None:
-        self.http.close()
-        self.api.stop()
-        self.operator.stop()
-
-    def select(self, model: str) -> int:
-        try:
-            return self.http.post(
-                SELECT, params={"task_type": TASK, "model_name": model, "wait": 120}
-            ).status_code
-        except httpx.HTTPError:
-            return 0
-
-    def live_pods(self) -> list[str]:
-        pods = self.core.list_namespaced_pod(
-            NAMESPACE, label_selector=f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
-        ).items
-        return [p.metadata.name for p in pods if p.metadata.deletion_timestamp is None]
 
     def endpoint(self) -> Endpoint | None:
         """The one Ready endpoint of the selection's Service, from its EndpointSlices."""
@@ -374,12 +265,6 @@ class Bench:
             if ep.ready and not ep.terminating
         ]
         return ready[0] if len(ready) == 1 else None
-
-    def status(self) -> dict[str, Any]:
-        sel = self.custom.get_namespaced_custom_object(
-            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, SELECTION
-        )
-        return dict(sel.get("status") or {})
 
     # --- (a) -------------------------------------------------------------------
 
@@ -396,13 +281,11 @@ class Bench:
         if direct.status_code != 200 or direct.json()["shape"] != answer.json()["shape"]:
             raise SystemExit(f"{endpoint.url}/predict answered {direct.text[:300]}")
         pod_pid = listener(endpoint.address, endpoint.port)
-        api_pid = self.api.proc.pid if self.api.proc else None
-        print(
+        api_pid = self.api.pid
+        progress(
             f"(a) route {self.url}{PREDICT} vs direct {endpoint.url}/predict "
             f"(pod {endpoint.pod}, pid {pod_pid}); API pid {api_pid}"
-            + (f" on CPU {_CPUS[0]}, wrk on {PIN_LOADGEN[-1]}" if PIN_SERVER else ""),
-            file=sys.stderr,
-            flush=True,
+            + (f" on CPU {_CPUS[0]}, wrk on {PIN_LOADGEN[-1]}" if PIN_SERVER else "")
         )
         script = self.workdir / "post.lua"
         script.write_text(WRK_SCRIPT.format(body=json.dumps(SAMPLE)))
@@ -417,7 +300,7 @@ class Bench:
                 for variant, url in urls.items():
                     runs[variant].append(wrk(url, script, conns, duration, pids))
             out[conns] = {v: median(r) for v, r in runs.items()}
-            print(f"    c={conns} done", file=sys.stderr, flush=True)
+            progress(f"    c={conns} done")
         return out
 
     # --- (b) -------------------------------------------------------------------
@@ -437,14 +320,12 @@ class Bench:
             for n in range(count):
                 model = "five" if n % 2 == 0 else "ten"
                 sent = time.monotonic()
-                selects.append((self.select(model), time.monotonic() - sent))
+                selects.append((self.select(TASK, model, wait_s=120), time.monotonic() - sent))
                 ready = time.monotonic()
                 time.sleep(gap_s)  # answers sent now must come from `model`
                 windows.append((sent, ready, time.monotonic(), model))
-                print(
-                    f"    switch {n + 1} to {model}: {selects[-1][0]} in {selects[-1][1]:.1f} s",
-                    file=sys.stderr,
-                    flush=True,
+                progress(
+                    f"    switch {n + 1} to {model}: {selects[-1][0]} in {selects[-1][1]:.1f} s"
                 )
             time.sleep(2.0)
         finally:
@@ -473,8 +354,8 @@ class Bench:
             "held_requests": sum(1 for h in seen["held"] if h > 0),
             "held_1s": sum(1 for h in seen["held"] if h >= 1000),
             "max_latency_s": max(seen["latencies"], default=float("nan")),
-            "p50_ms": pct(seen["latencies"], 0.5) * 1000,
-            "p99_ms": pct(seen["latencies"], 0.99) * 1000,
+            "p50_ms": percentile(seen["latencies"], 0.5) * 1000,
+            "p99_ms": percentile(seen["latencies"], 0.99) * 1000,
             "wall_s": wall,
             "select_codes": dict(Counter(code for code, _ in selects)),
             "select_s": statistics.median(s for _, s in selects) if selects else float("nan"),
@@ -495,7 +376,7 @@ class Bench:
 
         def unloaded() -> bool:
             """A new idleUnloadedAt (later than the last one seen) and no model pod."""
-            at = self.status().get("idleUnloadedAt")
+            at = self.status(TASK).get("idleUnloadedAt")
             if at and at != stamp[0] and not self.live_pods():
                 stamp[0] = at
                 time.sleep(settle_s)  # the same quiet time before a wake-up and a load
@@ -508,7 +389,7 @@ class Bench:
         failures: list[str] = []
         for _ in range(repeats):
             if not wait_for(unloaded, 180, 0.05):
-                failures.append(f"not idle-unloaded within 180 s: {self.status()}")
+                failures.append(f"not idle-unloaded within 180 s: {self.status(TASK)}")
                 break
             sent = time.monotonic()
             answer = self.http.post(PREDICT, json=SAMPLE)
@@ -518,7 +399,7 @@ class Bench:
             first.append(time.monotonic() - sent)
             held.append(int(answer.headers.get(HELD, "0") or 0))
             if not wait_for(unloaded, 180, 0.05):
-                failures.append(f"not idle-unloaded within 180 s: {self.status()}")
+                failures.append(f"not idle-unloaded within 180 s: {self.status(TASK)}")
                 break
             sent = time.monotonic()
             loaded = self.http.post(f"/api/models/load/{TASK}", params={"wait": 120})
@@ -610,9 +491,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     sub = parser.add_subparsers(dest="mode")
     load = sub.add_parser("clients", help="(internal) the clients of (b)")
     load.add_argument("--url", required=True)
@@ -642,33 +521,27 @@ def main() -> int:
         print("bench/gateway.py needs wrk: apt-get install -y wrk", file=sys.stderr)
         return 2
 
-    put_kubectl_on_path(ensure_binaries())
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="fovea-gateway-") as tmp:
         workdir = Path(tmp)
-        cluster = LocalCluster(workdir / "cluster", gpus=GPUS, log=lambda message: None)
-        cluster.start()
-        bench = Bench(cluster, workdir)
-        try:
-            bench.setup()
-            if "a" in args.parts:
-                print("(a) route vs direct ...", file=sys.stderr, flush=True)
-                concurrency = [int(n) for n in args.concurrency.split(",")]
-                results["a"] = bench.overhead(concurrency, args.rounds, args.duration)
-            if "b" in args.parts:
-                print("(b) clients during switches ...", file=sys.stderr, flush=True)
-                results["b"] = bench.switches(args.switches, args.clients, args.gap)
-            if "c" in args.parts:
-                print("(c) keep-alive wake-ups ...", file=sys.stderr, flush=True)
-                results["c"] = bench.wakes(args.repeats, args.keep_alive, args.settle)
-        finally:
-            bench.stop()
-            cluster.stop()
+        with local_cluster(workdir / "cluster", GPUS) as cluster:
+            bench = Bench(cluster, workdir)
+            try:
+                bench.setup()
+                if "a" in args.parts:
+                    progress("(a) route vs direct ...")
+                    concurrency = [int(n) for n in args.concurrency.split(",")]
+                    results["a"] = bench.overhead(concurrency, args.rounds, args.duration)
+                if "b" in args.parts:
+                    progress("(b) clients during switches ...")
+                    results["b"] = bench.switches(args.switches, args.clients, args.gap)
+                if "c" in args.parts:
+                    progress("(c) keep-alive wake-ups ...")
+                    results["c"] = bench.wakes(args.repeats, args.keep_alive, args.settle)
+            finally:
+                bench.stop()
         report(results, args)
-        for path in (workdir / "api.log", workdir / "operator.log"):
-            if path.exists() and "Traceback" in path.read_text(errors="replace"):
-                tail = "\n".join(path.read_text(errors="replace").splitlines()[-15:])
-                print(f"--- last lines of {path.name} (it logged a traceback):\n{tail}")
+        print_tracebacks([workdir / "api.log", workdir / "operator.log"])
     return 0
 
 
