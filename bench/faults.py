@@ -24,31 +24,40 @@ recovery <= 2 s.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
-from fovea.domain.resources import selection_name
-from fovea.kube import api_client, install_cluster_scoped
-from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import (
+    PYTHON,
+    Stack,
+    bench_parser,
+    catalog_body,
+    free_port,
+    local_cluster,
+    percentile,
+    print_tracebacks,
+    progress,
+    random_weights_option,
+    wait_for,
+)
 
 NAMESPACE = "faults"
 TASK = "det"
@@ -60,150 +69,35 @@ SELECT = "/api/models/select"
 # operator keeps its identity, so it renews its own Lease at once; a replica with
 # another identity would wait for it to expire (at most this long).
 LEASE_S = 6
-PYTHON = [sys.executable, "-P", "-m", "fovea.cli"]
 
 
-def option(vram_gb: float) -> dict[str, Any]:
-    """A model a CPU loads in a moment (random weights)."""
-    return {
-        "modelId": "mlp-tiny",
-        "framework": "pytorch",
-        "vramGb": vram_gb,
-        "architecture": "mlp-tiny",
-        "allowRandomWeights": True,
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, period_s: float = 0.1) -> Any:
-    """`check()`'s first truthy value within `timeout_s`, else None."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = check()
-        except (httpx.HTTPError, ApiException, OSError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(period_s)
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-class Child:
-    """A `fovea-models` subprocess (operator or API) with its log in the bench's temp dir."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.argv, self.env, self.log = argv, env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [*PYTHON, *self.argv], env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class Bench:
+class Bench(Stack):
     def __init__(self, cluster: LocalCluster, workdir: Path) -> None:
-        self.cluster = cluster
-        self.kubeconfig = str(cluster.kubeconfig)
-        self.api_client = api_client(self.kubeconfig)
-        self.core = client.CoreV1Api(self.api_client)
-        self.custom = client.CustomObjectsApi(self.api_client)
-        env = {
-            **os.environ,
-            "KUBECONFIG": self.kubeconfig,
-            "PYTHONUNBUFFERED": "1",
-            "FOVEA_OPERATOR_LEASE_NAMESPACE": NAMESPACE,
+        settings = {
             "FOVEA_OPERATOR_LEASE_SECONDS": str(LEASE_S),
             "FOVEA_OPERATOR_RESYNC_SECONDS": "5",
             # Stable across restarts, as the pod name is in a cluster (manager/operator.yaml)
             # and as `fovea-models up` sets it: a restarted operator renews its own Lease.
             "FOVEA_OPERATOR_IDENTITY": "fovea-models-bench-operator",
         }
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.operator = Child(["operator", "-n", NAMESPACE], env, workdir / "operator.log")
-        self.api = Child(
-            ["api", "--host", "127.0.0.1", "--port", str(self.port), "--namespace", NAMESPACE],
-            env,
-            workdir / "api.log",
+        super().__init__(
+            cluster, workdir, NAMESPACE, settings=settings, api_log_level=None, http_timeout_s=30
         )
-        self.http = httpx.Client(base_url=self.url, timeout=30)
-
-    # --- setup ---------------------------------------------------------------
 
     def setup(self) -> None:
-        install_cluster_scoped(self.kubeconfig)
-        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-        wait_for(lambda: self.core.read_namespaced_service_account("default", NAMESPACE), 30)
-        body = {
-            "apiVersion": c.API_VERSION,
-            "kind": c.CATALOG_KIND,
-            "metadata": {"name": "default"},
-            "spec": {
-                "tasks": {TASK: {"options": {m: option(1.0) for m in MODELS}}},
-                "inference": {"offloadThreshold": 0.8},
-            },
+        self.prepare()
+        spec = {
+            "tasks": {TASK: {"options": {m: random_weights_option() for m in MODELS}}},
+            "inference": {"offloadThreshold": 0.8},
         }
-        self.custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, NAMESPACE, c.CATALOG_PLURAL, body
-        )
-        self.operator.start()
-        self.api.start()
-        ready = wait_for(lambda: self.http.get("/readyz").status_code == 200, 60)
-        if not ready:
-            raise SystemExit(f"the API did not become ready; see {self.api.log}")
-
-    def stop(self) -> None:
-        self.http.close()
-        self.api.stop()
-        self.operator.stop()
+        self.create(c.CATALOG_PLURAL, catalog_body(spec))
+        self.start()
 
     # --- observations --------------------------------------------------------
 
-    def live_pods(self) -> list[dict[str, Any]]:
-        pods = self.core.list_namespaced_pod(
-            NAMESPACE, label_selector=f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
-        ).items
-        return [
-            {"name": p.metadata.name, "labels": p.metadata.labels or {}}
-            for p in pods
-            if p.metadata.deletion_timestamp is None
-        ]
-
     def consistent(self) -> str | None:
         """The model everything agrees on (selection, status, its one pod, /status); else None."""
-        sel = self.custom.get_namespaced_custom_object(
-            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, selection_name(TASK)
-        )
+        sel = self.selection(TASK)
         model = sel["spec"].get("model")
         status = sel.get("status") or {}
         pods = self.live_pods()
@@ -213,9 +107,9 @@ class Bench:
             and status.get("model") == model
             and status.get("observedGeneration") == sel["metadata"]["generation"]
             and len(pods) == 1
-            and pods[0]["labels"].get(c.LABEL_MODEL) == model
+            and (pods[0].metadata.labels or {}).get(c.LABEL_MODEL) == model
             and loaded is not None
-            and loaded["pod"] == pods[0]["name"]
+            and loaded["pod"] == pods[0].metadata.name
             and self.http.get("/api/models/config").json()["models"][TASK]["selected"] == model
         )
         return str(model) if agree else None
@@ -251,8 +145,8 @@ class Bench:
         model = wait_for(self.consistent, SETTLE_S, 0.25)
         return {
             "codes": dict(sorted(codes.items(), key=str)),
-            "p50_ms": pct(latencies, 0.50) * 1000,
-            "p99_ms": pct(latencies, 0.99) * 1000,
+            "p50_ms": percentile(latencies, 0.50) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000,
             "wall_s": wall,
             "consistent": model is not None,
             "model": model,
@@ -274,7 +168,7 @@ class Bench:
                 except (ApiException, OSError):
                     done.wait(0.1)
                     continue
-                per_model = Counter(p["labels"].get(c.LABEL_MODEL) for p in pods)
+                per_model = Counter((p.metadata.labels or {}).get(c.LABEL_MODEL) for p in pods)
                 seen["max_pods"] = max(seen["max_pods"], len(pods))
                 seen["duplicates"] = max(
                     seen["duplicates"], sum(n - 1 for n in per_model.values() if n > 1)
@@ -298,7 +192,7 @@ class Bench:
                 if i == half:
                     self.operator.kill()
                     killed = time.monotonic()
-                codes[self.select(MODELS[i % 2])] += 1
+                codes[self.select(TASK, MODELS[i % 2])] += 1
                 time.sleep(0.5 if i < half else 0.05)
             time.sleep(max(0.0, 1.0 - (time.monotonic() - killed)))
             self.operator.start()
@@ -314,14 +208,6 @@ class Bench:
             "consistent": model is not None,
             "converge_s": converge_s,
         }
-
-    def select(self, model: str, timeout_s: float = 30) -> int:
-        try:
-            return self.http.post(
-                SELECT, params={"task_type": TASK, "model_name": model}, timeout=timeout_s
-            ).status_code
-        except httpx.HTTPError:
-            return 0
 
     # --- (c) -----------------------------------------------------------------
 
@@ -347,7 +233,7 @@ class Bench:
 
         def writer(model: str) -> None:
             began = time.monotonic()
-            code = self.select(model, timeout_s=60)
+            code = self.select(TASK, model, timeout_s=60)
             writes.append((code, time.monotonic() - began))
 
         os.kill(pid, signal.SIGSTOP)
@@ -371,7 +257,7 @@ class Bench:
         resumed = time.monotonic()
         recovered = wait_for(
             lambda: (
-                self.select("one", timeout_s=5) == 200
+                self.select(TASK, "one", timeout_s=5) == 200
                 and self.http.get("/readyz").status_code == 200
             ),
             60,
@@ -509,7 +395,7 @@ def report(results: dict[str, dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, summary=True)
     parser.add_argument("--selects", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--switches", type=int, default=20)
@@ -517,33 +403,26 @@ def main() -> None:
     parser.add_argument("--skip-restart", action="store_true", help="skip (d)")
     args = parser.parse_args()
 
-    put_kubectl_on_path(ensure_binaries())
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="fovea-faults-") as tmp:
         workdir = Path(tmp)
-        cluster = LocalCluster(workdir / "cluster", gpus=GPUS, log=lambda message: None)
-        cluster.start()
-        bench = Bench(cluster, workdir)
-        try:
-            bench.setup()
-            print("(a) concurrent selects ...", file=sys.stderr, flush=True)
-            results["a"] = bench.concurrent_selects(args.selects, args.concurrency)
-            print("(b) operator killed ...", file=sys.stderr, flush=True)
-            results["b"] = bench.operator_killed(args.switches)
-            print("(c) API server paused ...", file=sys.stderr, flush=True)
-            results["c"] = bench.apiserver_paused(args.pause)
-        finally:
-            bench.stop()
-            cluster.stop()
+        with local_cluster(workdir / "cluster", GPUS) as cluster:
+            bench = Bench(cluster, workdir)
+            try:
+                bench.setup()
+                progress("(a) concurrent selects ...")
+                results["a"] = bench.concurrent_selects(args.selects, args.concurrency)
+                progress("(b) operator killed ...")
+                results["b"] = bench.operator_killed(args.switches)
+                progress("(c) API server paused ...")
+                results["c"] = bench.apiserver_paused(args.pause)
+            finally:
+                bench.stop()
         if not args.skip_restart:
-            print("(d) stack restart ...", file=sys.stderr, flush=True)
+            progress("(d) stack restart ...")
             results["d"] = stack_restart(workdir)
         report(results)
-        logs = [workdir / n for n in ("api.log", "operator.log", "up.log")]
-        for path in logs:
-            if path.exists() and "Traceback" in path.read_text(errors="replace"):
-                tail = "\n".join(path.read_text(errors="replace").splitlines()[-15:])
-                print(f"--- last lines of {path.name} (it logged a traceback):\n{tail}")
+        print_tracebacks([workdir / n for n in ("api.log", "operator.log", "up.log")])
 
 
 if __name__ == "__main__":
