@@ -41,7 +41,6 @@ Numbers from a shared machine are noisy; the phases say where the time went.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import os
@@ -53,7 +52,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -64,26 +62,33 @@ from typing import Any
 import httpx
 import psutil
 import yaml
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
 from fovea.domain.resources import WEIGHTS_CACHE_PATH, selection_name
-from fovea.kube import api_client, install_cluster_scoped
-from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
 from fovea.operator.settings import OperatorSettings
 from fovea.stack import split_defaults
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import (
+    Child,
+    Stack,
+    bench_parser,
+    local_cluster,
+    percentile_rounded,
+    progress,
+    wait_for,
+)
 
 NAMESPACE = "switch"
 TASK = "bench"  # options with weights (fetched into the node cache): rows 1 and 2
 WARM = "warm"  # options without (warm groups fetch none): rows 3, 4 and the memory
 DEMO = Path(__file__).resolve().parents[1] / "manifests" / "catalog" / "demo.yaml"
-PYTHON = [sys.executable, "-P", "-m", "fovea.cli"]
 SAMPLE = {"inputs": [[0.5] * 64]}
 PREDICT_EVERY_S = 0.02
 WARM_AVAILABLE = "warm_switches" in OperatorSettings.model_fields
 NOT_AVAILABLE = "not available (this revision has no warm switches: FOVEA_OPERATOR_WARM_SWITCHES)"
+pct = percentile_rounded  # the rank round(q * (n - 1)), as this bench has always printed
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -110,33 +115,6 @@ def make_weights(folder: Path, count: int, size_mb: int) -> tuple[str, list[Path
     return arch, paths
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")  # printed as "n/a"
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, period_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = check()
-        except (httpx.HTTPError, ApiException, OSError):
-            value = None
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(period_s)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _at(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -157,50 +135,16 @@ class Row:
     note: str | None = None
 
 
-class Child:
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.argv, self.env, self.log = argv, env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, env: dict[str, str] | None = None) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv, env={**self.env, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class Bench:
+class Bench(Stack):
     def __init__(self, cluster: LocalCluster, workdir: Path, url: str, digests: list[str]) -> None:
-        self.cluster, self.workdir = cluster, workdir
-        self.kubeconfig = str(cluster.kubeconfig)
-        api = api_client(self.kubeconfig)
-        self.core, self.custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-        env = {
-            **os.environ,
-            "KUBECONFIG": self.kubeconfig,
-            "PYTHONUNBUFFERED": "1",
-            "FOVEA_OPERATOR_LEASE_NAMESPACE": NAMESPACE,
-            "FOVEA_OPERATOR_RESYNC_SECONDS": "5",
-        }
-        self.port = free_port()
-        self.operator = Child([*PYTHON, "operator", "-n", NAMESPACE], env, workdir / "operator.log")
-        api_argv = ["api", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.api = Child(
-            [*PYTHON, *api_argv, "--namespace", NAMESPACE, "--log-level", "warning"],
-            env,
-            workdir / "api.log",
+        super().__init__(
+            cluster,
+            workdir,
+            NAMESPACE,
+            settings={"FOVEA_OPERATOR_RESYNC_SECONDS": "5"},
+            stop_timeout_s=30,
         )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=180)
-        self.url, self.digests = url, digests
+        self.weights_url, self.digests = url, digests
 
     def options(self, arch: str) -> dict[str, Any]:
         return {
@@ -209,7 +153,7 @@ class Bench:
                 "framework": "pytorch",
                 "vramGb": 1.0,
                 "architecture": arch,
-                "weights": f"{self.url}/m{n}.safetensors",
+                "weights": f"{self.weights_url}/m{n}.safetensors",
                 "weightsSha256": digest,
             }
             for n, digest in enumerate(self.digests)
@@ -229,25 +173,16 @@ class Bench:
         }
 
     def setup(self, arch: str) -> None:
-        install_cluster_scoped(self.kubeconfig)
-        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-        wait_for(lambda: self.core.read_namespaced_service_account("default", NAMESPACE), 30)
+        self.prepare()
         catalogs, selections = split_defaults(list(yaml.safe_load_all(DEMO.read_text())))
         (catalog,) = catalogs
         catalog["spec"]["tasks"][TASK] = {"options": self.options(arch)}
         catalog["spec"]["tasks"][WARM] = {"options": self.weightless(arch)}
         catalog["spec"]["weightsCache"] = {"kind": "node", "sizeGb": 50}
-        self.custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, NAMESPACE, c.CATALOG_PLURAL, catalog
-        )
+        self.create(c.CATALOG_PLURAL, catalog)
         for body in selections:
-            self.custom.create_namespaced_custom_object(
-                c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, body
-            )
-        self.operator.start()
-        self.api.start()
-        if not wait_for(lambda: self.http.get("/readyz").status_code == 200, 120):
-            raise SystemExit(f"the API did not become ready; see {self.api.log}")
+            self.create(c.SELECTION_PLURAL, body)
+        self.start(ready_timeout_s=120)
 
     def demo_ready(self) -> bool:
         items = self.custom.list_namespaced_custom_object(
@@ -268,12 +203,6 @@ class Bench:
     def restart_operator(self, warm: bool) -> None:
         self.operator.stop()
         self.operator.start({"FOVEA_OPERATOR_WARM_SWITCHES": "true"} if warm else {})
-
-    def status(self, task: str) -> dict[str, Any]:
-        sel = self.custom.get_namespaced_custom_object(
-            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL, selection_name(task)
-        )
-        return dict(sel.get("status") or {})
 
     def remove(self, task: str) -> None:
         """Delete the task's selection and wait until its model pods are gone."""
@@ -419,6 +348,64 @@ def print_row(row: Row) -> None:
     print(f"  switches that started a new model-server process: {started} of {len(s)}")
 
 
+def measure(
+    bench: Bench,
+    arch: str,
+    paths: list[Path],
+    n: int,
+    rows: list[Row],
+    memory: dict[str, dict[str, tuple[float, float]]],
+) -> None:
+    """The rows and the memory, appended to `rows` and `memory` as each is measured."""
+    bench.setup(arch)
+    progress(
+        f"{TASK}: {n + 1} options {arch} ({paths[0].stat().st_size / 1e6:.0f} MB of "
+        f"weights each) beside the demo selections; {n} switches per row"
+    )
+    bench.empty_node_caches()
+    bench.switch("m0")  # the task's first model (not counted)
+    if not wait_for(bench.demo_ready, 600, 1.0):
+        raise SystemExit(f"the demo selections did not become Ready; {bench.workdir}")
+    first = Row("1. first use (no cache: fetch, new pod)")
+    for i in range(1, n + 1):
+        first.switches.append(bench.switch(f"m{i}"))
+    rows.append(first)
+    progress("row 1 done")
+    cached = Row("2. cached weights, today's way (new pod)")
+    for i in range(n):  # m0 .. m{n-1}: every one cached, none the current
+        cached.switches.append(bench.switch(f"m{i}"))
+    rows.append(cached)
+    progress("row 2 done")
+    # The memory's baseline: the demo models and one model in `warm`, today's way.
+    bench.remove(TASK)
+    bench.switch("r0", WARM)
+    if not wait_for(lambda: bench.settled(WARM), 600, 0.5):
+        raise SystemExit(f"not settled with r0 selected; {bench.workdir}")
+    memory["before (warm switches off, one model in warm)"] = stack_memory(
+        bench.operator, bench.api
+    )
+    warm = Row(f"3. warm runtime: load into the running pod ({WARM}: options without weights)")
+    back = Row(f"4. switch back to a parked model ({WARM})")
+    if WARM_AVAILABLE:
+        bench.restart_operator(warm=True)  # r0's pod is replaced by a warm pod
+        if not wait_for(lambda: bench.settled(WARM), 600, 0.5):
+            raise SystemExit(f"not settled after warm switches went on; {bench.workdir}")
+        bench.switch(f"r{n + 1}", WARM)  # not counted: the warm pod may still be coming
+        wait_for(lambda: bench.settled(WARM), 600, 0.5)
+        for i in range(1, n + 1):  # none held by the warm pod yet (r0, left first, is no target)
+            warm.switches.append(bench.switch(f"r{i}", WARM))
+        progress("row 3 done")
+        for i in range(n):  # r{n} serves: back to r{n-1}, then r{n}, ...: each the one left
+            back.switches.append(bench.switch(f"r{n - 1 + i % 2}", WARM))
+        wait_for(lambda: bench.settled(WARM), 600, 0.5)
+        parked = (bench.status(WARM).get("runtime") or {}).get("parked") or []
+        said = "a parked model in warm" if parked else "warm's pod reports NO parked model"
+        memory[f"after (warm switches on, {said})"] = stack_memory(bench.operator, bench.api)
+    else:
+        warm.note = back.note = NOT_AVAILABLE
+    rows.extend([warm, back])
+
+
 def run(workdir: Path, n: int, size_mb: int) -> None:
     """The rows and the memory, printed; `workdir` holds the logs."""
     served = workdir / "served"
@@ -428,68 +415,16 @@ def run(workdir: Path, n: int, size_mb: int) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(served)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    cluster = LocalCluster(workdir / "cluster", log=lambda message: None)
-    cluster.start()
-    bench = Bench(cluster, workdir, url, digests)
     rows: list[Row] = []
     memory: dict[str, dict[str, tuple[float, float]]] = {}
     try:
-        bench.setup(arch)
-        print(
-            f"{TASK}: {n + 1} options {arch} ({paths[0].stat().st_size / 1e6:.0f} MB of "
-            f"weights each) beside the demo selections; {n} switches per row",
-            file=sys.stderr,
-            flush=True,
-        )
-        bench.empty_node_caches()
-        bench.switch("m0")  # the task's first model (not counted)
-        if not wait_for(bench.demo_ready, 600, 1.0):
-            raise SystemExit(f"the demo selections did not become Ready; {bench.workdir}")
-        first = Row("1. first use (no cache: fetch, new pod)")
-        for i in range(1, n + 1):
-            first.switches.append(bench.switch(f"m{i}"))
-        rows.append(first)
-        print("row 1 done", file=sys.stderr, flush=True)
-        cached = Row("2. cached weights, today's way (new pod)")
-        for i in range(n):  # m0 .. m{n-1}: every one cached, none the current
-            cached.switches.append(bench.switch(f"m{i}"))
-        rows.append(cached)
-        print("row 2 done", file=sys.stderr, flush=True)
-        # The memory's baseline: the demo models and one model in `warm`, today's way.
-        bench.remove(TASK)
-        bench.switch("r0", WARM)
-        if not wait_for(lambda: bench.settled(WARM), 600, 0.5):
-            raise SystemExit(f"not settled with r0 selected; {bench.workdir}")
-        memory["before (warm switches off, one model in warm)"] = stack_memory(
-            bench.operator, bench.api
-        )
-        warm = Row(f"3. warm runtime: load into the running pod ({WARM}: options without weights)")
-        back = Row(f"4. switch back to a parked model ({WARM})")
-        if WARM_AVAILABLE:
-            bench.restart_operator(warm=True)  # r0's pod is replaced by a warm pod
-            if not wait_for(lambda: bench.settled(WARM), 600, 0.5):
-                raise SystemExit(f"not settled after warm switches went on; {bench.workdir}")
-            bench.switch(f"r{n + 1}", WARM)  # not counted: the warm pod may still be coming
-            wait_for(lambda: bench.settled(WARM), 600, 0.5)
-            for i in range(
-                1, n + 1
-            ):  # none held by the warm pod yet (r0, left first, is no target)
-                warm.switches.append(bench.switch(f"r{i}", WARM))
-            print("row 3 done", file=sys.stderr, flush=True)
-            for i in range(n):  # r{n} serves: back to r{n-1}, then r{n}, ...: each the one left
-                back.switches.append(bench.switch(f"r{n - 1 + i % 2}", WARM))
-            wait_for(lambda: bench.settled(WARM), 600, 0.5)
-            parked = (bench.status(WARM).get("runtime") or {}).get("parked") or []
-            said = "a parked model in warm" if parked else "warm's pod reports NO parked model"
-            memory[f"after (warm switches on, {said})"] = stack_memory(bench.operator, bench.api)
-        else:
-            warm.note = back.note = NOT_AVAILABLE
-        rows.extend([warm, back])
+        with local_cluster(workdir / "cluster") as cluster:
+            bench = Bench(cluster, workdir, url, digests)
+            try:
+                measure(bench, arch, paths, n, rows, memory)
+            finally:
+                bench.stop()
     finally:
-        bench.http.close()
-        bench.api.stop()
-        bench.operator.stop()
-        cluster.stop()
         server.shutdown()
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -505,9 +440,7 @@ def run(workdir: Path, n: int, size_mb: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--switches", type=int, default=20, help="switches per row")
     parser.add_argument("--size-mb", type=int, default=16, help="each model's weights, MB")
     args = parser.parse_args()
@@ -515,7 +448,6 @@ def main() -> int:
     if n < 3:
         parser.error("--switches: at least 3 (a switch back needs two models left behind)")
 
-    put_kubectl_on_path(ensure_binaries())
     workdir = Path(tempfile.mkdtemp(prefix="fovea-switch-"))
     run(workdir, n, args.size_mb)  # on a failure the directory stays: its logs say why
     shutil.rmtree(workdir, ignore_errors=True)
