@@ -23,19 +23,14 @@ spec). Targets: first write <= 2 s after the kill, 0 duplicates, 0 lost.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,53 +40,38 @@ from urllib3.exceptions import HTTPError
 
 from fovea.domain import constants as c
 from fovea.domain.resources import selection_name
-from fovea.kube import api_client, install_cluster_scoped
-from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
+from fovea.kube import api_client
 from fovea.localcluster.cluster import LocalCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import (
+    PYTHON,
+    Child,
+    bench_parser,
+    catalog_body,
+    free_port,
+    local_cluster,
+    percentile,
+    prepare_namespace,
+    print_tracebacks,
+    progress,
+    random_weights_option,
+    selection_body,
+    stack_env,
+    wait_for,
+)
 
 NAMESPACE = "failover"
 SWITCHED, STEADY = "det", "keep"
 MODELS = ("one", "two")
 GPUS = "1x24GiB"
 LEASE = "fovea-models-operator"
-PYTHON = [sys.executable, "-P", "-m", "fovea.cli"]
 VERBOSE = ["--verbose"] if os.environ.get("BENCH_VERBOSE") else []
 # A started replica answers /healthz once its cache has started listing; it is given this
 # much longer to finish the lists before the next kill (a few kinds, a few objects each).
 WARM_S = 1.0
 SETTLE_S = 180.0
-
-
-def option() -> dict[str, Any]:
-    """A model a CPU loads in a moment (random weights)."""
-    return {
-        "modelId": "mlp-tiny",
-        "framework": "pytorch",
-        "vramGb": 1.0,
-        "architecture": "mlp-tiny",
-        "allowRandomWeights": True,
-    }
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, period_s: float = 0.05) -> Any:
-    """`check()`'s first truthy value within `timeout_s`, else None."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = check()
-        except (ApiException, HTTPError, OSError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(period_s)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+POLL_S = 0.05  # how often a wait looks again
 
 
 def _get(url: str) -> bool:
@@ -99,48 +79,26 @@ def _get(url: str) -> bool:
         return bool(response.status == 200)
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-class Operator:
+class Operator(Child):
     """One operator process with a fixed identity (a pod name), its log in the temp dir."""
 
     def __init__(self, identity: str, env: dict[str, str], log: Path) -> None:
-        self.identity, self.log = identity, log
-        self.env = {**env, "FOVEA_OPERATOR_IDENTITY": identity}
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__([], {**env, "FOVEA_OPERATOR_IDENTITY": identity}, log)
+        self.identity = identity
         self.port = 0
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         argv = ["operator", "-n", NAMESPACE, f"--liveness-port={self.port}", *VERBOSE]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [*PYTHON, *argv], env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.argv = [*PYTHON, *argv]
+        super().start(env)
 
     def wait_warm(self) -> None:
         """Until its /healthz answers (started, its cache listing), then WARM_S more."""
         url = f"http://127.0.0.1:{self.port}/healthz"
-        if not wait_for(lambda: _get(url), 120):
+        if not wait_for(lambda: _get(url), 120, POLL_S):
             raise SystemExit(f"{self.identity} never answered {url}; see {self.log}")
         time.sleep(WARM_S)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if self.proc is not None:
-            self.proc.wait()
 
 
 class PodWatch:
@@ -214,12 +172,7 @@ class Bench:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.leases = client.CoordinationV1Api(api)
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": self.kubeconfig,
-            "PYTHONUNBUFFERED": "1",
-            "FOVEA_OPERATOR_LEASE_NAMESPACE": NAMESPACE,
-        }
+        self.env = stack_env(self.kubeconfig, NAMESPACE)
         self.workdir = workdir
         self.operators = {
             name: Operator(f"bench-operator-{name}", self.env, workdir / f"operator-{name}.log")
@@ -229,25 +182,23 @@ class Bench:
         self.pods = PodWatch(self.core)
 
     def setup(self) -> None:
-        install_cluster_scoped(self.kubeconfig)
-        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-        wait_for(lambda: self.core.read_namespaced_service_account("default", NAMESPACE), 30)
-        tasks = {task: {"options": {m: option() for m in MODELS}} for task in (SWITCHED, STEADY)}
-        self._create(c.CATALOG_PLURAL, c.CATALOG_KIND, "default", {"tasks": tasks})
+        prepare_namespace(self.kubeconfig, self.core, NAMESPACE)
+        options = {m: random_weights_option() for m in MODELS}
+        tasks = {task: {"options": options} for task in (SWITCHED, STEADY)}
+        self._create(c.CATALOG_PLURAL, catalog_body({"tasks": tasks}))
         for task in (SWITCHED, STEADY):
-            spec = {"task": task, "model": MODELS[0]}
-            self._create(c.SELECTION_PLURAL, c.SELECTION_KIND, selection_name(task), spec)
+            body = selection_body(selection_name(task), task, MODELS[0])
+            self._create(c.SELECTION_PLURAL, body)
         self.pods.start()
         self.operators["a"].start()
-        if not wait_for(lambda: self.holder() == self.operators["a"].identity, 60):
+        if not wait_for(lambda: self.holder() == self.operators["a"].identity, 60, POLL_S):
             raise SystemExit(f"the operator never held its Lease; see {self.workdir}")
         self.operators["b"].start()
         for task in (SWITCHED, STEADY):
-            if not wait_for(lambda t=task: self.ready(t, MODELS[0]), SETTLE_S):
+            if not wait_for(lambda t=task: self.ready(t, MODELS[0]), SETTLE_S, POLL_S):
                 raise SystemExit(f"{task} never became Ready; see {self.workdir}")
 
-    def _create(self, plural: str, kind: str, name: str, spec: dict[str, Any]) -> None:
-        body = {"apiVersion": c.API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
+    def _create(self, plural: str, body: dict[str, Any]) -> None:
         self.custom.create_namespaced_custom_object(c.GROUP, c.VERSION, NAMESPACE, plural, body)
 
     def stop(self) -> None:
@@ -291,12 +242,12 @@ class Bench:
     def kill_and_switch(self, victim: Operator) -> float | None:
         """SIGKILL `victim` and switch at once; seconds from the kill to the new pod."""
         killed = time.monotonic()
-        victim.kill()
+        victim.kill(wait=False)
         model = self.switch()
         added = wait_for(lambda: self.pods.first_added(SWITCHED, model, killed), 60, 0.01)
         assert victim.proc is not None
         victim.proc.wait()
-        if not wait_for(lambda: self.ready(SWITCHED, model), SETTLE_S):
+        if not wait_for(lambda: self.ready(SWITCHED, model), SETTLE_S, POLL_S):
             raise SystemExit(f"{SWITCHED} never became Ready on {model}; see {self.workdir}")
         return None if added is None else float(added) - killed
 
@@ -309,11 +260,11 @@ class Bench:
             standby = next(o for o in self.operators.values() if o is not leader)
             standby.wait_warm()
             figures.append(self.kill_and_switch(leader))
-            taken = wait_for(lambda s=standby: self.holder() == s.identity, 30)
+            taken = wait_for(lambda s=standby: self.holder() == s.identity, 30, POLL_S)
             if not taken:
                 raise SystemExit(f"round {i}: the standby never took the Lease; see {self.workdir}")
             leader.start()  # the replacement replica: the new standby
-            print(f"  failover {i + 1}/{rounds}: {_s(figures[-1])}", file=sys.stderr, flush=True)
+            progress(f"  failover {i + 1}/{rounds}: {_s(figures[-1])}")
         return figures
 
     def restart(self, rounds: int) -> list[float | None]:
@@ -325,7 +276,7 @@ class Bench:
         for i in range(rounds):
             leader.wait_warm()
             killed = time.monotonic()
-            leader.kill()
+            leader.kill(wait=False)
             model = self.switch()
             assert leader.proc is not None
             leader.proc.wait()
@@ -334,14 +285,18 @@ class Bench:
                 lambda m=model, k=killed: self.pods.first_added(SWITCHED, m, k), 60, 0.01
             )
             figures.append(None if added is None else float(added) - killed)
-            if not wait_for(lambda m=model: self.ready(SWITCHED, m), SETTLE_S):
+            if not wait_for(lambda m=model: self.ready(SWITCHED, m), SETTLE_S, POLL_S):
                 raise SystemExit(f"{SWITCHED} never became Ready on {model}; see {self.workdir}")
-            print(f"  restart {i + 1}/{rounds}: {_s(figures[-1])}", file=sys.stderr, flush=True)
+            progress(f"  restart {i + 1}/{rounds}: {_s(figures[-1])}")
         return figures
 
     def lost(self) -> list[str]:
         want = {SWITCHED: self.model, STEADY: MODELS[0]}
-        return [t for t, m in want.items() if not wait_for(lambda t=t, m=m: self.ready(t, m), 60)]
+        return [
+            t
+            for t, m in want.items()
+            if not wait_for(lambda t=t, m=m: self.ready(t, m), 60, POLL_S)
+        ]
 
 
 def _s(value: float | None) -> str:
@@ -352,37 +307,34 @@ def summary(name: str, figures: list[float | None]) -> str:
     seen = [f for f in figures if f is not None]
     missing = len(figures) - len(seen)
     return (
-        f"{name}: kill -> first write p50 {pct(seen, 0.5):.2f} s, max {max(seen, default=0):.2f} s "
-        f"over {len(figures)} kills"
+        f"{name}: kill -> first write p50 {percentile(seen, 0.5):.2f} s, "
+        f"max {max(seen, default=0):.2f} s over {len(figures)} kills"
         + (f"; {missing} without a write in 60 s" if missing else "")
         + f"; <= 2 s: {sum(1 for f in seen if f <= 2.0)}/{len(figures)}"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__, summary=True)
     parser.add_argument("--rounds", type=int, default=10, help="leader kills with a standby (a)")
     parser.add_argument("--restarts", type=int, default=3, help="kills of a lone operator (b)")
     parser.add_argument("--keep", action="store_true", help="keep the logs (printed path)")
     args = parser.parse_args()
 
-    put_kubectl_on_path(ensure_binaries())
     workdir = Path(tempfile.mkdtemp(prefix="fovea-failover-"))
     try:
-        print(f"logs in {workdir}", file=sys.stderr, flush=True)
-        cluster = LocalCluster(workdir / "cluster", gpus=GPUS, log=lambda message: None)
-        cluster.start()
-        bench = Bench(cluster, workdir)
-        try:
-            bench.setup()
-            print("(a) leader killed, standby takes over ...", file=sys.stderr, flush=True)
-            failover = bench.failover(args.rounds)
-            print("(b) lone operator killed and restarted ...", file=sys.stderr, flush=True)
-            restart = bench.restart(args.restarts)
-            lost = bench.lost()
-        finally:
-            bench.stop()
-            cluster.stop()
+        progress(f"logs in {workdir}")
+        with local_cluster(workdir / "cluster", GPUS) as cluster:
+            bench = Bench(cluster, workdir)
+            try:
+                bench.setup()
+                progress("(a) leader killed, standby takes over ...")
+                failover = bench.failover(args.rounds)
+                progress("(b) lone operator killed and restarted ...")
+                restart = bench.restart(args.restarts)
+                lost = bench.lost()
+            finally:
+                bench.stop()
         steady = len(bench.pods.steady_uids)
         print(summary("(a) failover to the hot standby", failover))
         print(summary("(b) restart of a lone operator", restart))
@@ -392,12 +344,7 @@ def main() -> None:
             f"pods of the untouched task created: {steady} (1: never rewritten); "
             f"lost selections: {len(lost)}{' ' + str(lost) if lost else ''}"
         )
-        for path in sorted(workdir.glob("operator-*.log")):
-            text = path.read_text(errors="replace")
-            if "Traceback" in text:
-                tail = "\n".join(text.splitlines()[-15:])
-                print(f"--- last lines of {path.name} (it logged a traceback):\n{tail}")
-
+        print_tracebacks(sorted(workdir.glob("operator-*.log")))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
