@@ -27,62 +27,40 @@ Usage: .venv/bin/python bench/reconcile.py [--selections 1000] [--namespaces 50]
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
 from fovea.kube import api_client, install_cluster_scoped
-from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
-from fovea.localcluster.dra import resource_slice
-from fovea.localcluster.nodes import GpuSet, NodePlan
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import (
+    PYTHON,
+    Child,
+    add_hollow_gpu_node,
+    bench_parser,
+    catalog_body,
+    local_cluster,
+    percentile,
+    random_weights_option,
+    renew_node_leases,
+    selection_body,
+    stack_env,
+    wait_for,
+)
 
-
-def fake_gpu_node(name: str) -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                c.NODE_LABEL_GPU_MEMORY_MIB: str(80 * 1024),
-                c.NODE_LABEL_GPU_COUNT: "1",
-                c.NODE_LABEL_GPU_REPLICAS: "16",
-                c.NODE_LABEL_GPU_PRODUCT: "Bench-GPU-80GiB",
-                c.NODE_LABEL_SIMULATED: "true",
-            },
-        },
-        "status": {
-            "capacity": {"cpu": "64", "memory": "512Gi", "pods": "110", c.RESOURCE_GPU: "16"},
-            "allocatable": {"cpu": "64", "memory": "512Gi", "pods": "110", c.RESOURCE_GPU: "16"},
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "Bench",
-                    "lastHeartbeatTime": now,
-                    "lastTransitionTime": now,
-                }
-            ],
-        },
-    }
+GPU_PRODUCT = "Bench-GPU-80GiB"  # the fake GPU nodes' product
 
 
 def catalog(options: int) -> dict[str, Any]:
@@ -90,26 +68,11 @@ def catalog(options: int) -> dict[str, Any]:
         f"m{i}": {"modelId": f"bench-{i}", "framework": "pytorch", "vramGb": 4.0}
         for i in range(options)
     }
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.CATALOG_KIND,
-        "metadata": {"name": "default"},
-        "spec": {"tasks": {"task": {"options": opts}}},
-    }
+    return catalog_body({"tasks": {"task": {"options": opts}}})
 
 
 def selection(name: str, model: str) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.SELECTION_KIND,
-        "metadata": {"name": name},
-        "spec": {"task": "task", "model": model},
-    }
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return selection_body(name, "task", model)
 
 
 MODES = ("timeSliced", "dra")
@@ -117,20 +80,12 @@ MODES = ("timeSliced", "dra")
 
 def tiny_catalog() -> dict[str, Any]:
     """Options whose pods really start on the agent's node: a tiny MLP, random weights."""
-    opt = {
-        "modelId": "mlp-tiny",
-        "framework": "pytorch",
-        "vramGb": 4.0,
-        "architecture": "mlp-tiny",
-        "allowRandomWeights": True,
-    }
-    body = catalog(1)
-    body["spec"]["tasks"]["task"]["options"] = {"m0": opt}
-    return body
+    opt = random_weights_option(vram_gb=4.0)
+    return catalog_body({"tasks": {"task": {"options": {"m0": opt}}}})
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = bench_parser(__doc__)
     parser.add_argument("--selections", type=int, default=1000)
     parser.add_argument("--namespaces", type=int, default=50)
     parser.add_argument("--nodes", type=int, default=100)
@@ -138,7 +93,6 @@ def main() -> int:
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated sharing modes")
     args = parser.parse_args()
 
-    put_kubectl_on_path(ensure_binaries())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the clusters on a kill too
     figures = {mode: run_mode(mode, args) for mode in args.modes.split(",")}
     if set(MODES) <= set(figures):
@@ -154,104 +108,72 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, float]:
     """One mode on a fresh cluster; returns its figures (seconds, MiB)."""
     print(f"--- sharing mode {mode}")
     state = Path(tempfile.mkdtemp(prefix=f"fovea-bench-reconcile-{mode}-"))
-    cluster = LocalCluster(state, gpus="1x80GiB", log=lambda _: None)
-    cluster.start()
-    operator: subprocess.Popen[bytes] | None = None
     figures: dict[str, float] = {}
-    try:
+    with local_cluster(state, "1x80GiB") as cluster:
         kubeconfig = str(cluster.kubeconfig)
-        env = {**os.environ, "KUBECONFIG": kubeconfig}
-        install_cluster_scoped(kubeconfig)
-        api = api_client(kubeconfig)
-        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-        namespaces = [f"bench-{i:02d}" for i in range(args.namespaces)]
-        for ns in [*namespaces, "bench-latency"]:
-            core.create_namespace({"metadata": {"name": ns}})
-            body = tiny_catalog() if ns == "bench-latency" else catalog(2)
-            custom.create_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.CATALOG_PLURAL, body)
-        log = open(state / "operator.log", "wb")  # noqa: SIM115
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "fovea.cli", "operator"],
-            env={
-                **env,
-                "FOVEA_OPERATOR_LEASE_NAMESPACE": "default",
-                "FOVEA_OPERATOR_SHARING_MODE": mode,
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        peak = {"rss": 0}
-        done = threading.Event()
-
-        def sample() -> None:
-            proc = psutil.Process(operator.pid)
-            while not done.is_set():
-                try:
-                    peak["rss"] = max(peak["rss"], proc.memory_info().rss)
-                except psutil.Error:
-                    return
-                time.sleep(0.05)
-
-        threading.Thread(target=sample, daemon=True).start()
-        time.sleep(3)  # the operator starts and takes its Lease
-
-        latencies = change_latency(core, custom, args.changes)
-        figures["running_p50_s"] = statistics.median(latencies)
-        figures["running_p95_s"] = pct(latencies, 0.95)
-        print(
-            f"change -> pod Running over {len(latencies)} changes: "
-            f"p50 {figures['running_p50_s'] * 1000:.0f} ms, "
-            f"p95 {figures['running_p95_s'] * 1000:.0f} ms"
-        )
-
-        # The converge phase plans onto the fake nodes only (no agent starts their pods).
-        core.patch_node(cluster.nodes[0].name, {"spec": {"unschedulable": True}})
-        fake = [f"bench-gpu-{i:03d}" for i in range(args.nodes)]
-        for name in fake:
-            add_fake_gpu_node(core, custom, name)
-        threading.Thread(target=keep_alive, args=(api, fake, done), daemon=True).start()
-        status_s, scheduled_s = converge(core, custom, namespaces, args.selections)
-        figures["converge_status_s"], figures["converge_scheduled_s"] = status_s, scheduled_s
-        print(
-            f"converge {args.selections} selections in {args.namespaces} namespaces on "
-            f"{args.nodes} GPU nodes: every status {status_s:.1f} s (target 30 s), "
-            f"every pod scheduled {scheduled_s:.1f} s"
-        )
-        done.set()
-        figures["rss_mib"] = peak["rss"] / 2**20
-        print(f"operator peak RSS: {figures['rss_mib']:.0f} MiB")
-    finally:
-        if operator is not None:
-            operator.terminate()
-            operator.wait(timeout=30)
-        cluster.stop()
+        env = stack_env(kubeconfig, "default", FOVEA_OPERATOR_SHARING_MODE=mode)
+        operator = Child([*PYTHON, "operator"], env, state / "operator.log", stop_timeout_s=30)
+        try:
+            measure_mode(cluster, operator, args, figures)
+        finally:
+            operator.stop()
     return figures
 
 
-def add_fake_gpu_node(core: client.CoreV1Api, custom: client.CustomObjectsApi, name: str) -> None:
-    """A GPU Node object and its ResourceSlice (one 80 GiB device, as the agent publishes)."""
-    node: Any = core.create_node(fake_gpu_node(name))
-    gpus = GpuSet(1, 80 * 1024, "Bench-GPU-80GiB", True)
-    body = resource_slice(NodePlan(name, 64, 512 * 2**30, gpus), node.metadata.uid)
-    custom.create_cluster_custom_object("resource.k8s.io", "v1", "resourceslices", body)
+def measure_mode(
+    cluster: LocalCluster, operator: Child, args: argparse.Namespace, figures: dict[str, float]
+) -> None:
+    """The mode's figures (seconds, MiB) into `figures`, the operator started here."""
+    kubeconfig = str(cluster.kubeconfig)
+    install_cluster_scoped(kubeconfig)
+    api = api_client(kubeconfig)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    namespaces = [f"bench-{i:02d}" for i in range(args.namespaces)]
+    for ns in [*namespaces, "bench-latency"]:
+        core.create_namespace({"metadata": {"name": ns}})
+        body = tiny_catalog() if ns == "bench-latency" else catalog(2)
+        custom.create_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.CATALOG_PLURAL, body)
+    operator.start()
+    peak = {"rss": 0}
+    done = threading.Event()
 
-
-def keep_alive(api: client.ApiClient, nodes: list[str], done: threading.Event) -> None:
-    """Renew the fake nodes' Leases, as a kubelet does, so they stay Ready however long
-    the run takes (the node-lifecycle controller marks a silent node NotReady)."""
-    leases = client.CoordinationV1Api(api)
-    while not done.is_set():
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        for name in nodes:
-            spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}
+    def sample() -> None:
+        proc = psutil.Process(operator.pid)
+        while not done.is_set():
             try:
-                leases.patch_namespaced_lease(name, "kube-node-lease", {"spec": spec})
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                body = {"metadata": {"name": name}, "spec": spec}
-                leases.create_namespaced_lease("kube-node-lease", body)
-        done.wait(10)
+                peak["rss"] = max(peak["rss"], proc.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=sample, daemon=True).start()
+    time.sleep(3)  # the operator starts and takes its Lease
+
+    latencies = change_latency(core, custom, args.changes)
+    figures["running_p50_s"] = statistics.median(latencies)
+    figures["running_p95_s"] = percentile(latencies, 0.95)
+    print(
+        f"change -> pod Running over {len(latencies)} changes: "
+        f"p50 {figures['running_p50_s'] * 1000:.0f} ms, "
+        f"p95 {figures['running_p95_s'] * 1000:.0f} ms"
+    )
+
+    # The converge phase plans onto the fake nodes only (no agent starts their pods).
+    core.patch_node(cluster.nodes[0].name, {"spec": {"unschedulable": True}})
+    fake = [f"bench-gpu-{i:03d}" for i in range(args.nodes)]
+    for name in fake:
+        add_hollow_gpu_node(core, custom, name, GPU_PRODUCT, "Bench")
+    threading.Thread(target=renew_node_leases, args=(api, fake, done), daemon=True).start()
+    status_s, scheduled_s = converge(core, custom, namespaces, args.selections)
+    figures["converge_status_s"], figures["converge_scheduled_s"] = status_s, scheduled_s
+    print(
+        f"converge {args.selections} selections in {args.namespaces} namespaces on "
+        f"{args.nodes} GPU nodes: every status {status_s:.1f} s (target 30 s), "
+        f"every pod scheduled {scheduled_s:.1f} s"
+    )
+    done.set()
+    figures["rss_mib"] = peak["rss"] / 2**20
+    print(f"operator peak RSS: {figures['rss_mib']:.0f} MiB")
 
 
 def change_latency(core: client.CoreV1Api, custom: client.CustomObjectsApi, n: int) -> list[float]:
@@ -285,7 +207,7 @@ def change_latency(core: client.CoreV1Api, custom: client.CustomObjectsApi, n: i
     custom.create_namespaced_custom_object(
         c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, selection("anchor", "m0")
     )
-    if not _until(lambda: "anchor" in seen, 120):
+    if not wait_for(lambda: "anchor" in seen, 120, 0.005):
         raise SystemExit("the anchor's pod did not run within 120 s")
     latencies = []
     for i in range(n):
@@ -294,7 +216,7 @@ def change_latency(core: client.CoreV1Api, custom: client.CustomObjectsApi, n: i
         custom.create_namespaced_custom_object(
             c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, selection(name, "m0")
         )
-        if not _until(lambda name=name: name in seen, 60):
+        if not wait_for(lambda name=name: name in seen, 60, 0.005):
             raise SystemExit(f"no Running pod for change {i} within 60 s")
         latencies.append(seen[name] - start)
         custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, name)
@@ -337,10 +259,10 @@ def converge(
         ]
         return len(bound) >= len(jobs)
 
-    if not _until(converged, 300, interval=0.5):
+    if not wait_for(converged, 300, 0.5):
         raise SystemExit("did not converge within 300 s")
     status_s = time.monotonic() - start
-    if not _until(scheduled, 300, interval=0.5):
+    if not wait_for(scheduled, 300, 0.5):
         pods = core.list_pod_for_all_namespaces(label_selector=c.LABEL_SELECTION).items
         pending = [p for p in pods if p.metadata.namespace in namespaces and not p.spec.node_name]
         said = [
@@ -361,15 +283,6 @@ def converge(
             f"{len(podless)} selections without their pod, one: {podless[:1]}"
         )
     return status_s, time.monotonic() - start
-
-
-def _until(check: Any, timeout: float, interval: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return False
 
 
 if __name__ == "__main__":

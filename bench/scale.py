@@ -31,12 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,104 +41,57 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 from kubernetes import client, watch
-from kubernetes.client.exceptions import ApiException
 
 from fovea.domain import constants as c
 from fovea.kube import api_client, install_cluster_scoped
-from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
-from fovea.localcluster.dra import resource_slice
-from fovea.localcluster.nodes import GpuSet, NodePlan
 
-HOLLOW_LABEL = f"{c.GROUP}/hollow"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import (
+    PYTHON,
+    Child,
+    add_hollow_gpu_node,
+    bench_parser,
+    catalog_body,
+    free_port,
+    local_cluster,
+    percentile,
+    renew_node_leases,
+    selection_body,
+    stack_env,
+    wait_for,
+)
+
 PER_NAMESPACE = 100
 SELECTIONS_PER_GPU = 10
 MODES = ("timeSliced", "dra")
-
-
-def hollow_node(name: str) -> dict[str, Any]:
-    """A GPU Node no kubelet runs: labelled hollow, Ready while its Lease is renewed."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    gpu = {"cpu": "64", "memory": "512Gi", "pods": "110", c.RESOURCE_GPU: "16"}
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                c.NODE_LABEL_GPU_MEMORY_MIB: str(80 * 1024),
-                c.NODE_LABEL_GPU_COUNT: "1",
-                c.NODE_LABEL_GPU_REPLICAS: "16",
-                c.NODE_LABEL_GPU_PRODUCT: "Hollow-GPU-80GiB",
-                c.NODE_LABEL_SIMULATED: "true",
-                HOLLOW_LABEL: "true",
-            },
-            "annotations": {HOLLOW_LABEL: "no kubelet runs its pods (bench/scale.py)"},
-        },
-        "status": {
-            "capacity": gpu,
-            "allocatable": gpu,
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "Hollow",
-                    "lastHeartbeatTime": now,
-                    "lastTransitionTime": now,
-                }
-            ],
-        },
-    }
 
 
 def catalog() -> dict[str, Any]:
     opts = {
         f"m{i}": {"modelId": f"bench-{i}", "framework": "pytorch", "vramGb": 4.0} for i in range(2)
     }
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.CATALOG_KIND,
-        "metadata": {"name": "default"},
-        "spec": {"tasks": {"task": {"options": opts}}},
-    }
+    return catalog_body({"tasks": {"task": {"options": opts}}})
 
 
 def selection(name: str, model: str = "m0") -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.SELECTION_KIND,
-        "metadata": {"name": name},
-        "spec": {"task": "task", "model": model},
-    }
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return selection_body(name, "task", model)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = bench_parser(__doc__)
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per size")
     parser.add_argument("--verbose-operator", action="store_true", help="its log says more")
     args = parser.parse_args()
-    put_kubectl_on_path(ensure_binaries())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = sorted(int(s) for s in args.sizes.split(","))
     figures: dict[tuple[str, int], dict[str, float]] = {}
@@ -158,19 +108,16 @@ def main() -> int:
     return 0
 
 
-class Operator:
-    """The operator process: its /metrics, RSS and CPU."""
+class Operator(Child):
+    """The operator process (cluster-wide), started at once: its /metrics, RSS and CPU."""
 
     def __init__(self, env: dict[str, str], log: Path, verbose: bool = False) -> None:
         self.port = free_port()
-        self.log = open(log, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fovea.cli", "operator", *(["--verbose"] if verbose else [])],
-            env={**env, "FOVEA_OPERATOR_METRICS_PORT": str(self.port)},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.ps = psutil.Process(self.proc.pid)
+        argv = [*PYTHON, "operator", *(["--verbose"] if verbose else [])]
+        env = {**env, "FOVEA_OPERATOR_METRICS_PORT": str(self.port)}
+        super().__init__(argv, env, log, stop_timeout_s=30)
+        self.start()
+        self.ps = psutil.Process(self.pid)
 
     def requests(self) -> Counter[tuple[str, str]]:
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=10).text
@@ -184,53 +131,52 @@ class Operator:
         t = self.ps.cpu_times()
         return float(t.user + t.system)
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
 
 def run_mode(
     mode: str, sizes: list[int], args: argparse.Namespace
 ) -> dict[tuple[str, int], dict[str, float]]:
     print(f"\n--- sharing mode {mode}", flush=True)
     state = Path(tempfile.mkdtemp(prefix=f"fovea-bench-scale-{mode}-"))
-    cluster = LocalCluster(state, gpus="1x80GiB", log=lambda _: None)
-    cluster.start()
+    with local_cluster(state, "1x80GiB") as cluster:
+        return measure_mode(cluster, state, mode, sizes, args)
+
+
+def measure_mode(
+    cluster: LocalCluster,
+    state: Path,
+    mode: str,
+    sizes: list[int],
+    args: argparse.Namespace,
+) -> dict[tuple[str, int], dict[str, float]]:
     out: dict[tuple[str, int], dict[str, float]] = {}
     operator: Operator | None = None
-    api_proc: subprocess.Popen[bytes] | None = None
+    api_child: Child | None = None
     done = threading.Event()
     try:
         kubeconfig = str(cluster.kubeconfig)
-        env = {**os.environ, "KUBECONFIG": kubeconfig}
         install_cluster_scoped(kubeconfig)
         api = api_client(kubeconfig)
         api.configuration.connection_pool_maxsize = 32
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         core.patch_node(cluster.nodes[0].name, {"spec": {"unschedulable": True}})
-        env["FOVEA_OPERATOR_LEASE_NAMESPACE"] = "default"
-        env["FOVEA_OPERATOR_SHARING_MODE"] = mode
-        env["FOVEA_OPERATOR_LEASE_SECONDS"] = "15"  # one replica: no standby to hand over to
+        env = stack_env(
+            kubeconfig,
+            "default",
+            FOVEA_OPERATOR_SHARING_MODE=mode,
+            FOVEA_OPERATOR_LEASE_SECONDS="15",  # one replica: no standby to hand over to
+        )
         operator = Operator(env, state / "operator.log", args.verbose_operator)
         with httpx.Client(timeout=5) as http:
             metrics = f"http://127.0.0.1:{operator.port}/metrics"
-            if not _until(lambda: _ok(http, metrics), 120, interval=0.2):
+            if not wait_for(lambda: http.get(metrics).status_code == 200, 120, 0.2):
                 raise SystemExit(f"the operator did not start: see {state / 'operator.log'}")
         api_port = free_port()
-        api_log = open(state / "api.log", "wb")  # noqa: SIM115
         api_args = ["api", "--host", "127.0.0.1", "--port", str(api_port)]
         api_args += ["--namespace", "scale-000", "--log-level", "warning"]
-        api_proc = subprocess.Popen(
-            [sys.executable, "-m", "fovea.cli", *api_args],
-            env=env,
-            stdout=api_log,
-            stderr=subprocess.STDOUT,
-        )
+        api_child = Child([*PYTHON, *api_args], env, state / "api.log", stop_timeout_s=30)
+        api_child.start()
         nodes: list[str] = []
-        renew = threading.Thread(target=keep_alive, args=(api, nodes, done), daemon=True)
+        renew = threading.Thread(target=renew_node_leases, args=(api, nodes, done), daemon=True)
         renew.start()
         namespaces: list[str] = []
         have = 0
@@ -247,10 +193,8 @@ def run_mode(
         done.set()
         if operator is not None:
             operator.stop()
-        if api_proc is not None:
-            api_proc.terminate()
-            api_proc.wait(timeout=30)
-        cluster.stop()
+        if api_child is not None:
+            api_child.stop()
     return out
 
 
@@ -269,7 +213,7 @@ def grow(
     want_nodes = size // SELECTIONS_PER_GPU
     new_nodes = [f"hollow-{i:04d}" for i in range(len(nodes), want_nodes)]
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda n: add_hollow_node(core, custom, n), new_nodes))
+        list(pool.map(lambda n: add_hollow_gpu_node(core, custom, n), new_nodes))
     nodes.extend(new_nodes)
     new_ns = [f"scale-{i:03d}" for i in range(len(namespaces), size // PER_NAMESPACE)]
     for ns in new_ns:
@@ -422,7 +366,7 @@ def changes_at_size(
         custom.create_namespaced_custom_object(
             c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, selection(name, "m1")
         )
-        if not _until(lambda name=name: name in seen, 120):
+        if not wait_for(lambda name=name: name in seen, 120, 0.005):
             print(f"  change {i}: no bound pod within 120 s", flush=True)
             break
         latencies.append(seen[name] - start)
@@ -431,7 +375,7 @@ def changes_at_size(
     stream.stop()
     if not latencies:
         return {}
-    p50, p95 = statistics.median(latencies), pct(latencies, 0.95)
+    p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
     print(
         f"  change -> pod bound at size ({len(latencies)} changes): "
         f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms",
@@ -444,27 +388,23 @@ def api_at_size(port: int) -> dict[str, float]:
     """GET /status p99 over 200 requests and what-if p50 over 20, one at a time."""
     base = f"http://127.0.0.1:{port}/api/models"
     with httpx.Client(timeout=60) as http:
-        if not _until(lambda: _ok(http, f"{base}/status"), 300, interval=1.0):
+        if not wait_for(lambda: http.get(f"{base}/status").status_code == 200, 300, 1.0):
             print("  the API did not answer /status within 300 s", flush=True)
             return {}
         status = [_timed(http.get, f"{base}/status") for _ in range(200)]
         params = {"task_type": "task", "model_name": "m1"}
         what_if = [_timed(http.post, f"{base}/validate", params=params) for _ in range(20)]
         size = len(http.get(f"{base}/status").content)
-    figures = {"status_p99_s": pct(status, 0.99), "what_if_p50_s": statistics.median(what_if)}
+    figures = {
+        "status_p99_s": percentile(status, 0.99),
+        "what_if_p50_s": statistics.median(what_if),
+    }
     print(
         f"  API: /status p99 {figures['status_p99_s'] * 1000:.1f} ms ({size:,} B), "
         f"what-if p50 {figures['what_if_p50_s'] * 1000:.0f} ms",
         flush=True,
     )
     return figures
-
-
-def _ok(http: httpx.Client, url: str) -> bool:
-    try:
-        return http.get(url).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _timed(call: Callable[..., httpx.Response], url: str, **kwargs: Any) -> float:
@@ -474,50 +414,6 @@ def _timed(call: Callable[..., httpx.Response], url: str, **kwargs: Any) -> floa
     if response.status_code != 200:
         raise SystemExit(f"{url}: HTTP {response.status_code} {response.text[:300]}")
     return elapsed
-
-
-def add_hollow_node(core: client.CoreV1Api, custom: client.CustomObjectsApi, name: str) -> None:
-    """A hollow GPU Node and its ResourceSlice (one 80 GiB device, as the agent publishes)."""
-    node: Any = core.create_node(hollow_node(name))
-    gpus = GpuSet(1, 80 * 1024, "Hollow-GPU-80GiB", True)
-    body = resource_slice(NodePlan(name, 64, 512 * 2**30, gpus), node.metadata.uid)
-    custom.create_cluster_custom_object("resource.k8s.io", "v1", "resourceslices", body)
-
-
-def keep_alive(api: client.ApiClient, nodes: list[str], done: threading.Event) -> None:
-    """Renew the hollow nodes' Leases, as a kubelet does, so they stay Ready (the
-    node-lifecycle controller marks a node NotReady 40 s after its last renewal)."""
-    leases = client.CoordinationV1Api(api)
-
-    def renew(name: str) -> None:
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}
-        try:
-            leases.patch_namespaced_lease(name, "kube-node-lease", {"spec": spec})
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            leases.create_namespaced_lease(
-                "kube-node-lease", {"metadata": {"name": name}, "spec": spec}
-            )
-
-    with ThreadPoolExecutor(32) as pool:  # 1,000 renewals must finish well within 40 s
-        while not done.is_set():
-            started = time.monotonic()
-            list(pool.map(renew, list(nodes)))
-            took = time.monotonic() - started
-            if took > 20:
-                print(f"  (renewing {len(nodes)} hollow nodes' Leases took {took:.0f} s)")
-            done.wait(max(0.0, 10 - took))
-
-
-def _until(check: Callable[[], object], timeout: float, interval: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return False
 
 
 if __name__ == "__main__":
