@@ -28,16 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,14 +43,25 @@ import psutil
 
 from fovea.kube import install_cluster_scoped
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import (
+    PIN_SERVER,
+    PYTHON,
+    Child,
+    bench_parser,
+    cpu_seconds,
+    free_port,
+    local_cluster,
+    numbered_catalog_spec,
+    numbered_task,
+    run_wrk,
+    wait_for,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("api", "bare", "naive")
 ROUNDS = 5
-# Server on CPU 0, wrk on the others (when there are two or more), so the load generator
-# does not steal the server's core; every variant gets the same treatment.
-_CPUS = sorted(os.sched_getaffinity(0))
-PIN_SERVER = ["taskset", "-c", str(_CPUS[0])] if len(_CPUS) > 1 and shutil.which("taskset") else []
-PIN_LOADGEN = ["taskset", "-c", ",".join(map(str, _CPUS[1:]))] if PIN_SERVER else []
+# Every variant runs pinned to the server's CPU (PIN_SERVER), wrk on the others.
 ENDPOINTS = ("status", "config")
 GROUP, VERSION = "fovea.dev", "v1alpha1"
 
@@ -151,26 +158,6 @@ def serve_naive(port: int, kubeconfig: str, namespace: str) -> None:
 # --- the cluster's content --------------------------------------------------------------
 
 
-def catalog_spec(tasks: int) -> dict[str, Any]:
-    option = {"framework": "pytorch", "speed": "fast", "description": "bench model"}
-    return {
-        "tasks": {
-            task(i): {
-                "options": {
-                    "small": {**option, "modelId": f"bench/small-{i}", "vramMb": 256},
-                    "large": {**option, "modelId": f"bench/large-{i}", "vramGb": 2},
-                }
-            }
-            for i in range(tasks)
-        },
-        "inference": {"offloadThreshold": 0.8},
-    }
-
-
-def task(i: int) -> str:
-    return f"task_{i:02d}"
-
-
 def populate(kubeconfig: str, namespace: str, size: int) -> int:
     """`size` selections over at most MAX_TASKS tasks; each task's own one reported Ready.
 
@@ -198,13 +185,14 @@ def populate(kubeconfig: str, namespace: str, size: int) -> int:
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ModelCatalog",
             "metadata": {"name": "default"},
-            "spec": catalog_spec(tasks),
+            "spec": numbered_catalog_spec(tasks),
         },
     )
 
     def one(n: int) -> None:
         i = n % tasks
-        name = selection_name(task(i)) if n < tasks else f"{selection_name(task(i))}-{n}"
+        own = selection_name(numbered_task(i))
+        name = own if n < tasks else f"{own}-{n}"
         custom.create_namespaced_custom_object(
             GROUP,
             VERSION,
@@ -214,7 +202,7 @@ def populate(kubeconfig: str, namespace: str, size: int) -> int:
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "ModelSelection",
                 "metadata": {"name": name},
-                "spec": {"task": task(i), "model": "small"},
+                "spec": {"task": numbered_task(i), "model": "small"},
             },
         )
         # What the operator and the model pod report once loaded (no pods run here).
@@ -250,37 +238,9 @@ def populate(kubeconfig: str, namespace: str, size: int) -> int:
 # --- processes and wrk ------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def wait_http(url: str, ok: Any, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if ok(httpx.get(url, timeout=30)):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not become ready")
+    if not wait_for(lambda: ok(httpx.get(url, timeout=30)), timeout, 0.2):
+        raise RuntimeError(f"{url} did not become ready")
 
 
 @dataclass(frozen=True)
@@ -301,11 +261,6 @@ def median(results: list[Result]) -> Result:
     return Result(middle.p50_ms, middle.p99_ms, middle.rps, errors, cpu)
 
 
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 def settle(pid: int, timeout_s: float = 60.0) -> None:
     """Wait until a server has worked off its backlog (the naive one queues requests)."""
     deadline = time.monotonic() + timeout_s
@@ -314,46 +269,12 @@ def settle(pid: int, timeout_s: float = 60.0) -> None:
         pass
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
 def wrk(url: str, connections: int, duration: int, pid: int) -> Result:
     """One wrk run against `url`, served by process `pid`."""
-    threads = 1 if connections == 1 else 2
     cpu_before = cpu_seconds(pid)
-    out = subprocess.run(
-        [
-            *PIN_LOADGEN,
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    percent = dict(re.findall(r"^\s*(50|99)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.MULTILINE))
-    if set(percent) != {"50", "99"}:
-        raise RuntimeError(f"cannot read wrk's output:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
-    failed = int(errors.group(1)) if errors else 0
-    if socket_errors:
-        failed += sum(int(x) for x in socket_errors.groups())
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    cpu_us = (cpu_seconds(pid) - cpu_before) / max(requests, 1) * 1e6
-    return Result(_ms(percent["50"]), _ms(percent["99"]), rps, failed, cpu_us)
-
-
-def _ms(text: str) -> float:
-    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
+    run = run_wrk(url, connections, duration)
+    cpu_us = (cpu_seconds(pid) - cpu_before) / max(run.requests, 1) * 1e6
+    return Result(run.p50_ms, run.p99_ms, run.rps, run.errors, cpu_us)
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -377,9 +298,7 @@ def bench_size(
     results: dict[tuple[str, int, str], Result] = {}
     api_args = [
         *PIN_SERVER,
-        sys.executable,
-        "-m",
-        "fovea.cli",
+        *PYTHON,
         "api",
         "--host",
         "127.0.0.1",
@@ -390,7 +309,7 @@ def bench_size(
         "--log-level",
         "warning",
     ]
-    with process(api_args, env, work / f"api-{size}.log") as api_proc:
+    with Child(api_args, env, work / f"api-{size}.log") as api_proc:
         api = f"http://127.0.0.1:{ports['api']}"
         wait_http(
             f"{api}/api/models/status",
@@ -414,8 +333,8 @@ def bench_size(
             kubeconfig,
         ]
         with (
-            process(bare_args, env, work / f"bare-{size}.log") as bare_proc,
-            process(naive_args, env, work / f"naive-{size}.log") as naive_proc,
+            Child(bare_args, env, work / f"bare-{size}.log") as bare_proc,
+            Child(naive_args, env, work / f"naive-{size}.log") as naive_proc,
         ):
             pids = {"api": api_proc.pid, "bare": bare_proc.pid, "naive": naive_proc.pid}
             urls = {v: f"http://127.0.0.1:{ports[v]}/api/models" for v in VARIANTS}
@@ -517,15 +436,11 @@ def run(args: argparse.Namespace) -> int:
     concurrency = [int(c) for c in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         work = Path(tmp)
-        cluster = None
-        kubeconfig = args.kubeconfig
-        if kubeconfig is None:
-            from fovea.localcluster.cluster import LocalCluster
-
-            cluster = LocalCluster(work / "cluster", gpus="2x24GiB,1x80GiB", log=lambda m: None)
-            cluster.start()
-            kubeconfig = str(cluster.kubeconfig)
-        try:
+        with ExitStack() as own:
+            kubeconfig = args.kubeconfig
+            if kubeconfig is None:
+                cluster = own.enter_context(local_cluster(work / "cluster", "2x24GiB,1x80GiB"))
+                kubeconfig = str(cluster.kubeconfig)
             install_cluster_scoped(kubeconfig)
             print(
                 f"wrk, {args.duration:g}s per run; one uvicorn worker per server; "
@@ -535,16 +450,11 @@ def run(args: argparse.Namespace) -> int:
                 size: bench_size(kubeconfig, size, concurrency, args.duration, work)
                 for size in sizes
             }
-        finally:
-            if cluster is not None:
-                cluster.stop()
     return 0 if summary(results, max(concurrency)) else 1
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     sub = parser.add_subparsers(dest="mode")
     bare = sub.add_parser("serve-bare")
     bare.add_argument("--port", type=int, required=True)

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -60,6 +58,9 @@ from fovea.localcluster.cluster import LocalCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support import (
+    CPUS,
+    PIN_LOADGEN,
+    PIN_SERVER,
     Stack,
     bench_parser,
     catalog_body,
@@ -69,6 +70,7 @@ from support import (
     print_tracebacks,
     progress,
     random_weights_option,
+    run_wrk,
     wait_for,
 )
 
@@ -79,9 +81,6 @@ MODELS = {"ten": 10, "five": 5}  # option name -> outputs per sample
 GPUS = "1x24GiB"
 SAMPLE = {"inputs": [[0.5] * 64]}
 PREDICT = f"/api/models/predict/{TASK}"
-_CPUS = sorted(os.sched_getaffinity(0))
-PIN_SERVER = ["taskset", "-c", str(_CPUS[0])] if len(_CPUS) > 1 and shutil.which("taskset") else []
-PIN_LOADGEN = ["taskset", "-c", ",".join(map(str, _CPUS[1:]))] if PIN_SERVER else []
 HELD = "x-fovea-held-ms"
 
 
@@ -103,51 +102,15 @@ class Result:
     pod_us: float  # the model pod's CPU time per request
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
-
-
 def wrk(
     url: str, script: Path, connections: int, duration: float, pids: tuple[int, int | None]
 ) -> Result:
     """One wrk run posting the sample to `url`; CPU per request of (API, pod)."""
-    threads = 1 if connections == 1 else 2
     before = [cpu_seconds(p) for p in pids]
-    out = subprocess.run(
-        [
-            *PIN_LOADGEN,
-            "wrk",
-            f"-t{threads}",
-            f"-c{connections}",
-            f"-d{duration:g}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    run = run_wrk(url, connections, duration, script)
     after = [cpu_seconds(p) for p in pids]
-    percent = dict(re.findall(r"^\s*(50|99)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.MULTILINE))
-    if set(percent) != {"50", "99"}:
-        raise RuntimeError(f"cannot read wrk's output:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    failed = 0
-    if non2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        failed += int(non2xx.group(1))
-    if sockets := re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    ):
-        failed += sum(int(x) for x in sockets.groups())
-    per = [(a - b) / max(requests, 1) * 1e6 for a, b in zip(after, before, strict=True)]
-    return Result(rps, _ms(percent["50"]), _ms(percent["99"]), failed, per[0], per[1])
+    per = [(a - b) / max(run.requests, 1) * 1e6 for a, b in zip(after, before, strict=True)]
+    return Result(run.rps, run.p50_ms, run.p99_ms, run.errors, per[0], per[1])
 
 
 def median(results: list[Result]) -> Result:
@@ -285,7 +248,7 @@ class Bench(Stack):
         progress(
             f"(a) route {self.url}{PREDICT} vs direct {endpoint.url}/predict "
             f"(pod {endpoint.pod}, pid {pod_pid}); API pid {api_pid}"
-            + (f" on CPU {_CPUS[0]}, wrk on {PIN_LOADGEN[-1]}" if PIN_SERVER else "")
+            + (f" on CPU {CPUS[0]}, wrk on {PIN_LOADGEN[-1]}" if PIN_SERVER else "")
         )
         script = self.workdir / "post.lua"
         script.write_text(WRK_SCRIPT.format(body=json.dumps(SAMPLE)))

@@ -9,8 +9,11 @@ A bench imports it by its folder (so `python -P bench/x.py` finds it too):
   subprocesses with their logs in the run's folder (`Child`, `Stack`), and the
   lines of a log that ended in a traceback (`print_tracebacks`);
 - the objects a bench creates: a catalog, a selection, a model option a CPU
-  loads in a moment (`random_weights_option`), hollow GPU nodes that no agent
-  runs and whose Leases are renewed as a kubelet does;
+  loads in a moment (`random_weights_option`), a catalog of many numbered tasks,
+  hollow GPU nodes that no agent runs and whose Leases are renewed as a kubelet
+  does, model weights served over HTTP on loopback;
+- load: wrk's runs read into figures (`run_wrk`), the server and the load
+  generator pinned to different CPUs;
 - waiting (`wait_for`), percentiles, CPU time, a free port, progress lines on
   stderr, and the argument parser with the bench's docstring as its help.
 """
@@ -20,6 +23,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,7 +33,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +53,18 @@ from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
 from fovea.localcluster.dra import resource_slice
 from fovea.localcluster.nodes import GpuSet, NodePlan
+from fovea.localcluster.rest import ApiError, Rest
 
 # `fovea-models` as a subprocess of this interpreter; -P: the working directory is not
 # put on its sys.path (the repository's operator/ would hide the standard `operator`).
 PYTHON = [sys.executable, "-P", "-m", "fovea.cli"]
 # What a failed check inside `wait_for` may raise while the thing waited for is coming.
-WAIT_ERRORS = (httpx.HTTPError, ApiException, HTTPError, OSError)
+WAIT_ERRORS = (httpx.HTTPError, ApiException, HTTPError, ApiError, OSError)
+# A server on the first CPU, the load generator on the others (when there are two or
+# more), so that the load does not steal the server's core.
+CPUS = sorted(os.sched_getaffinity(0))
+PIN_SERVER = ["taskset", "-c", str(CPUS[0])] if len(CPUS) > 1 and shutil.which("taskset") else []
+PIN_LOADGEN = ["taskset", "-c", ",".join(map(str, CPUS[1:]))] if PIN_SERVER else []
 
 
 # --- command line and output ---------------------------------------------------------
@@ -107,6 +121,51 @@ def cpu_seconds(pid: int | None) -> float:
     except psutil.Error:
         return math.nan
     return float(times.user + times.system)
+
+
+# --- load ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int  # non-2xx answers and socket errors
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(url: str, connections: int, duration_s: float, script: Path | None = None) -> WrkRun:
+    """One wrk run against `url` on the load generator's CPUs (a Lua `script`: its requests)."""
+    threads = 1 if connections == 1 else 2
+    argv = [*PIN_LOADGEN, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s"]
+    argv += ["--latency", *(["-s", str(script)] if script else []), url]
+    return read_wrk(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+
+
+def read_wrk(out: str) -> WrkRun:
+    """The figures of wrk's `--latency` output."""
+    percent = dict(re.findall(r"^\s*(50|99)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.MULTILINE))
+    if set(percent) != {"50", "99"}:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    failed = 0
+    if non2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        failed += int(non2xx.group(1))
+    if sockets := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    ):
+        failed += sum(int(x) for x in sockets.groups())
+    return WrkRun(rps, _ms(percent["50"]), _ms(percent["99"]), requests, failed)
 
 
 # --- waiting -----------------------------------------------------------------------------
@@ -184,6 +243,13 @@ class Child:
                 self.argv, env={**self.env, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
             )
 
+    def __enter__(self) -> Child:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def kill(self, wait: bool = True) -> None:
         """SIGKILL, as a crash; `wait=False` returns at once (reap it with `stop`)."""
         if self.proc is not None and self.proc.poll() is None:
@@ -209,6 +275,15 @@ def prepare_namespace(kubeconfig: str, core: client.CoreV1Api, namespace: str) -
     install_cluster_scoped(kubeconfig)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     wait_for(lambda: core.read_namespaced_service_account("default", namespace), 30)
+
+
+def create_namespace(rest: Rest, name: str) -> None:
+    """`name` created through `rest`; returns once its default service account exists
+    (the API server refuses pods until then)."""
+    rest.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
+    path = f"/api/v1/namespaces/{name}/serviceaccounts/default"
+    if not wait_for(lambda: rest.get(path) is not None, 60, 0.05):
+        raise SystemExit(f"namespace {name}: no default service account within 60 s")
 
 
 class Stack:
@@ -344,6 +419,66 @@ def selection_body(name: str, task: str, model: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"task": task, "model": model},
     }
+
+
+def numbered_task(i: int) -> str:
+    return f"task_{i:02d}"
+
+
+def numbered_catalog_spec(tasks: int) -> dict[str, Any]:
+    """A catalog's spec of `tasks` numbered tasks, each with a small and a large option."""
+    option = {"framework": "pytorch", "speed": "fast", "description": "bench model"}
+    return {
+        "tasks": {
+            numbered_task(i): {
+                "options": {
+                    "small": {**option, "modelId": f"bench/small-{i}", "vramMb": 256},
+                    "large": {**option, "modelId": f"bench/large-{i}", "vramGb": 2},
+                }
+            }
+            for i in range(tasks)
+        },
+        "inference": {"offloadThreshold": 0.8},
+    }
+
+
+# --- model weights on loopback -------------------------------------------------------------
+
+
+def mlp_weights(folder: Path, names: Sequence[str], size_mb: int) -> tuple[str, list[Path]]:
+    """One `mlp:64,H,64` safetensors file per name in `folder`, each about `size_mb` MB
+    of float32 weights, the n-th drawn with seed n: (architecture, files)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from fovea.model_pod.adapters.adapter_torch import architecture
+
+    hidden = max(16, size_mb * 1_000_000 // (4 * 2 * 64))
+    arch = f"mlp:64,{hidden},64"
+    paths = []
+    for n, name in enumerate(names):
+        torch.manual_seed(n)
+        module = architecture(arch).build()
+        path = folder / f"{name}.safetensors"
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
+        paths.append(path)
+    return arch, paths
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def served_folder(folder: Path) -> Iterator[str]:
+    """`folder`'s files over HTTP on loopback while inside: the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
 
 
 # --- hollow GPU nodes: Node objects no agent runs ------------------------------------------
