@@ -54,8 +54,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +73,10 @@ from support import (
     Stack,
     bench_parser,
     local_cluster,
+    mlp_weights,
     percentile_rounded,
     progress,
+    served_folder,
     wait_for,
 )
 
@@ -89,30 +89,6 @@ PREDICT_EVERY_S = 0.02
 WARM_AVAILABLE = "warm_switches" in OperatorSettings.model_fields
 NOT_AVAILABLE = "not available (this revision has no warm switches: FOVEA_OPERATOR_WARM_SWITCHES)"
 pct = percentile_rounded  # the rank round(q * (n - 1)), as this bench has always printed
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def make_weights(folder: Path, count: int, size_mb: int) -> tuple[str, list[Path]]:
-    """`count` different `mlp:64,H,64` weight files of about `size_mb` MB each."""
-    import torch
-    from safetensors.torch import save_file
-
-    from fovea.model_pod.adapters.adapter_torch import architecture
-
-    hidden = max(16, size_mb * 1_000_000 // (4 * 2 * 64))
-    arch = f"mlp:64,{hidden},64"
-    paths = []
-    for n in range(count):
-        torch.manual_seed(n)
-        module = architecture(arch).build()
-        path = folder / f"m{n}.safetensors"
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
-        paths.append(path)
-    return arch, paths
 
 
 def _at(text: str) -> float:
@@ -410,22 +386,16 @@ def run(workdir: Path, n: int, size_mb: int) -> None:
     """The rows and the memory, printed; `workdir` holds the logs."""
     served = workdir / "served"
     served.mkdir()
-    arch, paths = make_weights(served, n + 1, size_mb)
+    arch, paths = mlp_weights(served, [f"m{i}" for i in range(n + 1)], size_mb)
     digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
     rows: list[Row] = []
     memory: dict[str, dict[str, tuple[float, float]]] = {}
-    try:
-        with local_cluster(workdir / "cluster") as cluster:
-            bench = Bench(cluster, workdir, url, digests)
-            try:
-                measure(bench, arch, paths, n, rows, memory)
-            finally:
-                bench.stop()
-    finally:
-        server.shutdown()
+    with served_folder(served) as url, local_cluster(workdir / "cluster") as cluster:
+        bench = Bench(cluster, workdir, url, digests)
+        try:
+            measure(bench, arch, paths, n, rows, memory)
+        finally:
+            bench.stop()
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()

@@ -18,19 +18,13 @@ Usage: .venv/bin/python -P bench/weights_ready.py [--rounds 3] [--size-mb 256]
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,33 +33,23 @@ from kubernetes import client
 from fovea.domain import constants as c
 from fovea.domain.resources import WEIGHTS_CACHE_PATH, selection_name
 from fovea.kube import api_client, install_cluster_scoped
-from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import (
+    PYTHON,
+    Child,
+    bench_parser,
+    catalog_body,
+    local_cluster,
+    mlp_weights,
+    served_folder,
+    stack_env,
+)
 
 NS = "default"
 TASK = "det"
 READY_TIMEOUT_S = 600.0
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def make_weights(folder: Path, size_mb: int) -> tuple[str, Path]:
-    """An `mlp:64,H,64` whose float32 weights are about `size_mb` MB: (architecture, file)."""
-    import torch
-    from safetensors.torch import save_file
-
-    from fovea.model_pod.adapters.adapter_torch import architecture
-
-    hidden = max(16, size_mb * 1_000_000 // (4 * 2 * 64))
-    name = f"mlp:64,{hidden},64"
-    torch.manual_seed(0)
-    module = architecture(name).build()
-    path = folder / "weights.safetensors"
-    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
-    return name, path
 
 
 def catalog(arch: str, url: str, sha256: str) -> dict[str, Any]:
@@ -77,16 +61,13 @@ def catalog(arch: str, url: str, sha256: str) -> dict[str, Any]:
         "weights": url,
         "weightsSha256": sha256,
     }
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.CATALOG_KIND,
-        "metadata": {"name": "default"},
-        "spec": {
+    return catalog_body(
+        {
             "tasks": {TASK: {"options": {"m": option}}},
             "inference": {"offloadThreshold": 0.8, "warmupOnStartup": True},
             "weightsCache": {"kind": "node", "sizeGb": 20},
-        },
-    }
+        }
+    )
 
 
 def select(custom: client.CustomObjectsApi, model: str | None) -> None:
@@ -138,25 +119,27 @@ def unselect(custom: client.CustomObjectsApi, core: client.CoreV1Api) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = bench_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size-mb", type=int, default=256)
     args = parser.parse_args()
 
-    put_kubectl_on_path(ensure_binaries())
     state = Path(tempfile.mkdtemp(prefix="fovea-bench-weights-"))
     served = state / "served"
     served.mkdir()
-    arch, path = make_weights(served, args.size_mb)
+    arch, (path,) = mlp_weights(served, ["weights"], args.size_mb)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     size = path.stat().st_size
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/{path.name}"
+    with served_folder(served) as base, local_cluster(state / "cluster") as cluster:
+        measure(cluster, state, args.rounds, arch, f"{base}/{path.name}", digest, size)
+    return 0
 
-    cluster = LocalCluster(state / "cluster", log=lambda _: None)
-    cluster.start()
-    operator: subprocess.Popen[bytes] | None = None
+
+def measure(
+    cluster: LocalCluster, state: Path, rounds: int, arch: str, url: str, digest: str, size: int
+) -> None:
+    """The rounds, printed as they end, and their summary; the operator started here."""
+    operator: Child | None = None
     try:
         kubeconfig = str(cluster.kubeconfig)
         install_cluster_scoped(kubeconfig)
@@ -165,19 +148,14 @@ def main() -> int:
         custom.create_namespaced_custom_object(
             c.GROUP, c.VERSION, NS, c.CATALOG_PLURAL, catalog(arch, url, digest)
         )
-        env = {**os.environ, "KUBECONFIG": kubeconfig, "FOVEA_OPERATOR_LEASE_NAMESPACE": NS}
-        log = open(state / "operator.log", "wb")  # noqa: SIM115
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "fovea.cli", "operator", "-n", NS],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        env = stack_env(kubeconfig, NS)
+        operator = Child([*PYTHON, "operator", "-n", NS], env, state / "operator.log", 30)
+        operator.start()
         print(f"weights: {arch}, {size / 1e6:.1f} MB safetensors over HTTP on loopback")
         cold: list[float] = []
         warm: list[float] = []
         fetched: list[tuple[int, int]] = []
-        for round_ in range(args.rounds):
+        for round_ in range(rounds):
             for node_dir in (cluster.state.root / "nodes").glob("*/hostpath"):
                 shutil.rmtree(node_dir / WEIGHTS_CACHE_PATH.lstrip("/"), ignore_errors=True)
             seconds, first = ready_after(custom)
@@ -205,11 +183,7 @@ def main() -> int:
         print(f"second start fetched: {second} bytes ({verdict}); first: {[a for a, _ in fetched]}")
     finally:
         if operator is not None:
-            operator.terminate()
-            operator.wait(timeout=30)
-        cluster.stop()
-        server.shutdown()
-    return 0
+            operator.stop()
 
 
 if __name__ == "__main__":
