@@ -24,10 +24,7 @@ Usage: .venv/bin/python -P bench/tenants.py [--switches 21] [--block 3] [--refus
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,8 +37,21 @@ from kubernetes import client
 from fovea.domain import constants as c
 from fovea.domain.resources import selection_name
 from fovea.kube import api_client, install_cluster_scoped
-from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
 from fovea.localcluster.cluster import LocalCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import (
+    PYTHON,
+    Child,
+    bench_parser,
+    catalog_body,
+    free_port,
+    local_cluster,
+    percentile,
+    random_weights_option,
+    selection_body,
+    stack_env,
+)
 
 HOME, REFUSING = "default", "noplace"
 TASK = "det"
@@ -50,39 +60,20 @@ TARGET_RATIO = 1.2
 
 
 def catalog(tasks: list[str]) -> dict[str, Any]:
-    def option(vram_gb: float) -> dict[str, Any]:
-        return {
-            "modelId": "mlp-tiny",
-            "framework": "pytorch",
-            "vramGb": vram_gb,
-            "architecture": "mlp-tiny",
-            "allowRandomWeights": True,
-        }
-
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.CATALOG_KIND,
-        "metadata": {"name": "default"},
-        "spec": {
-            "tasks": {t: {"options": {"one": option(1.0), "two": option(1.5)}} for t in tasks},
-            "inference": {"offloadThreshold": 0.8, "warmupOnStartup": True},
-        },
+    options = {
+        "one": random_weights_option(vram_gb=1.0),
+        "two": random_weights_option(vram_gb=1.5),
     }
+    return catalog_body(
+        {
+            "tasks": {t: {"options": options} for t in tasks},
+            "inference": {"offloadThreshold": 0.8, "warmupOnStartup": True},
+        }
+    )
 
 
 def selection(task: str, model: str) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.SELECTION_KIND,
-        "metadata": {"name": selection_name(task)},
-        "spec": {"task": task, "model": model},
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return selection_body(selection_name(task), task, model)
 
 
 def status(custom: client.CustomObjectsApi, ns: str, task: str) -> dict[str, Any]:
@@ -172,30 +163,30 @@ def failures(port: int) -> float:
     )
 
 
-def p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def summary(label: str, values: list[float]) -> str:
     return (
         f"{label}: select -> Ready over {len(values)} switches: "
-        f"p50 {statistics.median(values) * 1000:.0f} ms, p95 {p(values, 0.95) * 1000:.0f} ms"
+        f"p50 {statistics.median(values) * 1000:.0f} ms, "
+        f"p95 {percentile(values, 0.95) * 1000:.0f} ms"
     )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = bench_parser(__doc__)
     parser.add_argument("--switches", type=int, default=21, help="per condition")
     parser.add_argument("--block", type=int, default=3, help="switches per block")
     parser.add_argument("--refused", type=int, default=10, help="selections in the refusing ns")
     args = parser.parse_args()
 
-    put_kubectl_on_path(ensure_binaries())
     state = Path(tempfile.mkdtemp(prefix="fovea-bench-tenants-"))
-    cluster = LocalCluster(state, log=lambda _: None)
-    cluster.start()
-    operator: subprocess.Popen[bytes] | None = None
+    with local_cluster(state) as cluster:
+        measure(cluster, state, args)
+    return 0
+
+
+def measure(cluster: LocalCluster, state: Path, args: argparse.Namespace) -> None:
+    """Both conditions, printed; the operator started here."""
+    operator: Child | None = None
     try:
         kubeconfig = str(cluster.kubeconfig)
         install_cluster_scoped(kubeconfig)
@@ -205,19 +196,10 @@ def main() -> int:
             c.GROUP, c.VERSION, HOME, c.CATALOG_PLURAL, catalog([TASK])
         )
         port = free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "FOVEA_OPERATOR_LEASE_NAMESPACE": HOME,
-            "FOVEA_OPERATOR_METRICS_PORT": str(port),
-        }
-        log = open(state / "operator.log", "wb")  # noqa: SIM115
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "fovea.cli", "operator"],  # cluster-wide: every namespace
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        env = stack_env(kubeconfig, HOME, FOVEA_OPERATOR_METRICS_PORT=str(port))
+        # cluster-wide: every namespace
+        operator = Child([*PYTHON, "operator"], env, state / "operator.log", stop_timeout_s=30)
+        operator.start()
         custom.create_namespaced_custom_object(
             c.GROUP, c.VERSION, HOME, c.SELECTION_PLURAL, selection(TASK, "one")
         )
@@ -253,10 +235,7 @@ def main() -> int:
         print(f"failed passes in the operator's log: {stalls}")
     finally:
         if operator is not None:
-            operator.terminate()
-            operator.wait(timeout=30)
-        cluster.stop()
-    return 0
+            operator.stop()
 
 
 if __name__ == "__main__":
