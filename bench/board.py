@@ -28,15 +28,24 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "bench"))
 
 from board_browser import launch  # noqa: E402
 from kubernetes import client  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
+from support import (  # noqa: E402
+    bench_parser,
+    local_cluster,
+    numbered_catalog_spec,
+    numbered_task,
+    percentile_rounded,
+)
 
 from api_server import ApiServer  # noqa: E402
 from fovea.api.settings import Settings  # noqa: E402
@@ -51,26 +60,6 @@ BOARD_TARGET_S = 0.5
 WHAT_IF_TARGET_S = 0.050
 TASK = "object_detection"
 MODELS = ("yolov8n", "groundingdino")
-
-
-def catalog_spec(tasks: int) -> dict[str, Any]:
-    option = {"framework": "pytorch", "speed": "fast", "description": "bench model"}
-    return {
-        "tasks": {
-            task(i): {
-                "options": {
-                    "small": {**option, "modelId": f"bench/small-{i}", "vramMb": 256},
-                    "large": {**option, "modelId": f"bench/large-{i}", "vramGb": 2},
-                }
-            }
-            for i in range(tasks)
-        },
-        "inference": {"offloadThreshold": 0.8},
-    }
-
-
-def task(i: int) -> str:
-    return f"task_{i:02d}"
 
 
 def board_catalog() -> dict[str, Any]:
@@ -134,9 +123,7 @@ def serve(kubeconfig: str, namespace: str) -> ApiServer:
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p95
+    return statistics.median(samples), percentile_rounded(samples, 0.95)
 
 
 def bench_board(kubeconfig: str, screenshot: Path | None) -> tuple[float, float]:
@@ -181,8 +168,9 @@ def populate(ns: Namespace, size: int, tasks: int) -> None:
 
     def one(n: int) -> None:
         i = n % tasks
-        name = selection_name(task(i)) if n < tasks else f"{selection_name(task(i))}-{n}"
-        ns.select(name, task(i), "small")
+        own = selection_name(numbered_task(i))
+        name = own if n < tasks else f"{own}-{n}"
+        ns.select(name, numbered_task(i), "small")
         ns.patch(
             name,
             {
@@ -205,7 +193,7 @@ def populate(ns: Namespace, size: int, tasks: int) -> None:
 
 def bench_what_if(kubeconfig: str) -> tuple[float, float, int]:
     tasks = min(SELECTIONS, MAX_TASKS)
-    ns = Namespace(kubeconfig, "bench-what-if", catalog_spec(tasks))
+    ns = Namespace(kubeconfig, "bench-what-if", numbered_catalog_spec(tasks))
     populate(ns, SELECTIONS, tasks)
     api = serve(kubeconfig, ns.name)
     samples = []
@@ -214,7 +202,7 @@ def bench_what_if(kubeconfig: str) -> tuple[float, float, int]:
         while api.http.get("/api/models/board").json()["tasks"][tasks - 1]["phase"] != "Ready":
             assert time.monotonic() < deadline, "the API never saw the selections"
             time.sleep(0.2)
-        params = {"task_type": task(0), "model_name": "large"}
+        params = {"task_type": numbered_task(0), "model_name": "large"}
         api.http.post("/api/models/validate", params=params).raise_for_status()  # warm-up
         for _ in range(WHAT_IFS):
             start = time.perf_counter()
@@ -230,24 +218,14 @@ def bench_what_if(kubeconfig: str) -> tuple[float, float, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="bench-board-") as tmp:
-        cluster = None
+    with tempfile.TemporaryDirectory(prefix="bench-board-") as tmp, ExitStack() as own:
         kubeconfig = args.kubeconfig
         if kubeconfig is None:
-            from fovea.localcluster.cluster import LocalCluster
-
-            cluster = LocalCluster(
-                Path(tmp) / "cluster", gpus="2x24GiB,1x80GiB", log=lambda m: None
-            )
-            cluster.start()
+            cluster = own.enter_context(local_cluster(Path(tmp) / "cluster", "2x24GiB,1x80GiB"))
             kubeconfig = str(cluster.kubeconfig)
-        try:
-            install_cluster_scoped(kubeconfig)
-            b50, b95 = bench_board(kubeconfig, args.screenshot)
-            w50, w95, gpus = bench_what_if(kubeconfig)
-        finally:
-            if cluster is not None:
-                cluster.stop()
+        install_cluster_scoped(kubeconfig)
+        b50, b95 = bench_board(kubeconfig, args.screenshot)
+        w50, w95, gpus = bench_what_if(kubeconfig)
     ok_board, ok_what_if = b50 <= BOARD_TARGET_S, w50 <= WHAT_IF_TARGET_S
     print(
         f"board: selection change -> shown in headless Chromium, {CHANGES} changes: "
@@ -263,9 +241,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--kubeconfig", help="an existing cluster (default: start a local one)")
     parser.add_argument("--screenshot", type=Path, help="also save the board's page as PNG")
     return run(parser.parse_args())

@@ -14,7 +14,6 @@ Prints:
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -29,16 +28,12 @@ from fovea.localcluster.rest import Rest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "bench"))
 
 from pod_watch import RunningWatch  # noqa: E402
+from support import bench_parser, create_namespace, percentile_rounded  # noqa: E402
 
 CLI = [sys.executable, "-m", "fovea.localcluster.cli"]
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def measure_build(cold: bool) -> None:
@@ -81,13 +76,7 @@ def pod(name: str) -> dict[str, Any]:
 
 def measure_pods(rest: Rest, kubeconfig: Path, count: int, burst: bool) -> list[float]:
     namespace = f"bench-{'burst' if burst else 'serial'}-{os.getpid()}"
-    rest.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
-    while True:  # pods are refused until the namespace's default service account exists
-        try:
-            rest.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default")
-            break
-        except Exception:
-            time.sleep(0.05)
+    create_namespace(rest, namespace)
     watch = RunningWatch(kubeconfig, namespace)
     created: dict[str, float] = {}
     for i in range(count):
@@ -110,7 +99,7 @@ def measure_pods(rest: Rest, kubeconfig: Path, count: int, burst: bool) -> list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = bench_parser(__doc__)
     parser.add_argument("--pods", type=int, default=50)
     parser.add_argument("--cold-build", action="store_true")
     args = parser.parse_args()
@@ -127,8 +116,8 @@ def main() -> None:
                 mode = f"burst of {args.pods}" if burst else "one at a time"
                 print(
                     f"pod create -> Running ({mode}, n={len(latencies)}): "
-                    f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
-                    f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms, "
+                    f"p50 {percentile_rounded(latencies, 0.5) * 1000:.0f} ms, "
+                    f"p95 {percentile_rounded(latencies, 0.95) * 1000:.0f} ms, "
                     f"max {max(latencies) * 1000:.0f} ms, "
                     f"mean {statistics.mean(latencies) * 1000:.0f} ms"
                 )

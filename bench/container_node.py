@@ -15,7 +15,6 @@ Prints the container node's start-up time and p50/p95 per kind of node.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -32,18 +31,14 @@ from fovea.localcluster.containernode_config import (
     PAUSE_IMAGE,
     TAINT_KEY,
 )
-from fovea.localcluster.rest import ApiError, Rest
+from fovea.localcluster.rest import Rest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "bench"))
 
 from pod_watch import RunningWatch  # noqa: E402
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
+from support import bench_parser, create_namespace, percentile_rounded  # noqa: E402
 
 
 def process_pod(name: str) -> dict[str, Any]:
@@ -69,19 +64,9 @@ def container_pod(name: str, image: str) -> dict[str, Any]:
     }
 
 
-def new_namespace(rest: Rest, name: str) -> None:
-    rest.request("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
-    while True:  # pods are refused until the namespace's default service account exists
-        try:
-            rest.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")
-            return
-        except ApiError:
-            time.sleep(0.05)
-
-
 def measure(rest: Rest, kubeconfig: Path, label: str, pods: list[dict[str, Any]]) -> None:
     namespace = f"bench-{label}-{os.getpid()}"
-    new_namespace(rest, namespace)
+    create_namespace(rest, namespace)
     watch = RunningWatch(kubeconfig, namespace)
     created: dict[str, float] = {}
     for body in pods:
@@ -99,14 +84,14 @@ def measure(rest: Rest, kubeconfig: Path, label: str, pods: list[dict[str, Any]]
         return
     print(
         f"pod create -> Running on the {label} node (one at a time, n={len(latencies)}"
-        f" of {len(pods)}): p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
-        f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms, "
+        f" of {len(pods)}): p50 {percentile_rounded(latencies, 0.5) * 1000:.0f} ms, "
+        f"p95 {percentile_rounded(latencies, 0.95) * 1000:.0f} ms, "
         f"mean {statistics.mean(latencies) * 1000:.0f} ms"
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = bench_parser(__doc__)
     parser.add_argument("--pods", type=int, default=20)
     parser.add_argument("--image", default=PAUSE_IMAGE, help="the container node's pod image")
     args = parser.parse_args()
