@@ -18,10 +18,8 @@ Target: median <= 0.5 s, none of those imports.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +32,9 @@ from pathlib import Path
 import httpx
 
 from fovea.kube import install_cluster_scoped
-from fovea.localcluster.binaries import ensure_binaries, put_kubectl_on_path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import Child, bench_parser, free_port, local_cluster, wait_for
 
 TARGET_S = 0.5
 FORBIDDEN = ("torch", "kopf", "kubernetes", "pydantic")
@@ -44,21 +44,10 @@ NAMESPACE = "bench-cli"
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def local_api(work: Path) -> Iterator[str]:
     """A local cluster with the demo catalog, and `fovea-models api` on a free port."""
-    from fovea.localcluster.cluster import LocalCluster
-
-    put_kubectl_on_path(ensure_binaries())
-    cluster = LocalCluster(work / "cluster", gpus="2x24GiB,1x80GiB", log=lambda m: None)
-    cluster.start()
-    try:
+    with local_cluster(work / "cluster", "2x24GiB,1x80GiB") as cluster:
         kubeconfig = str(cluster.kubeconfig)
         install_cluster_scoped(kubeconfig)
         env = {**os.environ, "KUBECONFIG": kubeconfig}
@@ -68,34 +57,13 @@ def local_api(work: Path) -> Iterator[str]:
         )
         port = free_port()
         api_env = {**env, "FOVEA_API_NAMESPACE": NAMESPACE}
-        with open(work / "api.log", "wb") as log:
-            proc = subprocess.Popen(
-                [str(BIN / "fovea-models"), "api", "--port", str(port)],
-                env=api_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url)
+        api = [str(BIN / "fovea-models"), "api", "--port", str(port)]
+        with Child(api, api_env, work / "api.log"):
+            url = f"http://127.0.0.1:{port}"
+            readyz = f"{url}/readyz"
+            if not wait_for(lambda: httpx.get(readyz, timeout=5).status_code == 200, 120, 0.2):
+                raise RuntimeError(f"{url} did not become ready")
             yield url
-        finally:
-            proc.terminate()
-            proc.wait(20)
-    finally:
-        cluster.stop()
-
-
-def wait_ready(url: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not become ready")
 
 
 def wall(argv: list[str], env: dict[str, str]) -> float:
@@ -165,9 +133,7 @@ def measure(url: str, runs: int) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--api", help="an API already running (default: start one)")
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
