@@ -57,6 +57,7 @@ from support import (
     renew_node_leases,
     selection_body,
     stack_env,
+    timed_changes,
     wait_for,
 )
 
@@ -209,17 +210,9 @@ def change_latency(core: client.CoreV1Api, custom: client.CustomObjectsApi, n: i
     )
     if not wait_for(lambda: "anchor" in seen, 120, 0.005):
         raise SystemExit("the anchor's pod did not run within 120 s")
-    latencies = []
-    for i in range(n):
-        name = f"change-{i:03d}"
-        start = time.monotonic()
-        custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, selection(name, "m0")
-        )
-        if not wait_for(lambda name=name: name in seen, 60, 0.005):
-            raise SystemExit(f"no Running pod for change {i} within 60 s")
-        latencies.append(seen[name] - start)
-        custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, name)
+    latencies = timed_changes(custom, ns, n, "task", "m0", seen, 60)
+    if len(latencies) < n:
+        raise SystemExit(f"no Running pod for change {len(latencies)} within 60 s")
     return latencies
 
 

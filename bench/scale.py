@@ -65,6 +65,7 @@ from support import (
     renew_node_leases,
     selection_body,
     stack_env,
+    timed_changes,
     wait_for,
 )
 
@@ -359,18 +360,9 @@ def changes_at_size(
     threading.Thread(target=watch_pods, daemon=True).start()
     ready.wait()
     time.sleep(1.0)
-    latencies = []
-    for i in range(n):
-        name = f"change-{i:03d}"
-        start = time.monotonic()
-        custom.create_namespaced_custom_object(
-            c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, selection(name, "m1")
-        )
-        if not wait_for(lambda name=name: name in seen, 120, 0.005):
-            print(f"  change {i}: no bound pod within 120 s", flush=True)
-            break
-        latencies.append(seen[name] - start)
-        custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.SELECTION_PLURAL, name)
+    latencies = timed_changes(custom, ns, n, "task", "m1", seen, 120)
+    if len(latencies) < n:
+        print(f"  change {len(latencies)}: no bound pod within 120 s", flush=True)
     stopped.set()
     stream.stop()
     if not latencies:

@@ -481,6 +481,36 @@ def served_folder(folder: Path) -> Iterator[str]:
         server.shutdown()
 
 
+def timed_changes(
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    count: int,
+    task: str,
+    model: str,
+    seen: dict[str, float],
+    timeout_s: float,
+) -> list[float]:
+    """`count` changes, one at a time: each a new selection `change-NNN` of `model`, timed
+    from its create to the moment `seen` (stamped by the caller's pod watch) names it,
+    then deleted. Stops at the first change not seen within `timeout_s`, so fewer
+    latencies than `count` name the change that was not."""
+    latencies: list[float] = []
+    for i in range(count):
+        name = f"change-{i:03d}"
+        start = time.monotonic()
+        body = selection_body(name, task, model)
+        custom.create_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.SELECTION_PLURAL, body
+        )
+        if not wait_for(lambda name=name: name in seen, timeout_s, 0.005):
+            break
+        latencies.append(seen[name] - start)
+        custom.delete_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.SELECTION_PLURAL, name
+        )
+    return latencies
+
+
 # --- hollow GPU nodes: Node objects no agent runs ------------------------------------------
 
 HOLLOW_LABEL = f"{c.GROUP}/hollow"
