@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +187,7 @@ def main() -> int:
 
 def measure(cluster: LocalCluster, state: Path, args: argparse.Namespace) -> None:
     """Both conditions, printed; the operator started here."""
-    operator: Child | None = None
-    try:
+    with ExitStack() as own:
         kubeconfig = str(cluster.kubeconfig)
         install_cluster_scoped(kubeconfig)
         api = api_client(kubeconfig)
@@ -198,8 +198,7 @@ def measure(cluster: LocalCluster, state: Path, args: argparse.Namespace) -> Non
         port = free_port()
         env = stack_env(kubeconfig, HOME, FOVEA_OPERATOR_METRICS_PORT=str(port))
         # cluster-wide: every namespace
-        operator = Child([*PYTHON, "operator"], env, state / "operator.log", stop_timeout_s=30)
-        operator.start()
+        own.enter_context(Child([*PYTHON, "operator"], env, state / "operator.log", 30))
         custom.create_namespaced_custom_object(
             c.GROUP, c.VERSION, HOME, c.SELECTION_PLURAL, selection(TASK, "one")
         )
@@ -233,9 +232,6 @@ def measure(cluster: LocalCluster, state: Path, args: argparse.Namespace) -> Non
         print(f"write failures counted in {REFUSING}: {failures(port):.0f}")
         stalls = (state / "operator.log").read_text(errors="replace").count("pass failed")
         print(f"failed passes in the operator's log: {stalls}")
-    finally:
-        if operator is not None:
-            operator.stop()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -139,8 +140,7 @@ def measure(
     cluster: LocalCluster, state: Path, rounds: int, arch: str, url: str, digest: str, size: int
 ) -> None:
     """The rounds, printed as they end, and their summary; the operator started here."""
-    operator: Child | None = None
-    try:
+    with ExitStack() as own:
         kubeconfig = str(cluster.kubeconfig)
         install_cluster_scoped(kubeconfig)
         api = api_client(kubeconfig)
@@ -149,8 +149,7 @@ def measure(
             c.GROUP, c.VERSION, NS, c.CATALOG_PLURAL, catalog(arch, url, digest)
         )
         env = stack_env(kubeconfig, NS)
-        operator = Child([*PYTHON, "operator", "-n", NS], env, state / "operator.log", 30)
-        operator.start()
+        own.enter_context(Child([*PYTHON, "operator", "-n", NS], env, state / "operator.log", 30))
         print(f"weights: {arch}, {size / 1e6:.1f} MB safetensors over HTTP on loopback")
         cold: list[float] = []
         warm: list[float] = []
@@ -181,9 +180,6 @@ def measure(
         second = [b for _, b in fetched]
         verdict = "ok" if all(b == 0 for b in second) else "NOT 0"
         print(f"second start fetched: {second} bytes ({verdict}); first: {[a for a, _ in fetched]}")
-    finally:
-        if operator is not None:
-            operator.stop()
 
 
 if __name__ == "__main__":
