@@ -41,7 +41,6 @@ import psutil
 from kubernetes import client, watch
 
 from fovea.domain import constants as c
-from fovea.kube import api_client, install_cluster_scoped
 from fovea.localcluster.cluster import LocalCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,6 +50,7 @@ from support import (
     add_hollow_gpu_node,
     bench_parser,
     catalog_body,
+    cluster_clients,
     local_cluster,
     percentile,
     random_weights_option,
@@ -125,10 +125,7 @@ def measure_mode(
     cluster: LocalCluster, operator: Child, args: argparse.Namespace, figures: dict[str, float]
 ) -> None:
     """The mode's figures (seconds, MiB) into `figures`, the operator started here."""
-    kubeconfig = str(cluster.kubeconfig)
-    install_cluster_scoped(kubeconfig)
-    api = api_client(kubeconfig)
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    _, api, core, custom = cluster_clients(cluster)
     namespaces = [f"bench-{i:02d}" for i in range(args.namespaces)]
     for ns in [*namespaces, "bench-latency"]:
         core.create_namespace({"metadata": {"name": ns}})

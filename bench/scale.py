@@ -49,7 +49,6 @@ import psutil
 from kubernetes import client, watch
 
 from fovea.domain import constants as c
-from fovea.kube import api_client, install_cluster_scoped
 from fovea.localcluster.cluster import LocalCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,6 +58,7 @@ from support import (
     add_hollow_gpu_node,
     bench_parser,
     catalog_body,
+    cluster_clients,
     free_port,
     local_cluster,
     percentile,
@@ -154,11 +154,8 @@ def measure_mode(
     api_child: Child | None = None
     done = threading.Event()
     try:
-        kubeconfig = str(cluster.kubeconfig)
-        install_cluster_scoped(kubeconfig)
-        api = api_client(kubeconfig)
+        kubeconfig, api, core, custom = cluster_clients(cluster)
         api.configuration.connection_pool_maxsize = 32
-        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         core.patch_node(cluster.nodes[0].name, {"spec": {"unschedulable": True}})
         env = stack_env(
             kubeconfig,

@@ -270,6 +270,16 @@ class Child:
         self.proc.wait()
 
 
+def cluster_clients(
+    cluster: LocalCluster,
+) -> tuple[str, client.ApiClient, client.CoreV1Api, client.CustomObjectsApi]:
+    """The CRDs installed on `cluster`; its kubeconfig and clients of its API server."""
+    kubeconfig = str(cluster.kubeconfig)
+    install_cluster_scoped(kubeconfig)
+    api = api_client(kubeconfig)
+    return kubeconfig, api, client.CoreV1Api(api), client.CustomObjectsApi(api)
+
+
 def prepare_namespace(kubeconfig: str, core: client.CoreV1Api, namespace: str) -> None:
     """The CRDs installed and `namespace` created, with its default service account."""
     install_cluster_scoped(kubeconfig)

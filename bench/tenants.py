@@ -37,7 +37,6 @@ from kubernetes import client
 
 from fovea.domain import constants as c
 from fovea.domain.resources import selection_name
-from fovea.kube import api_client, install_cluster_scoped
 from fovea.localcluster.cluster import LocalCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +45,7 @@ from support import (
     Child,
     bench_parser,
     catalog_body,
+    cluster_clients,
     free_port,
     local_cluster,
     percentile,
@@ -188,10 +188,7 @@ def main() -> int:
 def measure(cluster: LocalCluster, state: Path, args: argparse.Namespace) -> None:
     """Both conditions, printed; the operator started here."""
     with ExitStack() as own:
-        kubeconfig = str(cluster.kubeconfig)
-        install_cluster_scoped(kubeconfig)
-        api = api_client(kubeconfig)
-        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        kubeconfig, _, core, custom = cluster_clients(cluster)
         custom.create_namespaced_custom_object(
             c.GROUP, c.VERSION, HOME, c.CATALOG_PLURAL, catalog([TASK])
         )

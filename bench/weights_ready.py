@@ -33,7 +33,6 @@ from kubernetes import client
 
 from fovea.domain import constants as c
 from fovea.domain.resources import WEIGHTS_CACHE_PATH, selection_name
-from fovea.kube import api_client, install_cluster_scoped
 from fovea.localcluster.cluster import LocalCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,6 +41,7 @@ from support import (
     Child,
     bench_parser,
     catalog_body,
+    cluster_clients,
     local_cluster,
     mlp_weights,
     served_folder,
@@ -141,10 +141,7 @@ def measure(
 ) -> None:
     """The rounds, printed as they end, and their summary; the operator started here."""
     with ExitStack() as own:
-        kubeconfig = str(cluster.kubeconfig)
-        install_cluster_scoped(kubeconfig)
-        api = api_client(kubeconfig)
-        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        kubeconfig, _, core, custom = cluster_clients(cluster)
         custom.create_namespaced_custom_object(
             c.GROUP, c.VERSION, NS, c.CATALOG_PLURAL, catalog(arch, url, digest)
         )
