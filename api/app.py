@@ -32,6 +32,7 @@ from fovea.api.schemas import ErrorBody
 from fovea.api.selection_metrics import SelectionCollector
 from fovea.api.service import ModelService
 from fovea.api.settings import Settings, get_settings
+from fovea.api.stale_reads import StaleHeaderMiddleware
 from fovea.api.writes import SelectionWriter
 
 DESCRIPTION = """\
@@ -103,7 +104,9 @@ def create_app(
     app.state.cache = cache
     app.state.feed = feed
     app.state.registry = registry
-    app.state.service = ModelService(cache, writer, feed, settings.max_wait_seconds, confirmer)
+    app.state.service = ModelService(
+        cache, writer, feed, settings.max_wait_seconds, confirmer, settings.stale_read_seconds
+    )
     app.state.gateway = Gateway(
         cache, feed, app.state.service, settings, InferenceMetrics(registry)
     )
@@ -130,6 +133,7 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(StaleHeaderMiddleware, snapshot=lambda: live_cache.snapshot)
     app.add_middleware(LatencyMiddleware, histogram=request_histogram(registry))
     _document_400_not_422(app)
     return app

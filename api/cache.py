@@ -11,10 +11,12 @@ After any change a single rebuild thread (which coalesces bursts) builds a
 new `Snapshot` with the response bytes of /config and /status precomputed,
 swaps it in, and tells listeners. A request reads one attribute: O(1).
 
-Reads are served only from a synced cache: while any watch is broken, or
-while building a snapshot fails (retried with backoff; the changes it could
-not publish are kept for the next one), the snapshot says `synced=False`
-and the API answers 503 rather than serve state it can no longer vouch for.
+While any watch is broken, or while building a snapshot fails (retried with
+backoff; the changes it could not publish are kept for the next one), the
+snapshot says `synced=False` and since when (`stale_since`): reads keep
+answering from the last synced view for a while, saying how stale it is
+(`stale_reads.py`), since the model pods keep serving through a control-plane
+outage; writes answer 503 at once, and a cache that never synced answers 503.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +112,9 @@ class Snapshot:
         self.config_json = responses.to_json(responses.config_body(state, self.gpus))
         self.status_json = responses.to_json(responses.status_body(state, self.gpus))
         self._validate_cache: tuple[int, bytes] | None = None
+        # When the view stopped being current after it had been (time.monotonic()); None
+        # while synced, and before it ever was (set by the cache as it publishes).
+        self.stale_since: float | None = None
 
     @property
     def synced(self) -> bool:
@@ -188,6 +194,8 @@ class ClusterCache:
         self._version = 0
         self._snapshot = self._build(dict(self._stores.unsynced), [])
         self._threads: list[threading.Thread] = []
+        self._ever_synced = False
+        self._stale_since: float | None = None
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -330,6 +338,11 @@ class ClusterCache:
     def _publish(self, snapshot: Snapshot) -> None:
         if snapshot is self._snapshot:
             return
+        if snapshot.synced:
+            self._ever_synced, self._stale_since = True, None
+        elif self._ever_synced and self._stale_since is None:
+            self._stale_since = time.monotonic()
+        snapshot.stale_since = self._stale_since
         self._snapshot = snapshot
         if snapshot.synced:
             self._synced_event.set()

@@ -55,7 +55,7 @@ async def asset(name: str) -> FileResponse:
 async def board(service: ServiceDep) -> Response:
     """Per GPU: declared, planned and measured memory of each model, the threshold; per task:
     options, selected model, phase, device, degraded, load progress."""
-    snap = service.synced_snapshot()
+    snap = service.readable_snapshot()
     return Response(to_json(board_body(snap.state, snap.gpus)), media_type="application/json")
 
 

@@ -54,7 +54,7 @@ TaskQuery = Annotated[str, Query(description="Task type (a task of the catalog)"
 @router.get("/tasks", responses=_errors(500, 503), summary="Every task, in full")
 async def tasks(service: ServiceDep) -> Response:
     """Every task of the catalog: options, ModelSelection spec and status, load outcome."""
-    snap = service.synced_snapshot()
+    snap = service.readable_snapshot()
     return Response(to_json(inspect.tasks_view(snap.state)), media_type="application/json")
 
 
@@ -65,7 +65,7 @@ async def tasks(service: ServiceDep) -> Response:
 )
 async def describe(service: ServiceDep, cache: CacheDep, task_type: TaskQuery) -> Response:
     """The task as /tasks shows it, plus the Events of its selection and of its model pod."""
-    snap = service.synced_snapshot()
+    snap = service.readable_snapshot()
     body = inspect.task_view(snap.state, task_type)
     objects = [name for name in (body["selection"], _pod_of(body)) if name]
     core = client.CoreV1Api(cache.clients.get())
@@ -96,7 +96,7 @@ async def logs(
 ) -> StreamingResponse:
     """Read through the Kubernetes pod-log endpoint (the node's kubelet; on the local
     cluster, the node agent's log endpoint)."""
-    snap = service.synced_snapshot()
+    snap = service.readable_snapshot()
     view = inspect.task_view(snap.state, task_type)
     pod = _pod_of(view)
     if pod is None:

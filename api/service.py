@@ -25,6 +25,7 @@ from fovea.api.errors import (
 from fovea.api.feed import ChangeFeed
 from fovea.api.loading import load_outcome
 from fovea.api.schemas import LoadBody, SelectBody
+from fovea.api.stale_reads import readable
 from fovea.api.state import ClusterState, Selection
 from fovea.api.writes import SelectionWriter
 from fovea.domain.resources import CatalogSpec, LoadPolicy, ModelOption, selection_name
@@ -49,19 +50,31 @@ class ModelService:
         feed: ChangeFeed,
         max_wait_s: float,
         confirmer: Confirmer | None = None,
+        stale_read_s: float = 0.0,
     ) -> None:
         self.cache = cache
         self.writer = writer
         self.feed = feed
         self.max_wait_s = max_wait_s
         self.confirmer = confirmer  # None: the cache's refusals are given unconfirmed
+        self.stale_read_s = stale_read_s  # reads from a view no longer current (stale_reads.py)
 
     # --- reads: precomputed bytes -------------------------------------------
 
     def synced_snapshot(self) -> Snapshot:
-        """The current snapshot, or ClusterUnavailable while the cache is not synced."""
+        """The current snapshot, or ClusterUnavailable while the cache is not synced (writes:
+        they need the API server anyway)."""
         snap = self.cache.snapshot
         if not snap.synced:
+            raise ClusterUnavailable()
+        return snap
+
+    def readable_snapshot(self) -> Snapshot:
+        """The snapshot reads answer from: synced, or the last synced view for
+        `stale_read_s` after it stopped being current (`stale_reads.py`); else
+        ClusterUnavailable."""
+        snap = self.cache.snapshot
+        if not readable(snap, self.stale_read_s):
             raise ClusterUnavailable()
         return snap
 
@@ -71,7 +84,7 @@ class ModelService:
 
     def status_json(self) -> bytes:
         """The /status body, precomputed."""
-        return self.synced_snapshot().status_json
+        return self.readable_snapshot().status_json
 
     def validate_json(self) -> bytes:
         """The /validate body now (once per snapshot and second); 500 when the catalog is
@@ -79,8 +92,9 @@ class ModelService:
         return self._with_catalog().validate_json(time.time())
 
     def _with_catalog(self) -> Snapshot:
-        """The synced snapshot, or CatalogUnreadable: no default values in place of a catalog."""
-        snap = self.synced_snapshot()
+        """The readable snapshot, or CatalogUnreadable: no default values in place of a
+        catalog."""
+        snap = self.readable_snapshot()
         if snap.state.catalog_error is not None:
             raise CatalogUnreadable(snap.state.catalog_error)
         return snap

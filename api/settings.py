@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     # longer, so a dead connection is noticed even when no FIN ever arrives.
     watch_timeout_seconds: int = Field(default=60, ge=1)
     reconnect_max_backoff_seconds: float = Field(default=5.0, gt=0)
+    stale_read_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long reads keep answering from the last synced view once the API "
+        "server is lost (with X-Fovea-Stale-Seconds); then 503. 0: 503 at once",
+    )
     # Requests to the API server per second, and the burst above it (client-go's QPS and
     # Burst; docs/configuration.md says what they cost). 0: no limit.
     client_qps: float = Field(default=50.0, ge=0, description="Requests per second to Kubernetes")

@@ -39,7 +39,7 @@ from fovea.domain.units import round_gb
 def what_if_json(service: ModelService, tasks: Sequence[str], models: Sequence[str]) -> bytes:
     """The what-if body on the current snapshot; the errors of /validate and /select."""
     changes = pairs(tasks, models)
-    snap = service.synced_snapshot()
+    snap = service.readable_snapshot()
     if snap.state.catalog is None:
         service.validate_json()  # raises CatalogUnreadable with the reason
     return to_json(what_if_body(snap.state, changes, time.time()))

@@ -1,4 +1,6 @@
-"""The API server goes away: 503 with the contract's words; it comes back: the API recovers.
+"""The API server goes away: reads answer from the last synced view, marked stale, for
+FOVEA_API_STALE_READ_SECONDS, then 503 with the contract's words, as writes do at once; it
+comes back: the API recovers.
 
 A cluster of its own (the session's keeps serving the other tests): stopped,
 then started again from the same state directory, as `fovea-models cluster
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "recovery"
 CONNECTION_FAILED = {"error": "Connection to model service failed"}
+STALE_READ_S = 3.0  # the test's FOVEA_API_STALE_READ_SECONDS (300 by default)
 
 
 def start_cluster(state_dir: Path) -> LocalCluster:
@@ -44,7 +47,7 @@ def own_cluster(tmp_path: Path) -> Iterator[list[LocalCluster]]:
         cluster.stop()
 
 
-def test_unreachable_api_server_is_503_then_recovers_without_restart(
+def test_unreachable_api_server_serves_stale_reads_then_503_then_recovers_without_restart(
     own_cluster: list[LocalCluster], tmp_path: Path
 ) -> None:
     first = own_cluster[0]
@@ -62,15 +65,35 @@ def test_unreachable_api_server_is_503_then_recovers_without_restart(
     kube.apply_catalog(examples_catalog())
     kube.select("object_detection", "yolov8n")
 
-    api = ApiServer(
-        Settings(kubeconfig=kubeconfig, namespace=NAMESPACE, reconnect_max_backoff_seconds=0.5)
-    ).start()
+    settings = Settings(
+        kubeconfig=kubeconfig,
+        namespace=NAMESPACE,
+        reconnect_max_backoff_seconds=0.5,
+        stale_read_seconds=STALE_READ_S,
+    )
+    api = ApiServer(settings).start()
     try:
         api.wait_ready()
         before = api.http.get("/api/models/config")
-        assert before.status_code == 200
+        assert before.status_code == 200 and "x-fovea-stale-seconds" not in before.headers
+        status_before = api.http.get("/api/models/status").json()
 
         first.stop()
+        # The view stops being current: reads answer from it, saying so; writes cannot.
+        stale = eventually(
+            lambda: (
+                "x-fovea-stale-seconds" in (r := api.http.get("/api/models/config")).headers and r
+            ),
+            timeout=20,
+        )
+        assert stale, "the API never said its view was stale"
+        assert stale.status_code == 200 and stale.json() == before.json()
+        status = api.http.get("/api/models/status")
+        assert status.status_code == 200 and status.json() == status_before
+        refused = api.http.post("/api/models/select?task_type=object_detection&model_name=yolov8s")
+        assert (refused.status_code, refused.json()) == (503, CONNECTION_FAILED)
+
+        # Past STALE_READ_S, the view is too old to answer from.
         down = eventually(lambda: api.http.get("/api/models/config").status_code == 503, timeout=20)
         assert down, "the API kept answering 200 from a cluster that is gone"
         assert api.http.get("/api/models/config").json() == CONNECTION_FAILED
@@ -92,7 +115,8 @@ def test_unreachable_api_server_is_503_then_recovers_without_restart(
         assert own_cluster[1].server != first.server
         back = eventually(lambda: api.http.get("/readyz").status_code == 200, timeout=60)
         assert back, api.http.get("/readyz").text
-        assert api.http.get("/api/models/config").json() == before.json()
+        again = api.http.get("/api/models/config")
+        assert again.json() == before.json() and "x-fovea-stale-seconds" not in again.headers
         select = api.http.post("/api/models/select?task_type=object_detection&model_name=yolov8s")
         assert select.status_code == 200, select.text
     finally:
