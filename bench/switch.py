@@ -176,6 +176,19 @@ class Bench(Stack):
         mine = status.get("phase") == "Ready" and runtime.get("pod") == status.get("pod")
         return mine and self.demo_ready()
 
+    def quiet(self) -> bool:
+        """No model pod terminating and one per selection that names a pod: nothing left
+        over from a rollout is counted in the memory."""
+        pods = self.core.list_namespaced_pod(
+            NAMESPACE, label_selector=f"{c.LABEL_COMPONENT}={c.COMPONENT_MODEL_POD}"
+        ).items
+        items = self.custom.list_namespaced_custom_object(
+            c.GROUP, c.VERSION, NAMESPACE, c.SELECTION_PLURAL
+        )["items"]
+        named = {(s.get("status") or {}).get("pod") for s in items} - {None}
+        live = {p.metadata.name for p in pods if p.metadata.deletion_timestamp is None}
+        return len(pods) == len(live) and live == named
+
     def restart_operator(self, warm: bool) -> None:
         self.operator.stop()
         self.operator.start({"FOVEA_OPERATOR_WARM_SWITCHES": "true"} if warm else {})
@@ -247,8 +260,9 @@ class Bench(Stack):
 # --- memory ----------------------------------------------------------------------
 
 
-def stack_memory(operator: Child, api: Child) -> dict[str, tuple[float, float]]:
-    """(RSS, PSS) in GiB per part of the stack: this process's and its descendants."""
+def stack_memory(operator: Child, api: Child) -> dict[str, tuple[float, float, int]]:
+    """(RSS, PSS in GiB, processes) per part of the stack: this process's and its
+    descendants."""
     own = psutil.Process()
     parts: dict[str, list[float]] = {}
     for proc in [own, *own.children(recursive=True)]:
@@ -270,17 +284,17 @@ def stack_memory(operator: Child, api: Child) -> dict[str, tuple[float, float]]:
             part = "control plane"
         else:
             part = f"other ({name})"
-        rss, pss = parts.setdefault(part, [0.0, 0.0])
-        parts[part] = [rss + info.rss / 1024**3, pss + getattr(info, "pss", 0) / 1024**3]
-    return {k: (v[0], v[1]) for k, v in sorted(parts.items())}
+        rss, pss, count = parts.setdefault(part, [0.0, 0.0, 0])
+        parts[part] = [rss + info.rss / 1024**3, pss + getattr(info, "pss", 0) / 1024**3, count + 1]
+    return {k: (v[0], v[1], int(v[2])) for k, v in sorted(parts.items())}
 
 
-def print_memory(label: str, parts: dict[str, tuple[float, float]]) -> None:
-    rss = sum(r for r, _ in parts.values())
-    pss = sum(p for _, p in parts.values())
+def print_memory(label: str, parts: dict[str, tuple[float, float, int]]) -> None:
+    rss = sum(r for r, _, _ in parts.values())
+    pss = sum(p for _, p, _ in parts.values())
     print(f"  {label}: RSS {rss:.2f} GB, PSS {pss:.2f} GB")
-    for part, (r, p) in parts.items():
-        print(f"      {part:<36} RSS {r:5.2f} GB  PSS {p:5.2f} GB")
+    for part, (r, p, n) in parts.items():
+        print(f"      {part:<36} RSS {r:5.2f} GB  PSS {p:5.2f} GB  ({n} processes)")
 
 
 # --- report ------------------------------------------------------------------------
@@ -330,7 +344,7 @@ def measure(
     paths: list[Path],
     n: int,
     rows: list[Row],
-    memory: dict[str, dict[str, tuple[float, float]]],
+    memory: dict[str, dict[str, tuple[float, float, int]]],
 ) -> None:
     """The rows and the memory, appended to `rows` and `memory` as each is measured."""
     bench.setup(arch)
@@ -355,7 +369,7 @@ def measure(
     # The memory's baseline: the demo models and one model in `warm`, today's way.
     bench.remove(TASK)
     bench.switch("r0", WARM)
-    if not wait_for(lambda: bench.settled(WARM), 600, 0.5):
+    if not wait_for(lambda: bench.settled(WARM) and bench.quiet(), 600, 0.5):
         raise SystemExit(f"not settled with r0 selected; {bench.workdir}")
     memory["before (warm switches off, one model in warm)"] = stack_memory(
         bench.operator, bench.api
@@ -373,7 +387,8 @@ def measure(
         progress("row 3 done")
         for i in range(n):  # r{n} serves: back to r{n-1}, then r{n}, ...: each the one left
             back.switches.append(bench.switch(f"r{n - 1 + i % 2}", WARM))
-        wait_for(lambda: bench.settled(WARM), 600, 0.5)
+        if not wait_for(lambda: bench.settled(WARM) and bench.quiet(), 600, 0.5):
+            raise SystemExit(f"not settled after the switches back; {bench.workdir}")
         parked = (bench.status(WARM).get("runtime") or {}).get("parked") or []
         said = "a parked model in warm" if parked else "warm's pod reports NO parked model"
         memory[f"after (warm switches on, {said})"] = stack_memory(bench.operator, bench.api)
@@ -389,7 +404,7 @@ def run(workdir: Path, n: int, size_mb: int) -> None:
     arch, paths = mlp_weights(served, [f"m{i}" for i in range(n + 1)], size_mb)
     digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
     rows: list[Row] = []
-    memory: dict[str, dict[str, tuple[float, float]]] = {}
+    memory: dict[str, dict[str, tuple[float, float, int]]] = {}
     with served_folder(served) as url, local_cluster(workdir / "cluster") as cluster:
         bench = Bench(cluster, workdir, url, digests)
         try:
