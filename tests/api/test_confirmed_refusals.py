@@ -23,19 +23,11 @@ from fovea.api.app import create_app
 from fovea.api.cache import ClusterCache
 from fovea.api.clients import ClientSource
 from fovea.api.settings import Settings
-from kube_testing import Kube
+from kube_testing import Kube, mlp_option
 
 pytestmark = pytest.mark.integration
 
-OPTION = {
-    "modelId": "mlp-10",
-    "framework": "pytorch",
-    "vramGb": 0.5,
-    "cpuMemoryGb": 1.0,
-    "architecture": "mlp:64,10",
-    "allowRandomWeights": True,
-}
-CATALOG = {"tasks": {"det": {"options": {"ten": OPTION}}}}
+CATALOG = {"tasks": {"det": {"options": {"ten": mlp_option(10)}}}}
 
 
 @pytest.fixture

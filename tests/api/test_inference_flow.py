@@ -10,13 +10,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 
 from api_server import ApiServer
-from kube_testing import Kube, eventually
+from kube_testing import Kube, eventually, mlp_option
 
 pytestmark = pytest.mark.integration
 
@@ -26,17 +25,7 @@ SAMPLE = {"inputs": [[0.5] * 64]}
 WIDTH = {"ten": 10, "five": 5}  # outputs per sample, per model
 
 
-def _option(outputs: int) -> dict[str, Any]:
-    return {
-        "modelId": f"mlp-{outputs}",
-        "framework": "pytorch",
-        "vramGb": 1.0,
-        "architecture": f"mlp:64,{outputs}",
-        "allowRandomWeights": True,
-    }
-
-
-CATALOG = {"tasks": {"det": {"options": {"ten": _option(10), "five": _option(5)}}}}
+CATALOG = {"tasks": {"det": {"options": {"ten": mlp_option(10), "five": mlp_option(5)}}}}
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,11 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from api_server import ApiServer
-from kube_testing import Kube
+from kube_testing import Kube, mlp_option
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +32,7 @@ MS = 0.001  # the stamps' precision
 PASS_START_SECONDS = 0.1
 
 
-def _option(outputs: int) -> dict[str, Any]:
-    return {
-        "modelId": f"mlp-{outputs}",
-        "framework": "pytorch",
-        "vramGb": 1.0,
-        "architecture": f"mlp:64,{outputs}",
-        "allowRandomWeights": True,
-    }
-
-
-CATALOG = {"tasks": {"det": {"options": {"ten": _option(10), "five": _option(5)}}}}
+CATALOG = {"tasks": {"det": {"options": {"ten": mlp_option(10), "five": mlp_option(5)}}}}
 
 
 def _at(text: str) -> float:

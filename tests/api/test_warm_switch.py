@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from api_server import ApiServer
-from kube_testing import Kube, eventually
+from kube_testing import Kube, eventually, mlp_option
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +28,7 @@ SAMPLE = {"inputs": [[0.5] * 64]}
 
 
 def _option(outputs: int, memory_gb: float = 1.0, **extra: Any) -> dict[str, Any]:
-    return {
-        "modelId": f"mlp-{outputs}",
-        "framework": "pytorch",
-        "vramGb": 0.5,
-        "cpuMemoryGb": memory_gb,
-        "architecture": f"mlp:64,{outputs}",
-        "allowRandomWeights": True,
-        **extra,
-    }
+    return mlp_option(outputs, 0.5, cpuMemoryGb=memory_gb, **extra)
 
 
 @pytest.fixture

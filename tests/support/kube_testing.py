@@ -205,6 +205,19 @@ def tiny_option(vram_gb: float, **extra: Any) -> dict[str, Any]:
     }
 
 
+def mlp_option(outputs: int, vram_gb: float = 1.0, **extra: Any) -> dict[str, Any]:
+    """A catalog option whose model is an MLP of 64 inputs and `outputs` outputs (random
+    weights, built on the CPU at once): its answers' width says which option answered."""
+    return {
+        "modelId": f"mlp-{outputs}",
+        "framework": "pytorch",
+        "vramGb": vram_gb,
+        "architecture": f"mlp:64,{outputs}",
+        "allowRandomWeights": True,
+        **extra,
+    }
+
+
 def tiny_catalog(tasks: dict[str, dict[str, dict[str, Any]]], **inference: Any) -> dict[str, Any]:
     """A catalog spec: task -> option name -> option, threshold 0.8, eager loading."""
     return {
