@@ -6,11 +6,13 @@ old one goes first, and the new one waits for other selections' pods leaving its
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from fovea.domain import constants as c
 from fovea.domain import placement
 from fovea.domain.nodes import unschedulable
+from fovea.domain.warm import ANNOTATION_RUNTIME_HASH
 from fovea.operator.decisions import Key, Raw, Selection
 from fovea.operator.pods import (
     annotation,
@@ -50,16 +52,62 @@ def handover(
             return False, [own]
         going = [pod_key(p) for p in old if not p["metadata"].get("deletionTimestamp")]
         return False, [own, *going]
-    gpu_old = [p for p in old if holds_gpu(p)]
-    if any(p["metadata"].get("deletionTimestamp") for p in gpu_old):
-        return False, [own]  # wait until the GPU memory is really released
     room = spare_gib
-    for p in gpu_old:  # only an old pod on the same GPU takes room from its successor
-        if gpu_of(p) == gpu_of(pod):
+    for p in old:  # an old pod on the same GPU takes room from its successor, going or not
+        if holds_gpu(p) and gpu_of(p) == gpu_of(pod):
             room -= float(annotation(p, c.ANNOTATION_VRAM_GIB) or 0)
     if room < 0:
-        return False, [own]  # break-before-make: old pods are deleted, create next pass
+        # Break-before-make: old pods are deleted; the successor is created once they are
+        # gone (a terminating pod's GPU memory is not released yet: it counts above).
+        return False, [own]
     return True, [own] + [pod_key(p) for p in old]
+
+
+def incarnation(pod: Raw, own_pods: Sequence[Raw]) -> Raw:
+    """The pod to run for the selection: `pod`, under the name of the live pod that is it.
+
+    Pod names are deterministic (a restarted operator finds its pods), so a switch back
+    to a model whose pod is still draining would wait for the drain before it could
+    create the pod again. Instead the new incarnation takes another name, derived from
+    the draining pod's (its uid), and is found again by what it is: a live pod of the
+    selection with the same spec hash, model and planned GPU is the pod, whatever its
+    name. A warm pod is found by its runtime instead (`fovea.operator.warm.adopt`).
+    """
+    meta = pod["metadata"]
+    if ANNOTATION_RUNTIME_HASH in (meta.get("annotations") or {}):
+        return pod
+    name = str(meta["name"])
+    live = [p for p in own_pods if not p["metadata"].get("deletionTimestamp")]
+    if any(p["metadata"]["name"] == name for p in live):
+        return pod
+    twin = next((p for p in live if _same_pod(p, pod)), None)
+    if twin is not None:
+        return _renamed(pod, str(twin["metadata"]["name"]))
+    draining = next((p for p in own_pods if p["metadata"]["name"] == name), None)
+    if draining is None:
+        return pod
+    uid = str(draining["metadata"].get("uid") or "")
+    digest = hashlib.sha256(f"{name}/{uid}".encode()).hexdigest()[:8]
+    return _renamed(pod, f"{name[:-8]}{digest}")  # the name ends in its own 8-hex digest
+
+
+_IDENTITY = (c.ANNOTATION_SPEC_HASH, c.ANNOTATION_PLANNED_NODE, c.ANNOTATION_PLANNED_GPU)
+
+
+def _same_pod(existing: Raw, wanted: Raw) -> bool:
+    """Whether `existing` is `wanted` but for its name (same spec, model and planned GPU)."""
+    same = all(annotation(existing, a) == annotation(wanted, a) for a in _IDENTITY)
+    model = c.LABEL_MODEL
+    labels = (existing["metadata"].get("labels") or {}, wanted["metadata"].get("labels") or {})
+    return (
+        same
+        and annotation(wanted, c.ANNOTATION_SPEC_HASH) is not None
+        and (labels[0].get(model) == labels[1].get(model))
+    )
+
+
+def _renamed(pod: Raw, name: str) -> Raw:
+    return {**pod, "metadata": {**pod["metadata"], "name": name}}
 
 
 def gpu_still_held(

@@ -59,7 +59,7 @@ from fovea.operator.decisions import (
     SelectionDecision,
 )
 from fovea.operator.events import selection_events
-from fovea.operator.handover import handover
+from fovea.operator.handover import handover, incarnation
 from fovea.operator.pods import pod_config_error, pod_is_ready
 from fovea.operator.podspec import PodSettings, SelectionRef, Target, build_pod
 from fovea.operator.warm import adopt, group_of
@@ -128,6 +128,7 @@ def decide(
         warm=group_of(r, settings, settings.sharing_mode),
     )
     pod = dict(adopt(pod, own_pods))  # a warm pod takes the next model of its group in place
+    pod = dict(incarnation(pod, own_pods))  # a switch back does not wait for a drain
     name = str(pod["metadata"]["name"])
     existing = next((p for p in own_pods if p["metadata"]["name"] == name), None)
     create, keep = handover(pod, existing, own_pods, spare_gib)

@@ -83,6 +83,9 @@ def test_a_switch_moves_the_selector_only_once_the_new_pod_is_ready() -> None:
 
 
 def test_a_switch_back_to_a_model_whose_pod_still_drains_keeps_the_serving_one() -> None:
+    """A switch back does not wait for the drain of the model's earlier pod: its new pod
+    takes another name at once, the serving pod stays until it is Ready, and once the
+    earlier pod is gone the new one is found again by what it is (no duplicate, no roll)."""
     _, w = _pass(_world(selection("det", "small")))
     _, w = _pass(_ready_everything(w))
     sel = w.selections[0]
@@ -102,7 +105,18 @@ def test_a_switch_back_to_a_model_whose_pod_still_drains_keeps_the_serving_one()
     back = replace(w.selections[0], spec=to_other.spec.model_copy(update={"model": "small"}))
     actions, after = _pass(replace(w, selections=[back]))
     serving = [p["metadata"]["name"] for p in w.pods if p["metadata"]["name"] != old_name]
-    # The draining pod has the name small's new pod would have: it is not taken for it.
-    assert actions.create == [] and actions.delete == [], (actions.create, actions.delete)
+    [created] = actions.create  # at once, beside the draining one, under another name
+    new_name = created["metadata"]["name"]
+    assert new_name != old_name and new_name.startswith("det-small-")
+    assert actions.delete == []  # the serving pod stays until its successor is Ready
     assert after.selections[0].status["phase"] != "Ready"
+    assert after.selections[0].status["pod"] == new_name
     assert _selector_model(after) == "other" and serving
+
+    # The draining pod is gone: the new one is the pod (no second pod, nothing deleted).
+    gone = replace(after, pods=[p for p in after.pods if p["metadata"]["name"] != old_name])
+    again = reconcile(gone, PodSettings()).actions()
+    assert again.create == [] and again.delete == []
+    # Once it is Ready, the pod that served meanwhile goes, and the new one stays.
+    final = reconcile(_ready_everything(gone), PodSettings()).actions()
+    assert final.create == [] and [name for _, name in final.delete] == serving
