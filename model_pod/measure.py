@@ -14,11 +14,9 @@ runs in the GPU memory check.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import os
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,20 +91,6 @@ def rss_bytes(pids: Iterable[int] | None = None) -> int:
         except psutil.Error:
             continue
     return size
-
-
-def release_freed_memory() -> None:
-    """Hand the memory of dropped models back to the OS.
-
-    glibc keeps freed heap pages mapped for reuse, so a process that loaded and
-    dropped models keeps their pages resident: the RSS it reports, the runtime
-    overhead and the parked models' budget would all count memory no model holds.
-    A collection ends the dropped modules' cycles; `malloc_trim(0)` returns the free
-    pages (a no-op where the C library has none).
-    """
-    gc.collect()
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def process_tree(pid: int) -> list[int]:

@@ -208,13 +208,11 @@ class WarmRuntime:
                 )
             )
             self.load_source = serving_source  # the serving model's, again
-            measure.release_freed_memory()  # what the failed load had allocated
             return
         left = self._swap(held)
         if left is not None:
             self._park(left)
         self._publish(ready)
-        measure.release_freed_memory()  # what the load and an eviction freed, after Ready
 
     def _identity(self, option: WarmOption) -> Identity:
         base: Identity = self.service.identity
@@ -301,7 +299,6 @@ class WarmRuntime:
             return
         try:
             if self.evict():
-                measure.release_freed_memory()
                 self.service.republish()
         finally:
             self._switching.release()
