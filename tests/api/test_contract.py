@@ -291,8 +291,15 @@ def test_validate_of_a_selection_that_fits_no_gpu_is_invalid_with_the_documented
     }
     kube.apply_catalog(catalog)
     kube.select("video_summarization", "giant")
-    eventually(lambda: len(api.http.post("/api/models/validate").json()["model_requirements"]) == 1)
-    body = api.http.post("/api/models/validate").json()
+
+    # The API reads the catalog and the selection from its watch: they arrive a moment later
+    # (before they do, /validate answers 500 "ModelCatalog 'default' not found").
+    def validated() -> dict[str, Any] | None:
+        body: dict[str, Any] = api.http.post("/api/models/validate").json()
+        return body if len(body.get("model_requirements", [])) == 1 else None
+
+    body = eventually(validated, 30)
+    assert body is not None, api.http.post("/api/models/validate").text
     assert body["valid"] is False
     total = body["total_vram_gb"]
     assert (

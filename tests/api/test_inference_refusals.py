@@ -170,7 +170,10 @@ def test_ready_models_keep_answering_while_the_api_server_is_unreachable(
     assert eventually(lambda: _predict_ok(api) or None, 60), "never answered through the route"
     proxy.cut()
     assert eventually(lambda: api.http.get("/readyz").status_code == 503 or None, 60)
-    assert api.http.get("/api/models/status").status_code == 503  # reads can no longer vouch
+    # Reads answer from the last synced view, saying how stale it is (FOVEA_API_STALE_READ_...).
+    status = api.http.get("/api/models/status")
+    assert status.status_code == 200 and "x-fovea-stale-seconds" in status.headers
+    assert api.http.post("/api/models/select?task_type=det&model_name=m").status_code == 503
     answers = [api.http.post("/api/models/predict/det", json=SAMPLE) for _ in range(20)]
     assert [a.status_code for a in answers] == [200] * 20, answers[-1].text
     assert {a.headers["x-fovea-model"] for a in answers} == {"m"}
