@@ -37,14 +37,14 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from fovea.api.cache import ClusterCache
+from fovea.api.cache import ClusterCache, Snapshot
 from fovea.api.errors import ApiError
 from fovea.api.feed import ChangeFeed
 from fovea.api.inference_metrics import InferenceMetrics
 from fovea.api.routing import Backend, Hold, Refuse, Serve, decide
 from fovea.api.service import ModelService
 from fovea.api.settings import Settings
-from fovea.api.state import ClusterState, with_fresh
+from fovea.api.state import with_fresh
 from fovea.domain import constants as c
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ POOL_KEEPALIVE_S = 30.0
 REWAKE_S = 5.0  # a wake-up not seen by the operator after this long is written again
 POLL_S = 1.0  # a held request re-decides at least this often, even with no change
 CATCH_UP_S = 5.0  # the longest a request waits for the cache to see a write it trails
+CONFIRMED_S = 0.5  # a confirmed refusal is given again without a read for this long
+MAX_CONFIRMED = 1024  # confirmed refusals remembered at most (tasks)
 # What of a client's request reaches the pod (never its Authorization: the API's token).
 FORWARDED_REQUEST_HEADERS = ("content-type", "accept", "content-encoding", "user-agent")
 CLIENT_GONE = 499  # nginx's word for a client that left before its answer
@@ -135,6 +137,8 @@ class Gateway:
         self.in_flight: dict[str, int] = defaultdict(int)  # requests being answered, per pod
         self._turn = itertools.count()
         self._woken: dict[str, float] = {}  # task -> monotonic time of its last wake-up
+        # Refusals the API server confirmed: (snapshot version, task -> (when, refusal)).
+        self._confirmed: tuple[int, dict[str, tuple[float, Refuse]]] = (-1, {})
 
     def session(self) -> aiohttp.ClientSession:
         """The pooled client to the model pods (aiohttp: a tenth of httpx's CPU per request)."""
@@ -181,7 +185,7 @@ class Gateway:
                 if isinstance(decision, Refuse):
                     if decision.confirm and not confirmed:
                         confirmed = True
-                        confirmed_refusal = await self._confirm(snap.state, request.task, decision)
+                        confirmed_refusal = await self._confirm(snap, request.task, decision)
                         if confirmed_refusal is None:
                             catch_up = time.monotonic() + CATCH_UP_S
                         else:
@@ -269,15 +273,32 @@ class Gateway:
         limit = max(self.settings.min_hold_seconds, 3 * (load_s or 0.0))
         return min(limit, self.settings.max_wait_seconds)
 
-    async def _confirm(self, state: ClusterState, task: str, refusal: Refuse) -> Refuse | None:
+    async def _confirm(self, snap: Snapshot, task: str, refusal: Refuse) -> Refuse | None:
         """`refusal` (or the API server's own) when the API server holds it too; None when
-        what it holds would not refuse: the cache has not seen a write yet (kubectl's)."""
+        what it holds would not refuse: the cache has not seen a write yet (kubectl's).
+
+        A refusal confirmed for a task is given again without a read for CONFIRMED_S, while
+        the cache's view is the same: a client repeating a bad request costs the API server
+        two reads per task and CONFIRMED_S, not two per request.
+        """
+        now = time.monotonic()
+        version, held = self._confirmed
+        if version != snap.version:
+            held = {}
+            self._confirmed = (snap.version, held)
+        known = held.get(task)
+        if known is not None and now - known[0] < CONFIRMED_S:
+            return known[1]
         fresh = await self.service.fresh(task)
         if fresh is None:
             return refusal  # cannot be read: the cache's view stands
+        state = snap.state
         view = with_fresh(state, fresh.catalog, fresh.catalog_error, task, fresh.selection)
         again = decide(view, task, view.endpoints, view.pod_models)
         if isinstance(again, Refuse):
+            if len(held) >= MAX_CONFIRMED:
+                held.clear()  # invented task names must not grow it
+            held[task] = (now, again)
             return again
         log.info("the cache has not seen task %s's catalog or selection yet: waiting", task)
         return None

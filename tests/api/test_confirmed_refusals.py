@@ -13,6 +13,9 @@ the independent observer of what was written.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -108,3 +111,38 @@ def test_a_request_waits_for_the_cache_only_when_the_api_server_disagrees(
     trailed = trailing.post("/api/models/predict/det", json={"inputs": [[0.5] * 64]})
     assert trailed.status_code == 503, trailed.text
     assert "the cache has not seen task det's catalog or selection yet" in caplog.text
+
+
+def _catalog_reads(kube: Kube) -> float:
+    """GETs of ModelCatalogs the API server has answered: its own counter (/metrics)."""
+    text = subprocess.run(
+        ["kubectl", "get", "--raw", "/metrics"],
+        env={**os.environ, "KUBECONFIG": kube.kubeconfig},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    total = 0.0
+    for line in text.splitlines():
+        if (
+            line.startswith("apiserver_request_total{")
+            and 'resource="modelcatalogs"' in line
+            and 'verb="GET"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_repeated_bad_request_is_confirmed_once_not_each_time(
+    kube: Kube, trailing: TestClient
+) -> None:
+    kube.apply_catalog(CATALOG)
+    before = _catalog_reads(kube)
+    started = time.monotonic()
+    answers = [trailing.post("/api/models/predict/seg", json={}) for _ in range(20)]
+    took = time.monotonic() - started
+    assert {a.status_code for a in answers} == {404}
+    reads = _catalog_reads(kube) - before
+    # One read per CONFIRMED_S (0.5 s) at most, not one per request (20).
+    assert 1 <= reads <= 1 + took / 0.5, (reads, took)

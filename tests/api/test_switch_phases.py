@@ -77,7 +77,8 @@ def test_a_switch_records_its_phases_and_its_total_agrees_with_the_observers_clo
     # The pod's own stamps agree with its own measurement of the load.
     by_name = dict(zip(names, times, strict=True))
     assert by_name["Loaded"] - by_name["RuntimeReady"] >= status["loadTimeSeconds"] - 2 * MS
-    assert by_name["Warmed"] > by_name["Loaded"]
+    # A tiny model warms up within the stamps' millisecond: Warmed is never before Loaded.
+    assert by_name["Warmed"] >= by_name["Loaded"]
 
     # `fovea-models describe` prints them, the seconds of each step beside it.
     result = subprocess.run(
