@@ -78,25 +78,29 @@ class Confirmer:
         return Fresh(catalog, error, parsed)
 
     def _get(self, plural: str, name: str) -> dict[str, Any] | None:
-        """One object, or None when there is none (404)."""
-        try:
-            response: Any = client.CustomObjectsApi(
-                self.clients.get()
-            ).get_namespaced_custom_object(
-                c.GROUP,
-                c.VERSION,
-                self.namespace,
-                plural,
-                name,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        try:
-            data: dict[str, Any] = json.loads(response.data)
-        finally:
-            response.release_conn()
-        return data
+        return read_object(self.clients, self.namespace, plural, name, self._timeout)
+
+
+def read_object(
+    clients: ClientSource, namespace: str, plural: str, name: str, timeout: tuple[float, float]
+) -> dict[str, Any] | None:
+    """One fovea.dev object as the API server stores it, or None when there is none (404)."""
+    try:
+        response: Any = client.CustomObjectsApi(clients.get()).get_namespaced_custom_object(
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            plural,
+            name,
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    try:
+        data: dict[str, Any] = json.loads(response.data)
+    finally:
+        response.release_conn()
+    return data

@@ -179,12 +179,12 @@ class ModelService:
         """The task's selection, its model and option; refusals confirmed first."""
         state = self.synced_snapshot().state
         try:
-            return _selected(state.catalog, state.catalog_error, state.selection_for(task), task)
+            return _selected_in(state.catalog, state.catalog_error, state.selection_for(task), task)
         except (*CACHE_REFUSALS, NoModelSelected):
             fresh = await self.fresh(task)
             if fresh is None:
                 raise
-            return _selected(fresh.catalog, fresh.catalog_error, fresh.selection, task)
+            return _selected_in(fresh.catalog, fresh.catalog_error, fresh.selection, task)
 
     def _check_wait(self, wait_s: float | None) -> float | None:
         if wait_s is None or wait_s == 0:
@@ -256,7 +256,7 @@ def _option(catalog: CatalogSpec | None, error: str | None, task: str, model: st
     return option
 
 
-def _selected(
+def _selected_in(
     catalog: CatalogSpec | None, error: str | None, sel: Selection | None, task: str
 ) -> tuple[Selection, str, ModelOption]:
     if catalog is None:

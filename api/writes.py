@@ -23,6 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fovea.api.clients import ClientSource
+from fovea.api.confirm import read_object
 from fovea.api.errors import ApiError, BadRequest, ClusterUnavailable, TaskMismatch, WriteConflict
 from fovea.domain import constants as c
 
@@ -87,18 +88,12 @@ class SelectionWriter:
     def _check_task(self, name: str, task: str) -> None:
         """Raise TaskMismatch when selection `name` exists for a task other than `task`."""
         try:
-            stored = _json(
-                self._custom().get_namespaced_custom_object(
-                    c.GROUP,
-                    c.VERSION,
-                    self.namespace,
-                    c.SELECTION_PLURAL,
-                    name,
-                    _preload_content=False,
-                    _request_timeout=self._timeout,
-                )
+            stored = read_object(
+                self.clients, self.namespace, c.SELECTION_PLURAL, name, self._timeout
             )
         except ApiException:
+            return  # unreadable: the original refusal stands
+        if stored is None:
             return  # gone meanwhile: the original refusal stands
         owner = (stored.get("spec") or {}).get("task")
         if owner != task:
